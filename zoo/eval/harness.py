@@ -1,0 +1,104 @@
+"""Evaluate a policy on the task's held-out prompts, the same way for every algorithm.
+
+Metrics (prefixed, e.g. `eval/kl`):
+  gold_reward   mean gold signal of the task (VADER sentiment, exact-answer accuracy, ...) or null
+  proxy_reward  mean of the configured proxy reward (reward model, reward functions) or null
+  kl            KL(policy || reference) in nats per completion, k1 estimate from the policy's sampled tokens
+  win_rate      share of prompts where the policy's completion beats the reference's by the gold signal
+                (the proxy reward when the task has no gold signal); ties count half
+  length        mean completion length in tokens
+  eos_rate      share of completions that ended with EOS within the token budget
+  distinct_1/2  distinct uni/bigrams over all completions (diversity; mode collapse pulls it down)
+  accuracy      exact-answer accuracy for tasks with an `answer` column, else null
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Callable
+
+from zoo.eval.metrics import distinct_n, mean, sequence_kl, win_rate
+from zoo.generation import Samples, completion_logprobs, sample
+from zoo.rewards.verifiable import accuracy_reward
+
+HARNESS_KEYS = ("gold_reward", "proxy_reward", "kl", "win_rate", "length", "eos_rate", "distinct_1", "distinct_2",
+                "accuracy")
+_NOT_COLUMNS = {"prompt", "completion", "chosen", "rejected"}
+
+
+def _columns(rows: list[dict], repeat: int = 1) -> dict[str, list]:
+    keys = [k for k in rows[0] if k not in _NOT_COLUMNS] if rows else []
+    return {k: [r.get(k) for r in rows for _ in range(repeat)] for k in keys}
+
+
+def score(fn, samples: Samples, columns: dict) -> list[float | None]:
+    if fn is None:
+        return [None] * len(samples.completions)
+    return list(fn(samples.prompts, samples.completions, **columns))
+
+
+def evaluate(policy, tokenizer, rows: list[dict], eval_cfg, *, gold_fn=None, proxy_fn=None,
+             reference: Callable[[], AbstractContextManager] | None = None,
+             reference_result: dict | None = None, prefix: str = "eval") -> dict:
+    """Sample from `policy` on `rows` and compute the harness metrics.
+
+    `reference` opens a context that yields the reference model (None: the policy *is* the reference, so KL is
+    0 and the win rate 0.5). `reference_result` is the reference's own evaluate() output, whose scores the win
+    rate compares against. Returns {"metrics": {...}, "records": [...], "scores": {...}}.
+    """
+    prompts = [r["prompt"] for r in rows]
+    columns = _columns(rows)
+    samples = sample(policy, tokenizer, prompts, max_new_tokens=eval_cfg.max_new_tokens,
+                     temperature=eval_cfg.temperature, top_p=eval_cfg.top_p, batch_size=eval_cfg.batch_size,
+                     seed=eval_cfg.seed, progress=f"{prefix}: sampling")
+    gold = score(gold_fn, samples, columns)
+    proxy = score(proxy_fn, samples, columns)
+    accuracy = accuracy_reward(samples.prompts, samples.completions, **columns) if "answer" in columns else []
+
+    if reference is None:
+        kl = [0.0] * len(prompts)
+    else:
+        temp = eval_cfg.temperature if eval_cfg.temperature > 0 else 1.0
+        args = (samples.prompt_ids, samples.completion_ids, tokenizer.pad_token_id, temp, eval_cfg.batch_size)
+        policy_logps = completion_logprobs(policy, *args)
+        with reference() as ref_model:
+            ref_logps = completion_logprobs(ref_model if ref_model is not None else policy, *args)
+        kl = sequence_kl(policy_logps, ref_logps)
+
+    if reference_result is None:
+        wins = 0.5
+    else:
+        mine, theirs = (gold, reference_result["scores"]["gold"]) if gold_fn else (
+            proxy, reference_result["scores"]["proxy"])
+        wins = win_rate(mine, theirs)
+
+    metrics = {
+        "gold_reward": mean(gold),
+        "proxy_reward": mean(proxy),
+        "kl": mean(kl),
+        "win_rate": wins,
+        "length": mean(len(c) for c in samples.completion_ids),
+        "eos_rate": mean(float(f) for f in samples.finished),
+        "distinct_1": distinct_n(samples.completion_ids, 1),
+        "distinct_2": distinct_n(samples.completion_ids, 2),
+        "accuracy": mean(accuracy),
+    }
+    records = [
+        {"prompt": p, "completion": c, "gold": g, "proxy": q, "kl": k, "finished": f}
+        for p, c, g, q, k, f in zip(samples.prompts, samples.completions, gold, proxy, kl, samples.finished)
+    ]
+    return {"metrics": {f"{prefix}/{k}": v for k, v in metrics.items()}, "records": records,
+            "scores": {"gold": gold, "proxy": proxy}}
+
+
+def format_table(columns: dict[str, dict]) -> str:
+    """A plain-text table: one row per harness metric, one column per evaluated policy."""
+    names = list(columns)
+    lines = [f"{'metric':<14}" + "".join(f"{n:>14}" for n in names)]
+    for key in HARNESS_KEYS:
+        cells = []
+        for n in names:
+            v = next((val for k, val in columns[n].items() if k.endswith("/" + key)), None)
+            cells.append(f"{'-':>14}" if v is None else f"{v:>14.4f}")
+        lines.append(f"{key:<14}" + "".join(cells))
+    return "\n".join(lines)

@@ -1,0 +1,147 @@
+"""Sampling and scoring completions: the one place prompts become token ids and back.
+
+Every consumer (the eval harness, preference-pair sampling, online RL) goes through here, so prompts are
+rendered the same way TRL renders them (chat template with a generation prompt for conversational rows, the
+raw string otherwise) and masks are built from lengths: pad == eos on the embedded model, so a mask derived
+from `input_ids != pad_token_id` would hide real EOS tokens.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+
+def is_conversational(prompt) -> bool:
+    return isinstance(prompt, list)
+
+
+def render_prompt(tokenizer, prompt) -> str:
+    if is_conversational(prompt):
+        return tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    return prompt
+
+
+def completion_text(prompt, text: str):
+    """Wrap decoded text in the prompt's format (an assistant message for conversational prompts)."""
+    return [{"role": "assistant", "content": text}] if is_conversational(prompt) else text
+
+
+def as_text(completion) -> str:
+    """Plain text of a completion in either TRL format (string or list of messages)."""
+    if isinstance(completion, list):
+        return "".join(m["content"] for m in completion if m.get("role") == "assistant")
+    return completion
+
+
+@dataclass
+class Samples:
+    prompts: list  # as given (str or messages)
+    prompt_ids: list[list[int]]
+    completion_ids: list[list[int]]  # truncated after the first EOS (EOS kept when generated)
+    completions: list  # decoded, in the prompt's format
+    finished: list[bool]  # generated an EOS before max_new_tokens
+
+    @property
+    def texts(self) -> list[str]:
+        return [as_text(c) for c in self.completions]
+
+
+@contextmanager
+def _eval_mode(model):
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+        mask[i, width - len(s):] = 1
+    return ids, mask
+
+
+def truncate_at_eos(ids: list[int], eos_ids: set[int]) -> tuple[list[int], bool]:
+    for i, tok in enumerate(ids):
+        if tok in eos_ids:
+            return ids[: i + 1], True
+    return ids, False
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    eos = model.generation_config.eos_token_id
+    ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
+    ids.add(tokenizer.eos_token_id)
+    return ids
+
+
+@torch.no_grad()
+def sample(model, tokenizer, prompts: list, *, max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
+           top_k: int = 0, num_return_sequences: int = 1, batch_size: int = 16, seed: int | None = None,
+           progress: str | None = None) -> Samples:
+    """Sample completions for `prompts` (each repeated `num_return_sequences` times, in order)."""
+    from tqdm.auto import tqdm
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    device = next(model.parameters()).device
+    eos = _eos_ids(model, tokenizer)
+    flat = [p for p in prompts for _ in range(num_return_sequences)]
+    encoded = [tokenizer(render_prompt(tokenizer, p), add_special_tokens=False)["input_ids"] for p in flat]
+    do_sample = temperature > 0
+    gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=sorted(eos))
+    if do_sample:
+        gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k)
+    out_ids, finished = [], []
+    starts = range(0, len(flat), batch_size)
+    with _eval_mode(model):
+        for start in tqdm(starts, desc=progress, disable=progress is None, leave=False):
+            batch = encoded[start: start + batch_size]
+            ids, mask = _left_pad(batch, tokenizer.pad_token_id)
+            gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **gen_kwargs)
+            for row in gen[:, ids.shape[1]:].tolist():
+                ids_i, done = truncate_at_eos(row, eos)
+                out_ids.append(ids_i)
+                finished.append(done)
+    texts = tokenizer.batch_decode(out_ids, skip_special_tokens=True)
+    return Samples(prompts=flat, prompt_ids=encoded, completion_ids=out_ids,
+                   completions=[completion_text(p, t) for p, t in zip(flat, texts)], finished=finished)
+
+
+@torch.no_grad()
+def completion_logprobs(model, prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int,
+                        temperature: float = 1.0, batch_size: int = 16) -> list[torch.Tensor]:
+    """Per-token log-probabilities of each completion given its prompt, logits divided by `temperature`.
+
+    Dividing by the sampling temperature scores tokens under the distribution they were sampled from, which
+    is what a sampled-token KL estimate needs.
+    """
+    device = next(model.parameters()).device
+    out: list[torch.Tensor] = []
+    with _eval_mode(model):
+        for start in range(0, len(prompt_ids), batch_size):
+            p_batch = prompt_ids[start: start + batch_size]
+            c_batch = completion_ids[start: start + batch_size]
+            seqs = [p + c for p, c in zip(p_batch, c_batch)]
+            width = max(len(s) for s in seqs)
+            ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for i, s in enumerate(seqs):  # right padding: positions stay 0..n-1 for every row
+                ids[i, : len(s)] = torch.tensor(s)
+                mask[i, : len(s)] = 1
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+            logps = torch.log_softmax(logits[:, :-1] / temperature, dim=-1)
+            token_logps = logps.gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1).cpu()
+            for i, (p, c) in enumerate(zip(p_batch, c_batch)):
+                # token t is predicted at position t-1
+                out.append(token_logps[i, len(p) - 1: len(p) - 1 + len(c)])
+    return out

@@ -1,0 +1,197 @@
+"""One loader for every algorithm: policy, tokenizer, reward/value models, LoRA / QLoRA / full.
+
+The policy is returned un-wrapped together with its `peft_config`, the way TRL's trainers take it: TRL wraps
+the model and uses the adapter-disabled base as the reference policy. The zoo's own trainers wrap with
+`wrap_peft` for the same effect. Under `peft=none` the reference is a frozen copy of the starting weights.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zoo.model_cache import build_tiny, ensure_embedded
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelLoadError(RuntimeError):
+    pass
+
+
+@dataclass
+class PolicyBundle:
+    model: Any  # PreTrainedModel (not yet wrapped in PEFT)
+    tokenizer: Any
+    peft_config: Any  # peft.LoraConfig or None
+    path: str  # resolved local directory or hub id the weights came from
+
+
+def _is_hub_id(name: str) -> bool:
+    return bool(re.fullmatch(r"[A-Za-z0-9_][\w.-]*(/[\w.-]+)?", name))
+
+
+def _hub_cached(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:
+        return False
+
+
+def resolve_model_path(model_cfg, cache_dir: str) -> str:
+    """Turn `model.name_or_path` into something `from_pretrained` can open now, or fail fast and say why."""
+    source = model_cfg.get("source", "path")
+    name = str(model_cfg.name_or_path)
+    if source == "embedded":
+        return str(ensure_embedded(cache_dir))
+    if source == "tiny":
+        return str(build_tiny(name))
+    if Path(name).expanduser().exists():
+        return str(Path(name).expanduser())
+    if not _is_hub_id(name):
+        raise ModelLoadError(f"model.name_or_path={name!r}: no such local directory")
+    from zoo.data.io import hub_reachable
+
+    if not _hub_cached(name) and not hub_reachable():
+        raise ModelLoadError(
+            f"model.name_or_path={name!r} is a hub id, but the Hugging Face Hub cannot be reached and the model is "
+            f"not in the local HF cache. Download it elsewhere (`huggingface-cli download {name} --local-dir DIR`), "
+            f"copy DIR here and run with model.name_or_path=DIR."
+        )
+    return name
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        # Masks are always built from lengths, never from `input_ids != pad`, so pad == eos is safe.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def quantization_config(peft_cfg):
+    if not peft_cfg.get("load_in_4bit", False):
+        return None
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=peft_cfg.bnb_4bit_quant_type,
+        bnb_4bit_compute_dtype=DTYPES[peft_cfg.bnb_4bit_compute_dtype],
+        bnb_4bit_use_double_quant=peft_cfg.bnb_4bit_use_double_quant,
+        bnb_4bit_quant_storage=torch.uint8,
+    )
+
+
+def lora_config(peft_cfg, task_type: str = "CAUSAL_LM"):
+    if peft_cfg.method == "none":
+        return None
+    from peft import LoraConfig
+
+    target = peft_cfg.target_modules
+    return LoraConfig(
+        r=peft_cfg.r,
+        lora_alpha=peft_cfg.lora_alpha,
+        lora_dropout=peft_cfg.lora_dropout,
+        target_modules=target if isinstance(target, str) else list(target),
+        bias="none",
+        task_type=task_type,
+    )
+
+
+def _from_pretrained(auto_cls, path: str, cfg, **extra):
+    kwargs = dict(
+        dtype=DTYPES[cfg.model.dtype],
+        trust_remote_code=bool(cfg.model.trust_remote_code),
+        **extra,
+    )
+    if cfg.model.get("revision"):
+        kwargs["revision"] = cfg.model.revision
+    quant = quantization_config(cfg.peft)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["dtype"] = DTYPES[cfg.peft.bnb_4bit_compute_dtype]
+    return auto_cls.from_pretrained(path, **kwargs)
+
+
+def load_policy(cfg, path: str | None = None) -> PolicyBundle:
+    """The causal LM named by `cfg.model` (or an earlier stage's output `path`) with its PEFT config."""
+    from transformers import AutoModelForCausalLM
+
+    path = path or resolve_model_path(cfg.model, cfg.paths.cache_dir)
+    tokenizer = load_tokenizer(path, bool(cfg.model.trust_remote_code))
+    model = _from_pretrained(AutoModelForCausalLM, path, cfg)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return PolicyBundle(model=model, tokenizer=tokenizer, peft_config=lora_config(cfg.peft), path=path)
+
+
+def load_reference(cfg, path: str):
+    """A frozen copy of the weights at `path`, for comparisons where the adapter cannot simply be disabled."""
+    from transformers import AutoModelForCausalLM
+
+    model = _from_pretrained(AutoModelForCausalLM, path, cfg)
+    model.requires_grad_(False)
+    return model.eval()
+
+
+def load_reward_model(cfg, path: str | None = None) -> PolicyBundle:
+    """A scalar-head sequence classifier (reward or value model) on the same backbone."""
+    from transformers import AutoModelForSequenceClassification
+
+    path = path or resolve_model_path(cfg.model, cfg.paths.cache_dir)
+    tokenizer = load_tokenizer(path, bool(cfg.model.trust_remote_code))
+    model = _from_pretrained(AutoModelForSequenceClassification, path, cfg, num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return PolicyBundle(model=model, tokenizer=tokenizer, peft_config=lora_config(cfg.peft, "SEQ_CLS"), path=path)
+
+
+def wrap_peft(bundle: PolicyBundle):
+    """Wrap the model in its adapter, for the zoo's own trainers (TRL's trainers wrap it themselves)."""
+    if bundle.peft_config is None:
+        return bundle.model
+    from peft import get_peft_model
+
+    return get_peft_model(bundle.model, bundle.peft_config)
+
+
+def export_merged(trained, bundle: PolicyBundle, cfg, out_dir: str | os.PathLike, causal_lm: bool = True) -> Path:
+    """Save a stage's policy as plain full weights, so the next stage starts from it like from any checkpoint.
+
+    LoRA adapters are merged into a full-precision copy of the base they were trained on (re-loaded unquantized
+    under QLoRA, where merging into 4-bit weights would lose the update), so the next stage's reference policy is
+    this stage's result.
+    """
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    if isinstance(trained, PeftModel):
+        adapter_dir = tmp / "adapter"
+        trained.save_pretrained(adapter_dir)
+        auto_cls = AutoModelForCausalLM if causal_lm else AutoModelForSequenceClassification
+        extra = {} if causal_lm else {"num_labels": 1}
+        base = auto_cls.from_pretrained(bundle.path, dtype=DTYPES[cfg.model.dtype],
+                                        trust_remote_code=bool(cfg.model.trust_remote_code), **extra)
+        if not causal_lm:
+            base.config.pad_token_id = bundle.tokenizer.pad_token_id
+        merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    else:
+        merged = trained
+    merged.save_pretrained(tmp)
+    bundle.tokenizer.save_pretrained(tmp)
+    if out_dir.exists():
+        import shutil
+
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    return out_dir

@@ -1,0 +1,71 @@
+"""W&B for a run (offline unless the user says otherwise), and the run-dir files every run writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def write_json(path: Path, obj) -> None:
+    """Write atomically: a crash mid-write never leaves a truncated file that looks complete."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def environment(cfg: DictConfig) -> dict:
+    import accelerate
+    import datasets
+    import peft
+    import torch
+    import transformers
+    import trl
+
+    device = "cpu"
+    if torch.cuda.is_available() and not cfg.trainer.get("use_cpu", False):
+        device = f"cuda ({torch.cuda.get_device_name(0)} x{torch.cuda.device_count()})"
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "device": device,
+        "seed": cfg.trainer.seed,
+        "data_seed": cfg.data.seed,
+        "versions": {m.__name__: m.__version__ for m in (torch, transformers, trl, peft, datasets, accelerate)},
+        "argv": sys.argv,
+    }
+
+
+def report_to(cfg: DictConfig) -> list[str]:
+    return ["wandb"] if cfg.logger.backend == "wandb" else []
+
+
+def start(cfg: DictConfig, out_dir: Path):
+    """Open the run's W&B run; TRL's `report_to=wandb` callback logs into it. Returns None for logger=none."""
+    if cfg.logger.backend != "wandb":
+        return None
+    # Offline by default: nothing leaves the machine and no API key is needed (nor ever written by the zoo).
+    os.environ.setdefault("WANDB_MODE", cfg.logger.mode)
+    import wandb
+
+    return wandb.init(
+        project=cfg.logger.project,
+        group=cfg.logger.group,
+        name=cfg.logger.run_name,
+        dir=str(out_dir),
+        config=OmegaConf.to_container(cfg, resolve=True),
+        reinit="finish_previous",
+    )
+
+
+def finish(run, metrics: dict | None) -> None:
+    if run is None:
+        return
+    if metrics:
+        run.summary.update({k: v for k, v in metrics.items() if v is not None})
+    run.finish()

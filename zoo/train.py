@@ -1,0 +1,156 @@
+"""The entry point: `python -m zoo.train algo=dpo model=smollm2-135m data=sentiment ...` (and `-m` multirun).
+
+`run(cfg)` is what tests and sweepers call: it validates the config, runs the stages (`stages.*`, then
+`algo`), evaluates the starting policy and the trained one with the same harness, writes the run dir
+(config.yaml, env.json, metrics.json, samples.jsonl) and returns the metrics.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from zoo import config, tracking
+
+
+def _stage_args(cfg: DictConfig, out: Path) -> dict:
+    """Every stage's TRL config, built (and so validated) before anything loads."""
+    from zoo.algos import REGISTRY
+
+    built = {}
+    for name, algo in config.iter_stages(cfg):
+        built[name] = config.trl_args(
+            REGISTRY[algo.name].CONFIG_CLASS,
+            [("trainer", cfg.trainer), (f"{config.stage_path(cfg, name)}.args", algo.args)],
+            output_dir=str(out / "stages" / name / "checkpoints"),
+            run_name=f"{cfg.logger.run_name}/{name}",
+            report_to=tracking.report_to(cfg),
+        )
+    return built
+
+
+def _data_shares(cfg: DictConfig, task) -> dict:
+    from zoo.algos import REGISTRY
+    from zoo.data import partition
+
+    kinds = [REGISTRY[algo.name].DATA for _, algo in config.iter_stages(cfg)]
+    return partition(task.train, kinds) if len(set(kinds)) > 1 else {kinds[0]: task.train}
+
+
+def _run_stage(cfg, name, algo, args, policy, rows, gold_fn, artifacts, out) -> tuple[str, dict]:
+    """Train one stage, or pick up its finished output on resume. Returns (exported dir, stage metrics)."""
+    from zoo.algos import REGISTRY
+    from zoo.algos.base import Context
+    from zoo.models import export_merged
+
+    module = REGISTRY[algo.name]
+    stage_dir = out / "stages" / name
+    done = stage_dir / "model"
+    if done.exists():  # written by an atomic rename, so it exists only once complete
+        print(f"[zoo] stage {name}: already done, reusing {done}")
+        return str(done), json.loads((stage_dir / "metrics.json").read_text())
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    ctx = Context(cfg=cfg, stage=name, algo=algo, args=args, policy=policy, rows=rows, gold_fn=gold_fn,
+                  proxy_fn=None, stage_dir=stage_dir, resume=bool(cfg.resume), artifacts=artifacts)
+    print(f"[zoo] stage {name}: {algo.name} on {len(rows)} rows")
+    trained, metrics = module.train(ctx)
+    # A reward model shares the policy's starting weights and tokenizer, so both export the same way.
+    export_merged(trained, policy, cfg, done, causal_lm=module.PRODUCES == "policy")
+    tracking.write_json(stage_dir / "metrics.json", metrics)
+    shutil.rmtree(args.output_dir, ignore_errors=True)  # checkpoints are only needed until the stage is done
+    return str(done), metrics
+
+
+@contextmanager
+def _as_context(model):
+    yield model
+
+
+def run(cfg: DictConfig) -> dict:
+    """Run the configured pipeline end to end and return its metrics (also written to metrics.json)."""
+    from transformers import set_seed
+
+    from zoo import rewards
+    from zoo.algos import REGISTRY
+    from zoo.data import load_task
+    from zoo.eval import evaluate, format_table
+    from zoo.models import load_policy, load_reference
+
+    t0 = time.time()
+    config.validate(cfg)
+    out = Path(cfg.paths.output_dir)
+    stage_args = _stage_args(cfg, out)
+    task = load_task(cfg)
+    shares = _data_shares(cfg, task)
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    tracking.write_json(out / "env.json", tracking.environment(cfg))
+    wandb_run = tracking.start(cfg, out)
+    metrics: dict = {}
+    try:
+        set_seed(cfg.trainer.seed)
+        gold_fn = rewards.get(task.gold) if task.gold else None
+        policy = load_policy(cfg)
+        initial_path, policy_dir, artifacts = policy.path, None, {}
+        stages = config.iter_stages(cfg)
+        for i, (name, algo) in enumerate(stages):
+            module = REGISTRY[algo.name]
+            set_seed(cfg.trainer.seed)
+            done, stage_metrics = _run_stage(cfg, name, algo, stage_args[name], policy, shares[module.DATA],
+                                             gold_fn, artifacts, out)
+            metrics.update(stage_metrics)
+            if module.PRODUCES == "policy":
+                # The next stage (and the eval) start from the exported weights, not the in-memory wrapper.
+                policy_dir = done
+                del policy
+                gc.collect()
+                policy = load_policy(cfg, policy_dir)
+            else:
+                artifacts[module.PRODUCES] = done
+
+        proxy_fn = rewards.build(cfg.reward.functions, artifacts, cfg)
+        if proxy_fn is None and "reward_model" in artifacts:
+            proxy_fn = rewards.build({"reward_model": 1.0}, artifacts, cfg)
+        reference = load_reference(cfg, initial_path)
+        before = evaluate(reference, policy.tokenizer, task.eval, cfg.eval, gold_fn=gold_fn, proxy_fn=proxy_fn,
+                          prefix="before")
+        after = evaluate(policy.model, policy.tokenizer, task.eval, cfg.eval, gold_fn=gold_fn, proxy_fn=proxy_fn,
+                         reference=(lambda: _as_context(reference)) if policy_dir else None,
+                         reference_result=before if policy_dir else None, prefix="eval")
+        metrics.update(before["metrics"])
+        metrics.update(after["metrics"])
+        metrics["run/seconds"] = time.time() - t0
+        from zoo.algos.base import write_jsonl
+
+        write_jsonl(out / "samples.jsonl", [{"policy": "before", **r} for r in before["records"]]
+                    + [{"policy": "after", **r} for r in after["records"]])
+        tracking.write_json(out / "metrics.json", metrics)
+        print(format_table({"before": before["metrics"], "after": after["metrics"]}))
+        print(f"[zoo] run dir: {out}")
+    finally:
+        tracking.finish(wandb_run, metrics)
+    return metrics
+
+
+def main() -> None:
+    import hydra
+
+    @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+    def _main(cfg: DictConfig):
+        metrics = run(cfg)
+        return metrics.get(cfg.objective) if cfg.get("objective") else None
+
+    sys.argv = [sys.argv[0], *config.normalize_overrides(sys.argv[1:])]
+    _main()
+
+
+if __name__ == "__main__":
+    main()
