@@ -1,0 +1,67 @@
+"""What both benchmark workers share: the step timer and the memory probes.
+
+Imported only inside a worker process (it pulls in transformers), never by the driver's top level, so the
+plain-TRL worker pays for exactly what a plain TRL script would import.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+
+from transformers import TrainerCallback
+
+
+def current_rss_mb() -> float:
+    """Resident set size right now (VmRSS), in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux), in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class StepTimer(TrainerCallback):
+    """Wall time of every optimizer step, plus the peak RSS taken the moment training ends.
+
+    `step_s` is on_step_begin -> on_step_end (forward, backward, clip, optimizer and scheduler step: the
+    trainer's own work). `interval_s` is on_step_end -> next on_step_end, which also covers fetching and
+    collating the next batch and logging, i.e. what a user waits per step.
+    """
+
+    def __init__(self):
+        self.step_s: list[float] = []
+        self.interval_s: list[float] = []
+        self.train_s = self.peak_rss_mb = self.rss_train_begin_mb = float("nan")
+        self._t_step = self._t_last_end = self._t_train = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.rss_train_begin_mb = current_rss_mb()
+        self._t_train = self._t_last_end = time.perf_counter()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._t_step = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = time.perf_counter()
+        self.step_s.append(now - self._t_step)
+        self.interval_s.append(now - self._t_last_end)
+        self._t_last_end = now
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.peak_rss_mb = peak_rss_mb()  # before anything else (export, eval) can raise it
+        self.train_s = time.perf_counter() - self._t_train
+
+    def result(self) -> dict:
+        return {
+            "step_s": self.step_s,
+            "interval_s": self.interval_s,
+            "train_s": self.train_s,
+            "peak_rss_mb": self.peak_rss_mb,
+            "rss_train_begin_mb": self.rss_train_begin_mb,
+        }

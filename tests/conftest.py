@@ -1,0 +1,39 @@
+"""Shared fixtures: a tiny model built once per session in a temp dir, and Hydra composition for run(cfg)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    from zoo.model_cache import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture
+def compose(tiny_dir, tmp_path):
+    """compose(overrides) -> cfg for the tiny model, logger=none, a fresh output dir, small eval."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from zoo.config import normalize_overrides
+
+    def _compose(*overrides: str, output_dir: Path | None = None):
+        base = [
+            "model=tiny", f"model.name_or_path={tiny_dir}", "logger=none", "trainer.max_steps=2",
+            "trainer.save_steps=1000", "eval.num_prompts=4", "eval.max_new_tokens=8", "data.max_rows=32",
+            f"paths.output_dir={output_dir or tmp_path / 'run'}", f"paths.cache_dir={tmp_path / 'cache'}",
+        ]
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            return hydra_compose("train", overrides=normalize_overrides(base + list(overrides)))
+
+    return _compose
