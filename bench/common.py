@@ -64,4 +64,5 @@ class StepTimer(TrainerCallback):
             "train_s": self.train_s,
             "peak_rss_mb": self.peak_rss_mb,
             "rss_train_begin_mb": self.rss_train_begin_mb,
+            "t_train_begin": self._t_train,  # perf_counter value, for the worker's setup time
         }

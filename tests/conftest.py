@@ -30,7 +30,7 @@ def compose(tiny_dir, tmp_path):
     def _compose(*overrides: str, output_dir: Path | None = None):
         base = [
             "model=tiny", f"model.name_or_path={tiny_dir}", "logger=none", "trainer.max_steps=2",
-            "trainer.save_steps=1000", "eval.num_prompts=4", "eval.max_new_tokens=8", "data.max_rows=32",
+            "trainer.save_steps=1000", "trainer.logging_steps=1", "eval.num_prompts=4", "eval.max_new_tokens=8", "data.max_rows=32",
             f"paths.output_dir={output_dir or tmp_path / 'run'}", f"paths.cache_dir={tmp_path / 'cache'}",
         ]
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
