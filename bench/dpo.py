@@ -19,6 +19,9 @@ How:
   * Per step: wall time on_step_begin -> on_step_end; the first WARMUP steps are dropped. Peak RSS is
     ru_maxrss at on_train_end, before anything else runs.
 
+Size: batch 8 (trainer=cpu's default), 8 steps per run, 2 runs per side. A DPO step on the embedded 135M model
+takes ~15 s in fp32 on 2 cores, so the whole bench is ~9 minutes; `--steps/--repeats` trade time for precision.
+
 Writes results/bench/dpo.json and prints a short table.
 """
 
@@ -49,18 +52,10 @@ SIDES = ("zoo", "trl")
 # ----------------------------------------------------------------------------------------------- driver
 
 
-def native_bf16() -> bool:
-    """Whether this CPU does bf16 matmuls in hardware (AVX512-BF16 or AMX).
+def _native_bf16() -> bool:
+    from zoo.config import bf16_supported
 
-    Without them (e.g. an AVX2-only CPU) PyTorch emulates bf16 and a bf16 matmul is ~30x slower than fp32
-    (measured: 512x576 @ 576x1536 takes 23 ms in fp32, 726 ms in bf16), so trainer=cpu's bf16=true would
-    make a 12-step run take an hour. The zoo-vs-TRL comparison is the same in either precision.
-    """
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+    return bf16_supported(use_cpu=True)
 
 
 def _overrides(steps: int, batch_size: int, bf16: bool) -> list[str]:
@@ -134,7 +129,6 @@ def _env() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
-        "torch_threads": None,  # filled from a worker
         "versions": {p: version(p) for p in ("torch", "transformers", "trl", "peft", "datasets", "accelerate")},
     }
 
@@ -196,6 +190,11 @@ def drive(repeats: int, steps: int, batch_size: int, bf16: bool, result_path: Pa
         "step_time_mean": z["step_s"]["mean"] / p["step_s"]["mean"],
         "step_interval_median": z["interval_s"]["median"] / p["interval_s"]["median"],
         "peak_rss_median": z["peak_rss_mb"]["median"] / p["peak_rss_mb"]["median"],
+        # Both sides draw the same batches in the same order (same seed), so step k is the same work on both:
+        # zoo/trl per step index (times averaged over repeats) removes the batch-length spread from the ratio.
+        "paired_step_time_median": statistics.median(
+            statistics.fmean(r["step_s"][k] for r in by["zoo"]) / statistics.fmean(r["step_s"][k] for r in by["trl"])
+            for k in range(WARMUP, min(len(r["step_s"]) for r in runs))),
         "per_repeat_step_time_median": [a["step_s_median"] / b["step_s_median"] for a, b in zip(by["zoo"], by["trl"])],
         "per_repeat_peak_rss": [a["peak_rss_mb"] / b["peak_rss_mb"] for a, b in zip(by["zoo"], by["trl"])],
     }
@@ -208,7 +207,7 @@ def drive(repeats: int, steps: int, batch_size: int, bf16: bool, result_path: Pa
         "command": "make bench  (WANDB_MODE=offline HF_HUB_OFFLINE=1 .venv/bin/python -m bench.dpo)",
         "settings": {
             "model": "smollm2-135m (embedded SmolLM2-135M-Instruct)", "model_dir": spec["model_dir"],
-            "dtype": spec["dtype"], "bf16": a.get("bf16"), "cpu_native_bf16": native_bf16(),
+            "dtype": spec["dtype"], "bf16": a.get("bf16"), "cpu_native_bf16": _native_bf16(),
             "use_cpu": a.get("use_cpu"),
             "peft": {"method": "lora", **spec["lora"]}, "data": "arithmetic", "train_rows": len(spec["rows"]),
             "per_device_train_batch_size": a["per_device_train_batch_size"], "max_steps": a["max_steps"],
@@ -247,6 +246,7 @@ def _print_table(res: dict, path: Path) -> None:
     rows = [
         ("step s (median)", s["zoo"]["step_s"]["median"], s["trl"]["step_s"]["median"], r["step_time_median"]),
         ("step s (mean)", s["zoo"]["step_s"]["mean"], s["trl"]["step_s"]["mean"], r["step_time_mean"]),
+        ("step, paired by batch", None, None, r["paired_step_time_median"]),
         ("step interval s (median)", s["zoo"]["interval_s"]["median"], s["trl"]["interval_s"]["median"],
          r["step_interval_median"]),
         ("peak RSS MiB (median)", s["zoo"]["peak_rss_mb"]["median"], s["trl"]["peak_rss_mb"]["median"],
@@ -258,7 +258,8 @@ def _print_table(res: dict, path: Path) -> None:
     ]
     print(f"\n{'':26s} {'zoo':>10s} {'plain TRL':>10s} {'zoo/TRL':>8s}")
     for name, a, b, q in rows:
-        print(f"{name:26s} {a:10.3f} {b:10.3f} {'' if q is None else f'{q:8.3f}'}")
+        cells = "".join(" " * 11 if v is None else f" {v:10.3f}" for v in (a, b))
+        print(f"{name:26s}{cells} {'' if q is None else f'{q:8.3f}'}")
     g = res["goal"]
     print(f"\ngoal <= {g['max_ratio']}: step time {'OK' if g['step_time_ok'] else 'MISSED'}, "
           f"peak RSS {'OK' if g['peak_rss_ok'] else 'MISSED'}; per-repeat step ratios "
@@ -347,10 +348,11 @@ def _worker(side: str, spec_path: Path, workdir: Path, out: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=2, help="runs per side, alternating zoo, trl, zoo, trl, ...")
-    ap.add_argument("--steps", type=int, default=12, help="trainer.max_steps per run (first %d dropped)" % WARMUP)
+    ap.add_argument("--steps", type=int, default=8, help="trainer.max_steps per run (first %d dropped)" % WARMUP)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--bf16", choices=("auto", "true", "false"), default="auto",
-                    help="trainer.bf16 for both sides; auto: only where the CPU has native bf16 (see native_bf16)")
+                    help="trainer.bf16 for both sides; auto: only where the hardware has native bf16 "
+                    "(zoo.config.bf16_supported)")
     ap.add_argument("--out", type=Path, default=RESULT, help="result JSON (driver) or worker result file")
     ap.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     ap.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
@@ -361,8 +363,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         if a.steps <= WARMUP + 1:
             ap.error(f"--steps must be > {WARMUP + 1} (the first {WARMUP} are dropped)")
-        bf16 = native_bf16() if a.bf16 == "auto" else a.bf16 == "true"
-        print(f"[bench] trainer.bf16={bf16} (cpu native bf16: {native_bf16()})", flush=True)
+        bf16 = _native_bf16() if a.bf16 == "auto" else a.bf16 == "true"
+        print(f"[bench] trainer.bf16={bf16} (native bf16: {_native_bf16()})", flush=True)
         drive(a.repeats, a.steps, a.batch_size, bf16, a.out)
 
 

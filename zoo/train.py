@@ -79,6 +79,7 @@ def run(cfg: DictConfig) -> dict:
 
     from zoo import rewards
     from zoo.algos import REGISTRY
+    from zoo.algos.base import write_jsonl
     from zoo.data import load_task
     from zoo.eval import evaluate, format_table
     from zoo.models import load_policy, load_reference
@@ -100,8 +101,7 @@ def run(cfg: DictConfig) -> dict:
         gold_fn = rewards.get(task.gold) if task.gold else None
         policy = load_policy(cfg)
         initial_path, policy_dir, artifacts = policy.path, None, {}
-        stages = config.iter_stages(cfg)
-        for i, (name, algo) in enumerate(stages):
+        for name, algo in config.iter_stages(cfg):
             module = REGISTRY[algo.name]
             set_seed(cfg.trainer.seed)
             done, stage_metrics = _run_stage(cfg, name, algo, stage_args[name], policy, shares[module.DATA],
@@ -119,7 +119,8 @@ def run(cfg: DictConfig) -> dict:
         proxy_fn = rewards.build(cfg.reward.functions, artifacts, cfg)
         if proxy_fn is None and "reward_model" in artifacts:
             proxy_fn = rewards.build({"reward_model": 1.0}, artifacts, cfg)
-        reference = load_reference(cfg, initial_path)
+        # The starting policy, for the "before" column and as the KL / win-rate reference of the trained one.
+        reference = load_reference(cfg, initial_path) if policy_dir else policy.model
         before = evaluate(reference, policy.tokenizer, task.eval, cfg.eval, gold_fn=gold_fn, proxy_fn=proxy_fn,
                           prefix="before")
         after = evaluate(policy.model, policy.tokenizer, task.eval, cfg.eval, gold_fn=gold_fn, proxy_fn=proxy_fn,
@@ -128,8 +129,6 @@ def run(cfg: DictConfig) -> dict:
         metrics.update(before["metrics"])
         metrics.update(after["metrics"])
         metrics["run/seconds"] = time.time() - t0
-        from zoo.algos.base import write_jsonl
-
         write_jsonl(out / "samples.jsonl", [{"policy": "before", **r} for r in before["records"]]
                     + [{"policy": "after", **r} for r in after["records"]])
         tracking.write_json(out / "metrics.json", metrics)
