@@ -53,7 +53,7 @@ def test_crash_then_resume_matches_uninterrupted(compose, tmp_path, monkeypatch)
         _with_callback(m, _CrashAt(5))
         with pytest.raises(Crash):
             run(compose(*overrides, output_dir=tmp_path / "b"))
-    ckpts = sorted(p.name for p in (tmp_path / "b" / "stages" / "dpo" / "checkpoints").iterdir())
+    ckpts = sorted(p.name for p in (tmp_path / "b" / "stages" / "dpo" / "checkpoints").glob("checkpoint-*"))
     assert ckpts[-1] == "checkpoint-4"
     assert not (tmp_path / "b" / "metrics.json").exists()  # nothing half-done looks complete
 
@@ -101,7 +101,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(compose, tmp_path, monkey
         run(compose("algo=dpo", "trainer.max_steps=6", "trainer.save_steps=2",
                     "trainer.per_device_train_batch_size=2", output_dir=out))
     assert "step 3" in str(err.value)
-    ckpts = sorted(p.name for p in (out / "stages" / "dpo" / "checkpoints").iterdir())
+    ckpts = sorted(p.name for p in (out / "stages" / "dpo" / "checkpoints").glob("checkpoint-*"))
     assert ckpts == ["checkpoint-2"]
     assert not (out / "metrics.json").exists()
 
