@@ -64,6 +64,11 @@ def test_every_dpo_loss_type_accepted(compose):
         assert args.loss_type == [loss]
 
 
+def test_cross_field_rule_before_load(compose):
+    msg = _run_expecting(compose, "algo.args.loss_type=exo_pair")
+    assert "algo.args.label_smoothing" in msg
+
+
 def test_missing_data_file(compose, tmp_path):
     msg = _run_expecting(compose, "data=hh_rlhf", f"data.path={tmp_path}/nope.jsonl")
     assert "data.path" in msg and "nope.jsonl" in msg

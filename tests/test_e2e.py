@@ -97,3 +97,24 @@ def test_pipeline_sft_then_dpo(compose, watch_training, tmp_path):
     assert pairs and not sft_prompts & {json.dumps(p["prompt"]) for p in pairs}, "SFT and DPO prompts overlap"
     assert all(p["score_chosen"] > p["score_rejected"] for p in pairs)
     _check_run_dir(out, metrics)
+
+
+def _dpo_loss_types():
+    import dataclasses
+
+    from trl import DPOConfig
+
+    from zoo.config import _choices
+
+    field = {f.name: f for f in dataclasses.fields(DPOConfig)}["loss_type"]
+    return _choices(field, list[str])
+
+
+@pytest.mark.parametrize("loss_type", _dpo_loss_types())
+def test_every_dpo_loss_type_trains(compose, tmp_path, loss_type):
+    """Every loss_type TRL 1.16 lists runs through the zoo on built-in pairs and gives a finite loss."""
+    extra = {"robust": ["algo.args.label_smoothing=0.1"], "exo_pair": ["algo.args.label_smoothing=0.001"]}.get(
+        loss_type, [])
+    metrics = run(compose("algo=dpo", "data=arithmetic", f"algo.args.loss_type={loss_type}", "trainer.max_steps=1",
+                          "eval.num_prompts=1", *extra, output_dir=tmp_path / "run"))
+    assert math.isfinite(metrics["dpo/train_loss"])

@@ -33,6 +33,9 @@ def _stage_args(cfg: DictConfig, out: Path) -> dict:
             run_name=f"{cfg.logger.run_name}/{name}",
             report_to=tracking.report_to(cfg),
         )
+        check = getattr(REGISTRY[algo.name], "check_args", None)
+        if check:
+            check(built[name], f"{config.stage_path(cfg, name)}.args")
     return built
 
 

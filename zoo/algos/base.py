@@ -6,6 +6,7 @@ An algorithm module exposes:
   PRODUCES      "policy" (the next stage starts from it) or "reward_model" (later stages score with it)
   EXTRA_KEYS    zoo-level keys its YAML may carry besides `name` and `args`
   train(ctx) -> (trained model, metrics dict)
+  check_args(args, path)  optional: cross-field rules on the built config, raising ConfigError
 """
 
 from __future__ import annotations

@@ -17,6 +17,15 @@ PRODUCES = "policy"
 EXTRA_KEYS = ("pairs",)
 
 
+def check_args(args, path: str) -> None:
+    """Cross-field rules DPOTrainer only enforces after the model has loaded."""
+    from zoo.config import ConfigError
+
+    if "exo_pair" in args.loss_type and args.label_smoothing <= 0:
+        raise ConfigError(f"{path}.label_smoothing={args.label_smoothing}: loss_type exo_pair needs "
+                          f"label_smoothing > 0 (the EXO paper uses 1e-3)")
+
+
 def train(ctx: Context):
     pairs = preference_pairs(ctx)
     dataset = Dataset.from_list(columns(pairs, ("prompt", "chosen", "rejected")))

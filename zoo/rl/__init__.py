@@ -1,0 +1,1 @@
+"""Pieces the zoo's online RL trainers share: the PPO math, with masks, free of models."""
