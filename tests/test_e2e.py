@@ -20,11 +20,16 @@ def watch_training(monkeypatch):
     seen = []
     original = base.fit
 
+    def named(trainer):
+        value = getattr(trainer, "value_model", None)  # PPO trains a value model beside the policy
+        out = {f"policy.{n}": p for n, p in trainer.model.named_parameters()}
+        out.update({f"value.{n}": p for n, p in value.named_parameters()} if value is not None else {})
+        return out
+
     def spying_fit(trainer, ctx):
-        model = trainer.model
-        start = {n: p.detach().clone() for n, p in model.named_parameters()}
+        start = {n: p.detach().clone() for n, p in named(trainer).items()}
         metrics = original(trainer, ctx)
-        params = dict(model.named_parameters())
+        params = named(trainer)
         seen.append({
             "trainable": {n: not torch.equal(start[n], p.detach()) for n, p in params.items() if p.requires_grad},
             "frozen": {n: torch.equal(start[n], p.detach()) for n, p in params.items() if not p.requires_grad},
@@ -34,7 +39,7 @@ def watch_training(monkeypatch):
         return metrics
 
     monkeypatch.setattr(base, "fit", spying_fit)
-    for name in ("sft", "rm", "dpo"):
+    for name in ("sft", "rm", "dpo", "ppo"):
         monkeypatch.setattr(f"zoo.algos.{name}.fit", spying_fit)
     return seen
 
@@ -58,8 +63,8 @@ def _check_run_dir(out, metrics):
     assert env["seed"] == 0 and "torch" in env["versions"]
 
 
-@pytest.mark.parametrize("peft", ["none", "lora", "qlora"])
-@pytest.mark.parametrize("algo", ["sft", "rm", "dpo"])
+@pytest.mark.parametrize("algo,peft", [(a, p) for a in ("sft", "rm", "dpo") for p in ("none", "lora", "qlora")]
+                         + [("ppo", "none"), ("ppo", "lora")])
 def test_algorithm_end_to_end(compose, watch_training, tmp_path, algo, peft):
     out = tmp_path / "run"
     metrics = run(compose(f"algo={algo}", f"peft={peft}", output_dir=out))
@@ -72,6 +77,8 @@ def test_algorithm_end_to_end(compose, watch_training, tmp_path, algo, peft):
     else:
         assert stage["frozen"] and all(stage["frozen"].values()), "a frozen base weight changed under LoRA"
         assert all("lora_" in n or "modules_to_save" in n for n in stage["trainable"])
+    if algo == "ppo":
+        assert any(n.startswith("value.") for n in stage["trainable"]), "the value model did not train"
     if algo == "rm":
         assert 0.0 <= metrics["rm/accuracy"] <= 1.0
         assert metrics["eval/proxy_reward"] is not None  # the trained reward model became the proxy
@@ -136,3 +143,18 @@ def test_multirun_writes_one_run_dir_per_job(tiny_dir, tmp_path):
     betas = [__import__("yaml").safe_load((p.parent / "config.yaml").read_text())["algo"]["args"]["beta"]
              for p in runs]
     assert betas == [0.1, 0.5]
+
+
+def test_instructgpt_pipeline(compose, watch_training, tmp_path):
+    """SFT -> RM -> PPO: the RM is PPO's reward and initialises the value model; eval compares SFT with PPO."""
+    out = tmp_path / "run"
+    metrics = run(compose("experiment=instructgpt", "model=tiny", "data.max_rows=96", "algo.args.max_steps=2",
+                          "stages.rm.pairs.num_samples=4", output_dir=out))
+    assert [s["metrics"] and next(iter(s["metrics"])).split("/")[0] for s in watch_training] == ["sft", "rm", "ppo"]
+    assert metrics["eval/proxy_reward"] is not None and metrics["before/proxy_reward"] is not None
+    assert 0.0 <= metrics["rm/accuracy"] <= 1.0 and "ppo/train_loss" in metrics
+    assert (out / "stages" / "rm" / "model" / "config.json").is_file()
+    import yaml
+
+    assert yaml.safe_load((out / "config.yaml").read_text())["eval"]["baseline"] == "sft"
+    _check_run_dir(out, {**metrics})

@@ -213,6 +213,9 @@ def validate(cfg: DictConfig) -> None:
              f"eval.num_prompts={cfg.eval.num_prompts!r}: expected an integer >= 1")
     _require(isinstance(cfg.eval.max_new_tokens, int) and cfg.eval.max_new_tokens >= 1,
              f"eval.max_new_tokens={cfg.eval.max_new_tokens!r}: expected an integer >= 1")
+    policy_stages = [n for n, a in iter_stages(cfg) if getattr(REGISTRY[a.name], "PRODUCES", "") == "policy"]
+    _require(cfg.eval.baseline == "start" or cfg.eval.baseline in policy_stages,
+             f"eval.baseline={cfg.eval.baseline!r}: expected 'start' or a policy stage of this run {policy_stages}")
     _require(cfg.eval.temperature >= 0, f"eval.temperature={cfg.eval.temperature!r}: expected >= 0")
     for name in cfg.reward.functions or {}:
         _require(name in rewards.REWARDS or name == "reward_model",

@@ -103,7 +103,7 @@ def run(cfg: DictConfig) -> dict:
         set_seed(cfg.trainer.seed)
         gold_fn = rewards.get(task.gold) if task.gold else None
         policy = load_policy(cfg)
-        initial_path, policy_dir, artifacts = policy.path, None, {}
+        initial_path, policy_dir, artifacts, policy_dirs = policy.path, None, {}, {}
         for name, algo in config.iter_stages(cfg):
             module = REGISTRY[algo.name]
             set_seed(cfg.trainer.seed)
@@ -112,7 +112,7 @@ def run(cfg: DictConfig) -> dict:
             metrics.update(stage_metrics)
             if module.PRODUCES == "policy":
                 # The next stage (and the eval) start from the exported weights, not the in-memory wrapper.
-                policy_dir = done
+                policy_dir = policy_dirs[name] = done
                 del policy
                 gc.collect()
                 policy = load_policy(cfg, policy_dir)
@@ -122,13 +122,15 @@ def run(cfg: DictConfig) -> dict:
         proxy_fn = rewards.build(cfg.reward.functions, artifacts, cfg)
         if proxy_fn is None and "reward_model" in artifacts:
             proxy_fn = rewards.build({"reward_model": 1.0}, artifacts, cfg)
-        # The starting policy, for the "before" column and as the KL / win-rate reference of the trained one.
-        reference = load_reference(cfg, initial_path) if policy_dir else policy.model
+        # The baseline policy (the run's starting weights, or a named stage's output): the "before" column and
+        # the KL / win-rate reference of the trained one.
+        baseline_path = initial_path if cfg.eval.baseline == "start" else policy_dirs[cfg.eval.baseline]
+        reference = load_reference(cfg, baseline_path) if baseline_path != policy.path else policy.model
         before = evaluate(reference, policy.tokenizer, task.eval, cfg.eval, gold_fn=gold_fn, proxy_fn=proxy_fn,
                           prefix="before")
         after = evaluate(policy.model, policy.tokenizer, task.eval, cfg.eval, gold_fn=gold_fn, proxy_fn=proxy_fn,
-                         reference=(lambda: _as_context(reference)) if policy_dir else None,
-                         reference_result=before if policy_dir else None, prefix="eval")
+                         reference=(lambda: _as_context(reference)) if reference is not policy.model else None,
+                         reference_result=before if reference is not policy.model else None, prefix="eval")
         metrics.update(before["metrics"])
         metrics.update(after["metrics"])
         metrics["run/seconds"] = time.time() - t0

@@ -41,9 +41,8 @@ def train(ctx: Context):
         peft_config=bundle.peft_config,
     )
     metrics = fit(trainer, ctx)
-    if eval_pairs:
-        held_out = trainer.evaluate()
-        metrics[f"{ctx.stage}/accuracy"] = held_out.get("eval_accuracy")
-        metrics[f"{ctx.stage}/eval_loss"] = held_out.get("eval_loss")
+    held_out = trainer.evaluate() if eval_pairs else {}  # too few pairs to hold any out: reported as null
+    metrics[f"{ctx.stage}/accuracy"] = held_out.get("eval_accuracy")
+    metrics[f"{ctx.stage}/eval_loss"] = held_out.get("eval_loss")
     metrics[f"{ctx.stage}/num_pairs"] = len(pairs)
     return trainer.model, metrics

@@ -1,0 +1,330 @@
+"""PPOTrainer: PPO for language models on `transformers.Trainer`, in the style of TRL's online trainers.
+
+Per iteration (one training step):
+  1. rollout: sample completions for a batch of prompts from the policy (no grad), truncated at EOS;
+  2. score: reward function on the completions (missing-EOS penalty, optional clipping), the policy's and
+     the reference's per-token log-probs, the value model's per-token values;
+  3. per-token reward = -kl_coef * KL + score on the last real token; GAE advantages and returns;
+  4. `num_ppo_epochs` x `num_mini_batches` updates of the clipped surrogate + clipped value loss
+     (- entropy bonus), one optimizer step per mini-batch;
+  5. update the adaptive KL coefficient, log, checkpoint.
+Each iteration reseeds from (seed, step), so a run resumed from a checkpoint replays exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+from transformers import Trainer, get_scheduler
+from transformers.trainer_utils import TrainOutput
+
+from zoo.generation import sample
+from zoo.rl import math as rlm
+
+CHECKPOINT_FILE = "ppo_state.pt"
+
+
+@dataclass
+class Batch:
+    """Query + response token ids packed for one forward pass, with response-token gather indices."""
+
+    input_ids: torch.Tensor  # [B, L] right-padded
+    attention_mask: torch.Tensor  # [B, L]
+    index: torch.Tensor  # [B, T] position whose output predicts response token t
+    targets: torch.Tensor  # [B, T] response token ids
+    mask: torch.Tensor  # [B, T] 1 on real response tokens
+
+    def select(self, rows: torch.Tensor) -> "Batch":
+        return Batch(*(t[rows] for t in (self.input_ids, self.attention_mask, self.index, self.targets, self.mask)))
+
+
+def pack(prompt_ids: list[list[int]], response_ids: list[list[int]], pad_id: int) -> Batch:
+    seqs = [p + r for p, r in zip(prompt_ids, response_ids)]
+    B, L, T = len(seqs), max(len(s) for s in seqs), max(1, max(len(r) for r in response_ids))
+    input_ids = torch.full((B, L), pad_id, dtype=torch.long)
+    attention = torch.zeros((B, L), dtype=torch.long)
+    index = torch.zeros((B, T), dtype=torch.long)
+    targets = torch.full((B, T), pad_id, dtype=torch.long)
+    mask = torch.zeros((B, T), dtype=torch.long)
+    for i, (p, r) in enumerate(zip(prompt_ids, response_ids)):
+        input_ids[i, : len(p) + len(r)] = torch.tensor(p + r)
+        attention[i, : len(p) + len(r)] = 1
+        n = len(r)
+        index[i, :n] = torch.arange(len(p) - 1, len(p) - 1 + n)
+        targets[i, :n] = torch.tensor(r, dtype=torch.long) if n else targets[i, :n]
+        mask[i, :n] = 1
+    return Batch(input_ids, attention, index, targets, mask)
+
+
+def _gather_positions(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x [B, L, ...] at positions index [B, T] -> [B, T, ...]."""
+    if x.dim() == 2:
+        return x.gather(1, index)
+    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def policy_forward(model, batch: Batch, temperature: float, with_entropy: bool = False):
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    logits = _gather_positions(logits, batch.index).float() / temperature
+    logprobs = torch.log_softmax(logits, dim=-1).gather(-1, batch.targets.unsqueeze(-1)).squeeze(-1)
+    entropy = rlm.entropy_from_logits(logits) if with_entropy else None
+    return logprobs, entropy
+
+
+def _backbone_and_head(value_model):
+    """The transformer body and scalar head of a sequence classifier, PEFT-wrapped or not."""
+    base = value_model.get_base_model() if hasattr(value_model, "get_base_model") else value_model
+    return getattr(base, base.base_model_prefix), base.score
+
+
+def value_forward(value_model, batch: Batch) -> torch.Tensor:
+    """Per-token values: the classifier's head on every position (it normally pools the last one)."""
+    body, head = _backbone_and_head(value_model)
+    hidden = body(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+    return _gather_positions(head(hidden).squeeze(-1).float(), batch.index)
+
+
+class PPOTrainer(Trainer):
+    """PPO with a separate value model. `model` is the policy (PEFT-wrapped under LoRA)."""
+
+    def __init__(self, model, value_model, args, processing_class, prompts: list[dict], reward_fn,
+                 ref_model=None, callbacks=None):
+        super().__init__(model=model, args=args, processing_class=processing_class, callbacks=callbacks)
+        self.value_model = value_model.to(self.args.device)
+        self.ref_model = ref_model.to(self.args.device) if ref_model is not None else None
+        self.prompts, self.reward_fn = prompts, reward_fn
+        if args.adaptive_kl:
+            self.kl_ctl = rlm.AdaptiveKLController(args.kl_coef, args.target_kl, args.kl_horizon)
+        else:
+            self.kl_ctl = rlm.FixedKLController(args.kl_coef)
+
+    # -- set-up ------------------------------------------------------------------------------------
+    def _trainable(self, module):
+        return [p for p in module.parameters() if p.requires_grad]
+
+    def _make_optimizer(self, max_steps: int):
+        a = self.args
+        groups = [{"params": self._trainable(self.model), "lr": a.learning_rate},
+                  {"params": self._trainable(self.value_model), "lr": a.value_learning_rate or a.learning_rate}]
+        self.optimizer = torch.optim.AdamW(groups, betas=(a.adam_beta1, a.adam_beta2), eps=a.adam_epsilon,
+                                           weight_decay=a.weight_decay)
+        updates = max_steps * a.num_ppo_epochs * a.num_mini_batches
+        self.lr_scheduler = get_scheduler(a.lr_scheduler_type, self.optimizer,
+                                          num_warmup_steps=a.get_warmup_steps(updates), num_training_steps=updates)
+
+    def _prompt_batch(self, step: int) -> list[dict]:
+        """The prompts of iteration `step`: a seeded permutation per pass over the data, cycled."""
+        n, b = len(self.prompts), self.args.per_device_train_batch_size
+        out = []
+        for k in range(step * b, (step + 1) * b):
+            epoch, pos = divmod(k, n)
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.args.seed + epoch)).tolist()
+            out.append(self.prompts[order[pos]])
+        return out
+
+    def _reference(self):
+        if self.ref_model is not None:
+            return nullcontext(self.ref_model)
+        return _Disabled(self.model)
+
+    def _autocast(self):
+        return torch.autocast(self.args.device.type, dtype=torch.bfloat16, enabled=bool(self.args.bf16))
+
+    # -- one iteration -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def _rollout(self, rows: list[dict], step: int) -> dict:
+        a, tok = self.args, self.processing_class
+        prompts = [r["prompt"] for r in rows]
+        samples = sample(self.model, tok, prompts, max_new_tokens=a.max_completion_length,
+                         temperature=a.temperature, top_p=a.top_p, top_k=a.top_k,
+                         batch_size=len(prompts), seed=a.seed * 100003 + step)
+        columns = {k: [r.get(k) for r in rows] for k in rows[0] if k != "prompt"}
+        raw = self.reward_fn(samples.prompts, samples.completions, **columns)
+        scores = torch.tensor([0.0 if s is None else float(s) for s in raw])
+        finished = torch.tensor(samples.finished)
+        if a.missing_eos_penalty is not None:
+            scores = scores - a.missing_eos_penalty * (~finished).float()
+        if a.reward_clip is not None:
+            scores = scores.clamp(-a.reward_clip, a.reward_clip)
+        batch = pack(samples.prompt_ids, samples.completion_ids, tok.pad_token_id)
+        batch = Batch(*(t.to(a.device) for t in vars(batch).values()))
+        with self._autocast():
+            logprobs, entropy = policy_forward(self.model, batch, a.temperature, with_entropy=True)
+            with self._reference() as ref:
+                ref_logprobs, _ = policy_forward(ref, batch, a.temperature)
+            values = value_forward(self.value_model, batch)
+        mask = batch.mask.float()
+        kl = rlm.kl_per_token(logprobs, ref_logprobs, a.kl_estimator) * mask
+        rewards = rlm.token_rewards(scores.to(a.device), kl, batch.mask, self.kl_ctl.value)
+        if a.whiten_rewards:
+            rewards = rlm.masked_whiten(rewards, mask, shift_mean=False)
+        advantages, returns = rlm.gae(rewards, values, mask, a.gamma, a.lam)
+        if a.whiten_advantages:
+            advantages = rlm.masked_whiten(advantages, mask)
+        seq_kl = kl.sum(1)
+        return {
+            "batch": batch, "logprobs": logprobs, "values": values, "advantages": advantages, "returns": returns,
+            "stats": {
+                "objective/kl": seq_kl.mean().item(),
+                "objective/entropy": rlm.masked_mean(entropy, mask).item(),
+                "objective/scores": scores.mean().item(),
+                "objective/non_score_reward": (-self.kl_ctl.value * seq_kl).mean().item(),
+                "objective/kl_coef": self.kl_ctl.value,
+                "val/returns": rlm.masked_mean(returns, mask).item(),
+                "val/advantages": rlm.masked_mean(advantages, mask).item(),
+                "val/values": rlm.masked_mean(values, mask).item(),
+                "completions/mean_length": mask.sum(1).mean().item(),
+                "completions/eos_rate": finished.float().mean().item(),
+            },
+        }
+
+    def _optimise(self, roll: dict, step: int) -> dict:
+        a = self.args
+        n = roll["batch"].input_ids.shape[0]
+        size = n // a.num_mini_batches
+        train_policy = step >= a.critic_warmup_steps
+        # Dropout stays off (eval mode; gradients still flow): with it on, the first update's ratio would not be 1
+        # and clipping would fire on noise rather than on policy change.
+        self.model.eval()
+        self.value_model.eval()
+        totals: dict[str, list[float]] = {}
+        for _ in range(a.num_ppo_epochs):
+            order = torch.randperm(n)  # seeded per iteration in train(), so a resumed run replays it
+            for start in range(0, n, size):
+                rows = order[start: start + size]
+                mb = roll["batch"].select(rows)
+                mask = mb.mask.float()
+                with self._autocast():
+                    logprobs, entropy = policy_forward(self.model, mb, a.temperature, with_entropy=a.entropy_coef > 0)
+                    values = value_forward(self.value_model, mb)
+                pg_loss, pg_stats = rlm.clipped_policy_loss(logprobs, roll["logprobs"][rows],
+                                                            roll["advantages"][rows], mask, a.cliprange)
+                vf_loss, vf_clipfrac = rlm.clipped_value_loss(values, roll["values"][rows], roll["returns"][rows],
+                                                              mask, a.cliprange_value)
+                loss = a.vf_coef * vf_loss
+                if train_policy:
+                    loss = loss + pg_loss
+                    if entropy is not None:
+                        loss = loss - a.entropy_coef * rlm.masked_mean(entropy, mask)
+                if not torch.isfinite(loss):
+                    from zoo.algos.base import NonFiniteLossError
+
+                    raise NonFiniteLossError(f"PPO loss is {loss.item()} at step {step + 1}; training stopped before "
+                                             f"the optimizer step. Last good checkpoint: {self._last_checkpoint()}")
+                loss.backward()
+                params = self._trainable(self.model) + self._trainable(self.value_model)
+                if a.max_grad_norm and a.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(params, a.max_grad_norm)
+                self.optimizer.step()
+                self.lr_scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                for key, value in {"loss/policy": pg_loss, "loss/value": vf_loss, "loss/total": loss,
+                                   "policy/clipfrac": pg_stats["clipfrac"], "policy/approx_kl": pg_stats["approx_kl"],
+                                   "policy/ratio_mean": pg_stats["ratio_mean"],
+                                   "policy/ratio_std": pg_stats["ratio_std"], "value/clipfrac": vf_clipfrac}.items():
+                    totals.setdefault(key, []).append(float(value))
+        out = {k: sum(v) / len(v) for k, v in totals.items()}
+        out["loss"] = out["loss/total"]  # the key Trainer's callbacks and progress bars look for
+        out["lr/policy"], out["lr/value"] = (g["lr"] for g in self.optimizer.param_groups)
+        return out
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def _last_checkpoint(self):
+        from transformers.trainer_utils import get_last_checkpoint
+
+        return get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
+
+    def _trainable_state(self):
+        return {
+            "policy": {n: p.detach().cpu() for n, p in self.model.named_parameters() if p.requires_grad},
+            "value": {n: p.detach().cpu() for n, p in self.value_model.named_parameters() if p.requires_grad},
+        }
+
+    def _save(self, step: int):
+        final = os.path.join(self.args.output_dir, f"checkpoint-{step}")
+        tmp = final + ".tmp"
+        os.makedirs(tmp, exist_ok=True)
+        torch.save({**self._trainable_state(), "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.lr_scheduler.state_dict(), "kl_coef": self.kl_ctl.value, "step": step},
+                   os.path.join(tmp, CHECKPOINT_FILE))
+        with open(os.path.join(tmp, "trainer_state.json"), "w") as f:
+            json.dump({"global_step": step, "log_history": self.state.log_history}, f)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        self._rotate()
+
+    def _rotate(self):
+        limit = self.args.save_total_limit
+        if not limit:
+            return
+        ckpts = sorted((d for d in os.listdir(self.args.output_dir) if d.startswith("checkpoint-")
+                        and not d.endswith(".tmp")), key=lambda d: int(d.split("-")[1]))
+        for old in ckpts[:-limit]:
+            shutil.rmtree(os.path.join(self.args.output_dir, old), ignore_errors=True)
+
+    def _load(self, path: str) -> int:
+        state = torch.load(os.path.join(path, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
+        for module, key in ((self.model, "policy"), (self.value_model, "value")):
+            params = dict(module.named_parameters())
+            with torch.no_grad():
+                for name, value in state[key].items():
+                    params[name].copy_(value)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_scheduler.load_state_dict(state["scheduler"])
+        self.kl_ctl.value = state["kl_coef"]
+        with open(os.path.join(path, "trainer_state.json")) as f:
+            self.state.log_history = json.load(f)["log_history"]
+        return state["step"]
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        a = self.args
+        if a.max_steps <= 0:
+            per_epoch = -(-len(self.prompts) // a.per_device_train_batch_size)
+            max_steps = int(per_epoch * a.num_train_epochs)
+        else:
+            max_steps = a.max_steps
+        self._make_optimizer(max_steps)
+        start = self._load(resume_from_checkpoint) if resume_from_checkpoint else 0
+        self.state.max_steps, self.state.global_step = max_steps, start
+        self.control = self.callback_handler.on_train_begin(a, self.state, self.control)
+        losses = []
+        for step in tqdm(range(start, max_steps), desc="ppo", initial=start, total=max_steps,
+                         disable=a.disable_tqdm):
+            torch.manual_seed(a.seed * 100003 + step)
+            roll = self._rollout(self._prompt_batch(step), step)
+            stats = {**roll["stats"], **self._optimise(roll, step)}
+            self.kl_ctl.update(stats["objective/kl"], roll["batch"].input_ids.shape[0])
+            losses.append(stats["loss/total"])
+            self.state.global_step = step + 1
+            self.state.epoch = (step + 1) / max(1, -(-len(self.prompts) // a.per_device_train_batch_size))
+            if (step + 1) % max(1, int(a.logging_steps)) == 0 or step + 1 == max_steps:
+                self.log(stats)
+            if a.save_strategy != "no" and (step + 1) % a.save_steps == 0 and step + 1 < max_steps:
+                self._save(step + 1)
+        self.control = self.callback_handler.on_train_end(a, self.state, self.control)
+        metrics = {"train_loss": sum(losses) / len(losses) if losses else float("nan"),
+                   "final_kl": self.state.log_history[-1].get("objective/kl") if self.state.log_history else None,
+                   "final_scores": self.state.log_history[-1].get("objective/scores")
+                   if self.state.log_history else None}
+        return TrainOutput(self.state.global_step, metrics["train_loss"], metrics)
+
+
+class _Disabled:
+    """The PEFT policy with its adapter switched off: the reference policy at no extra memory."""
+
+    def __init__(self, model):
+        self.model, self._ctx = model, model.disable_adapter()
+
+    def __enter__(self):
+        self._ctx.__enter__()
+        return self.model
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
