@@ -27,16 +27,17 @@ class _CrashAt(TrainerCallback):
             raise Crash(f"simulated crash at step {self.step}")
 
 
-def _with_callback(monkeypatch, callback):
-    import zoo.algos.dpo as dpo
+def _with_callback(monkeypatch, callback, algo="dpo"):
+    import importlib
 
-    original = dpo.fit
+    module = importlib.import_module(f"zoo.algos.{algo}")
+    original = module.fit
 
     def fit(trainer, ctx):
         trainer.add_callback(callback)
         return original(trainer, ctx)
 
-    monkeypatch.setattr(dpo, "fit", fit)
+    monkeypatch.setattr(module, "fit", fit)
 
 
 def _weights(out: Path, stage="dpo") -> dict:
@@ -45,15 +46,17 @@ def _weights(out: Path, stage="dpo") -> dict:
     return load_file(str(out / "stages" / stage / "model" / "model.safetensors"))
 
 
-def test_crash_then_resume_matches_uninterrupted(compose, tmp_path, monkeypatch):
-    overrides = ("algo=dpo", "trainer.max_steps=6", "trainer.save_steps=2", "trainer.per_device_train_batch_size=2")
+@pytest.mark.parametrize("algo", ["dpo", "ppo"])
+def test_crash_then_resume_matches_uninterrupted(compose, tmp_path, monkeypatch, algo):
+    overrides = (f"algo={algo}", "trainer.max_steps=6", "trainer.save_steps=2",
+                 "trainer.per_device_train_batch_size=2")
     straight = run(compose(*overrides, output_dir=tmp_path / "a"))
 
     with monkeypatch.context() as m:
-        _with_callback(m, _CrashAt(5))
+        _with_callback(m, _CrashAt(5), algo)
         with pytest.raises(Crash):
             run(compose(*overrides, output_dir=tmp_path / "b"))
-    ckpts = sorted(p.name for p in (tmp_path / "b" / "stages" / "dpo" / "checkpoints").glob("checkpoint-*"))
+    ckpts = sorted(p.name for p in (tmp_path / "b" / "stages" / algo / "checkpoints").glob("checkpoint-*"))
     assert ckpts[-1] == "checkpoint-4"
     assert not (tmp_path / "b" / "metrics.json").exists()  # nothing half-done looks complete
 
@@ -61,7 +64,7 @@ def test_crash_then_resume_matches_uninterrupted(compose, tmp_path, monkeypatch)
         run(compose(*overrides, output_dir=tmp_path / "b"))  # refuses to silently start over
     resumed = run(compose(*overrides, "resume=true", output_dir=tmp_path / "b"))
 
-    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    a, b = _weights(tmp_path / "a", algo), _weights(tmp_path / "b", algo)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     for key, value in straight.items():
         if key.startswith(("eval/", "before/")):
@@ -72,6 +75,8 @@ def test_resume_skips_finished_stages(compose, tmp_path, monkeypatch):
     out = tmp_path / "run"
     first = run(compose("experiment=demo", "model=tiny", "data.max_rows=32", output_dir=out))
     (out / "metrics.json").unlink()
+    with pytest.raises(RuntimeError, match="resume=true"):  # a finished stage is never silently reused
+        run(compose("experiment=demo", "model=tiny", "data.max_rows=32", output_dir=out))
     import zoo.algos.sft as sft
     import zoo.algos.dpo as dpo
 

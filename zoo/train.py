@@ -57,6 +57,9 @@ def _run_stage(cfg, name, algo, args, policy, rows, gold_fn, artifacts, out) -> 
     stage_dir = out / "stages" / name
     done = stage_dir / "model"
     if done.exists():  # written by an atomic rename, so it exists only once complete
+        if not cfg.resume:
+            raise RuntimeError(f"{done} holds a finished stage {name!r} of an earlier run; pass resume=true to "
+                               f"continue that run, or choose a new paths.output_dir")
         print(f"[zoo] stage {name}: already done, reusing {done}")
         return str(done), json.loads((stage_dir / "metrics.json").read_text())
     stage_dir.mkdir(parents=True, exist_ok=True)

@@ -189,10 +189,6 @@ class PPOTrainer(Trainer):
         n = roll["batch"].input_ids.shape[0]
         size = n // a.num_mini_batches
         train_policy = step >= a.critic_warmup_steps
-        # Dropout stays off (eval mode; gradients still flow): with it on, the first update's ratio would not be 1
-        # and clipping would fire on noise rather than on policy change.
-        self.model.eval()
-        self.value_model.eval()
         totals: dict[str, list[float]] = {}
         for _ in range(a.num_ppo_epochs):
             order = torch.randperm(n)  # seeded per iteration in train(), so a resumed run replays it
@@ -291,6 +287,10 @@ class PPOTrainer(Trainer):
         else:
             max_steps = a.max_steps
         self._make_optimizer(max_steps)
+        # Dropout off for the whole run (eval mode; gradients still flow): with it on, rollout log-probs would not
+        # match the first update's, so the ratio would not start at 1 and clipping would fire on noise.
+        self.model.eval()
+        self.value_model.eval()
         start = self._load(resume_from_checkpoint) if resume_from_checkpoint else 0
         self.state.max_steps, self.state.global_step = max_steps, start
         self.control = self.callback_handler.on_train_begin(a, self.state, self.control)
@@ -304,6 +304,7 @@ class PPOTrainer(Trainer):
             losses.append(stats["loss/total"])
             self.state.global_step = step + 1
             self.state.epoch = (step + 1) / max(1, -(-len(self.prompts) // a.per_device_train_batch_size))
+            self.control = self.callback_handler.on_step_end(a, self.state, self.control)
             if (step + 1) % max(1, int(a.logging_steps)) == 0 or step + 1 == max_steps:
                 self.log(stats)
             if a.save_strategy != "no" and (step + 1) % a.save_steps == 0 and step + 1 < max_steps:
