@@ -224,7 +224,7 @@ class PPOTrainer(Trainer):
                                    "policy/clipfrac": pg_stats["clipfrac"], "policy/approx_kl": pg_stats["approx_kl"],
                                    "policy/ratio_mean": pg_stats["ratio_mean"],
                                    "policy/ratio_std": pg_stats["ratio_std"], "value/clipfrac": vf_clipfrac}.items():
-                    totals.setdefault(key, []).append(float(value))
+                    totals.setdefault(key, []).append(float(value.detach()))
         out = {k: sum(v) / len(v) for k, v in totals.items()}
         out["loss"] = out["loss/total"]  # the key Trainer's callbacks and progress bars look for
         out["lr/policy"], out["lr/value"] = (g["lr"] for g in self.optimizer.param_groups)
