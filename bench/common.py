@@ -66,3 +66,19 @@ class StepTimer(TrainerCallback):
             "rss_train_begin_mb": self.rss_train_begin_mb,
             "t_train_begin": self._t_train,  # perf_counter value, for the worker's setup time
         }
+
+
+class IterationTimer(StepTimer):
+    """StepTimer for trainers whose loop may skip on_step_begin (the zoo's PPOTrainer calls only on_step_end).
+
+    `interval_s` (on_train_begin or the previous on_step_end -> this on_step_end) is the per-iteration wall time
+    and is recorded for every trainer; `step_s` only where on_step_begin fires (transformers.Trainer loops).
+    """
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = time.perf_counter()
+        if self._t_step is not None:
+            self.step_s.append(now - self._t_step)
+            self._t_step = None
+        self.interval_s.append(now - self._t_last_end)
+        self._t_last_end = now

@@ -158,3 +158,15 @@ def test_instructgpt_pipeline(compose, watch_training, tmp_path):
 
     assert yaml.safe_load((out / "config.yaml").read_text())["eval"]["baseline"] == "sft"
     _check_run_dir(out, {**metrics})
+
+
+def test_instructgpt_on_hh_rlhf_file(compose, tmp_path):
+    """The same pipeline on a local HH-RLHF file: SFT on chosen, RM on the file's own pairs, PPO on the RM."""
+    from pathlib import Path
+
+    fixture = Path(__file__).parent / "fixtures" / "hh_rlhf.jsonl"
+    metrics = run(compose("experiment=instructgpt", "model=tiny", "data=hh_rlhf", f"data.path={fixture}",
+                          "eval.num_prompts=1", "algo.args.max_steps=1", "trainer.per_device_train_batch_size=1",
+                          output_dir=tmp_path / "run"))
+    assert metrics["eval/gold_reward"] is None and metrics["eval/proxy_reward"] is not None
+    assert metrics["eval/win_rate"] is not None  # judged by the proxy (the RM) when there is no gold signal
