@@ -28,9 +28,13 @@ way: on_train_begin -> first on_step_end, then on_step_end -> on_step_end (rollo
 The first WARMUP intervals are dropped. GRPO's on_step_begin -> on_step_end (`step_s`) is recorded as well.
 Peak RSS is ru_maxrss at on_train_end (model loading included: it is part of what a run needs).
 
-Size (smollm2-135m, fp32 on 2 cores): ~6-12 s per PPO iteration, ~15 s per DPO step; with 6 iterations, 4 DPO
-steps and 2 repeats the bench takes ~10-15 minutes. `--model tiny --steps 3 --repeats 1` is a seconds-long smoke
-test (write it elsewhere with `--out`).
+Size (smollm2-135m, fp32 on 2 cores): a DPO step takes ~15 s (results/bench/dpo.json); a PPO iteration is
+estimated at 10-20 s (generation + 3 no-grad passes + policy and value forward/backward), a GRPO one at about half.
+With 6 iterations, 4 DPO steps and 2 repeats the bench takes ~12-20 minutes. Run it on a quiet machine: with the
+cores already busy, torch's OpenMP threads wait on descheduled peers (a tiny-model generate went from 0.13 s to
+10-20 s beside a 2-core job), so the driver warns about busy processes, records them, and `--threads N` pins
+OMP_NUM_THREADS in the workers. `--model tiny --steps 4 --dpo-steps 3 --repeats 1 --threads 1 --out /tmp/x.json`
+is a ~1-minute smoke test of the whole pipeline (its numbers mean nothing: imports dominate the tiny model's RSS).
 """
 
 from __future__ import annotations
@@ -109,7 +113,7 @@ def _spec(a, bf16: bool, scratch: Path) -> dict:
     }
 
 
-def _run_worker(side: str, spec_path: Path, scratch: Path, tag: str) -> dict:
+def _run_worker(side: str, spec_path: Path, scratch: Path, tag: str, threads: int | None) -> dict:
     workdir = scratch / tag
     workdir.mkdir()
     out, log = workdir / "result.json", workdir / "worker.log"
@@ -117,7 +121,8 @@ def _run_worker(side: str, spec_path: Path, scratch: Path, tag: str) -> dict:
     with open(log, "w") as f:
         proc = subprocess.run([sys.executable, "-m", "bench.ppo", "--worker", side, "--spec", str(spec_path),
                                "--workdir", str(workdir), "--out", str(out)],
-                              cwd=REPO, stdout=f, stderr=subprocess.STDOUT, timeout=1800)
+                              cwd=REPO, stdout=f, stderr=subprocess.STDOUT, timeout=1800,
+                              env={**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})})
     if proc.returncode != 0:
         sys.stderr.write(log.read_text()[-6000:])
         raise SystemExit(f"bench: {side} worker failed (exit {proc.returncode}); log above")
@@ -137,6 +142,10 @@ def drive(a, bf16: bool, result_path: Path) -> dict:
     t_start = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix="prefzoo-bench-ppo-"))
     load_before, busy_before = os.getloadavg(), _busy_processes()
+    if busy_before:
+        # With every core already busy, torch's OpenMP threads wait on descheduled peers: small ops were measured
+        # ~100x slower (a tiny-model generate: 0.13 s alone, 10-20 s beside a 2-core job), so numbers are not usable.
+        print(f"[bench] WARNING: other processes are using CPU, timings will be distorted: {busy_before}", flush=True)
     try:
         spec = _spec(a, bf16, scratch)
         spec_path = scratch / "spec.json"
@@ -145,7 +154,7 @@ def drive(a, bf16: bool, result_path: Path) -> dict:
         for rep in range(a.repeats):
             for side in (SIDES if rep % 2 == 0 else SIDES[::-1]):
                 print(f"[bench] repeat {rep + 1}/{a.repeats}: {side} ...", flush=True)
-                res = _run_worker(side, spec_path, scratch, f"{side}-{rep}")
+                res = _run_worker(side, spec_path, scratch, f"{side}-{rep}", a.threads)
                 kept = res["interval_s"][WARMUP:]
                 res.update(side=side, repeat=rep, order=len(runs), iter_s_median=statistics.median(kept),
                            iter_s_mean=statistics.fmean(kept))
@@ -207,10 +216,12 @@ def drive(a, bf16: bool, result_path: Path) -> dict:
             "optimizer_steps_per_iteration": {"ppo": pa["num_ppo_epochs"] * pa["num_mini_batches"], "grpo": 1},
             "ppo": {**pa, "max_steps": a.steps, "reward": "task gold: VADER compound sentiment",
                     "overrides": spec["ppo_overrides"]},
-            "grpo": {**ga, "reward": "vaderSentiment compound (same as the zoo's sentiment gold)",
+            "grpo": {**ga, "resolved_by_grpo_config": by["grpo"][0]["resolved"],
+                     "reward": "vaderSentiment compound (same as the zoo's sentiment gold)",
                      "data": f"{len(spec['prompts'])} sentiment prompts from zoo.data.load_task"},
             "dpo": {"max_steps": a.dpo_steps, "overrides": spec["dpo_overrides"]},
-            "warmup_iterations_dropped": WARMUP, "repeats_per_side": a.repeats, "order": [r["side"] for r in runs],
+            "omp_num_threads": a.threads, "warmup_iterations_dropped": WARMUP, "repeats_per_side": a.repeats,
+            "order": [r["side"] for r in runs],
             "iter_time": "wall time on_train_begin -> first on_step_end, then on_step_end -> on_step_end (rollout, "
                          "reward, reference/value passes, update, logging); the same for every side",
             "peak_rss": "resource.getrusage(RUSAGE_SELF).ru_maxrss at on_train_end, one fresh process per run",
@@ -328,7 +339,8 @@ def _grpo_worker(spec: dict, workdir: Path) -> dict:
         tokenizer.pad_token = tokenizer.eos_token
     args = GRPOConfig(**spec["grpo_args"], output_dir=str(workdir / "grpo"))
     # One optimizer step must be one rollout of batch-size sequences, like one PPO iteration.
-    assert args.steps_per_generation == 1 and args.generation_batch_size == spec["grpo_args"]["per_device_train_batch_size"], \
+    batch = spec["grpo_args"]["per_device_train_batch_size"]
+    assert args.steps_per_generation == 1 and args.generation_batch_size == batch, \
         (args.steps_per_generation, args.generation_batch_size)
     timer = IterationTimer()
     trainer = GRPOTrainer(
@@ -344,7 +356,9 @@ def _grpo_worker(spec: dict, workdir: Path) -> dict:
     result = trainer.train()
     return {**timer.result(), "rss_imports_mb": rss_imports, "train_loss": result.training_loss,
             "global_step": trainer.state.global_step,
-            "completion_mean_length": _completion_lengths(trainer.state.log_history)}
+            "completion_mean_length": _completion_lengths(trainer.state.log_history),
+            "resolved": {k: getattr(args, k) for k in ("generation_batch_size", "steps_per_generation", "loss_type",
+                                                       "scale_rewards", "epsilon", "disable_dropout")}}
 
 
 def _worker(side: str, spec_path: Path, workdir: Path, out: Path) -> None:
@@ -375,6 +389,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bf16", choices=("auto", "true", "false"), default="auto",
                     help="trainer.bf16 for every side; auto: only where the hardware has native bf16 "
                     "(zoo.config.bf16_supported)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="OMP_NUM_THREADS for every worker (default: torch's own choice, one per core)")
     ap.add_argument("--out", type=Path, default=RESULT, help="result JSON (driver) or worker result file")
     ap.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     ap.add_argument("--spec", type=Path, help=argparse.SUPPRESS)

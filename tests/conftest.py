@@ -37,3 +37,20 @@ def compose(tiny_dir, tmp_path):
             return hydra_compose("train", overrides=normalize_overrides(base + list(overrides)))
 
     return _compose
+
+
+def fraction_of_a(prompts, completions, **columns):
+    """A dense toy reward (share of the letter 'a'): every group of random samples has reward variance."""
+    from zoo.generation import as_text
+
+    return [as_text(c).count("a") / max(1, len(as_text(c))) for c in completions]
+
+
+@pytest.fixture
+def dense_reward(monkeypatch):
+    """Register the toy reward and return the override that selects it."""
+    from zoo import rewards
+
+    monkeypatch.setitem(rewards.REWARDS, "fraction_of_a", fraction_of_a)
+    monkeypatch.setattr(rewards, "KNOWN", sorted([*rewards.KNOWN, "fraction_of_a"]))
+    return "+reward.functions.fraction_of_a=1.0"

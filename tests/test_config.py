@@ -69,6 +69,21 @@ def test_cross_field_rule_before_load(compose):
     assert "algo.args.label_smoothing" in msg
 
 
+def test_grpo_loss_type_and_group_size_checked(compose):
+    msg = _run_expecting(compose, "algo=grpo", "algo.args.loss_type=ppo")
+    assert "algo.args.loss_type" in msg and "dr_grpo" in msg
+    assert "num_generations" in _run_expecting(compose, "algo=grpo", "algo.args.num_generations=3")
+
+
+def test_beta_zero_is_fine_for_grpo_not_dpo(compose):
+    from trl import GRPOConfig
+
+    cfg = compose("algo=grpo", "algo.args.beta=0")
+    assert config.trl_args(GRPOConfig, [("trainer", cfg.trainer), ("algo.args", cfg.algo.args)],
+                           output_dir="/tmp/x").beta == 0.0
+    assert "beta > 0" in _run_expecting(compose, "algo=dpo", "algo.args.beta=0")
+
+
 def test_missing_data_file(compose, tmp_path):
     msg = _run_expecting(compose, "data=hh_rlhf", f"data.path={tmp_path}/nope.jsonl")
     assert "data.path" in msg and "nope.jsonl" in msg

@@ -47,20 +47,12 @@ def test_sigkill_mid_training_then_resume(tmp_path):
     assert (out / "stages" / "dpo" / "model" / "config.json").exists()
 
 
-def _fraction_of_a(prompts, completions, **columns):
-    from zoo.generation import as_text
-
-    return [as_text(c).count("a") / max(1, len(as_text(c))) for c in completions]
-
-
-def test_ppo_toy_reward_rises_within_a_minute(compose, tmp_path, monkeypatch):
+def test_ppo_toy_reward_rises_within_a_minute(compose, dense_reward, tmp_path):
     """PPO on the tiny model with a toy reward (share of the letter 'a'): the eval proxy reward clearly rises."""
-    from zoo import rewards
     from zoo.train import run
 
-    monkeypatch.setitem(rewards.REWARDS, "fraction_of_a", _fraction_of_a)
     t0 = time.time()
-    metrics = run(compose("algo=ppo", "peft=none", "+reward.functions.fraction_of_a=1.0", "trainer.max_steps=100",
+    metrics = run(compose("algo=ppo", "peft=none", dense_reward, "trainer.max_steps=100",
                           "algo.args.learning_rate=3e-3", "algo.args.max_completion_length=8",
                           "trainer.per_device_train_batch_size=16", "data.max_rows=64", "eval.num_prompts=16",
                           output_dir=tmp_path / "run"))

@@ -25,7 +25,7 @@ class ConfigError(ValueError):
 # Value rules TRL/transformers would only enforce deep inside a trainer (or not at all).
 _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "learning_rate": (lambda v: v >= 0, "a learning rate >= 0"),
-    "beta": (lambda v: v > 0, "beta > 0"),
+    "beta": (lambda v: v >= 0, "a KL coefficient beta >= 0"),
     "max_steps": (lambda v: v == -1 or v > 0, "-1 (use epochs) or a positive step count"),
     "num_train_epochs": (lambda v: v > 0, "a positive number of epochs"),
     "per_device_train_batch_size": (lambda v: v >= 1, "a batch size >= 1"),
@@ -36,6 +36,11 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "warmup_ratio": (lambda v: 0 <= v <= 1, "a ratio in [0, 1]"),
     "label_smoothing": (lambda v: 0 <= v < 0.5, "a value in [0, 0.5)"),
     "max_length": (lambda v: v is None or v > 0, "a positive token count or null"),
+}
+
+# Rules that differ by trainer: DPO's beta is a temperature (0 divides by zero), GRPO's a KL weight (0 = off).
+_CLASS_RULES: dict[str, dict[str, tuple[typing.Callable[[Any], bool], str]]] = {
+    "DPOConfig": {"beta": (lambda v: v > 0, "beta > 0 (DPO's beta scales the implicit reward)")},
 }
 
 # Keys the zoo sets itself from other parts of the config.
@@ -129,7 +134,7 @@ def _describe(hint) -> str:
     return str(hint).replace("typing.", "").replace("NoneType", "null")
 
 
-def _check_field(path: str, field: dataclasses.Field, hint, value):
+def _check_field(path: str, field: dataclasses.Field, hint, value, rules=_RULES):
     value = _check_type(path, value, hint)
     choices = _choices(field, hint)
     if choices and value is not None:
@@ -137,8 +142,8 @@ def _check_field(path: str, field: dataclasses.Field, hint, value):
             if isinstance(v, str) and v not in choices:
                 raise ConfigError(f"{path}={v!r}: unknown value; allowed: {choices}")
     name = path.rsplit(".", 1)[-1]
-    if name in _RULES and value is not None:
-        ok, expected = _RULES[name]
+    if name in rules and value is not None:
+        ok, expected = rules[name]
         if not ok(value):
             raise ConfigError(f"{path}={value!r}: expected {expected}")
     return value
@@ -174,7 +179,8 @@ def trl_args(config_cls, sections: list[tuple[str, Any]], **managed):
                 raise ConfigError(f"{path}: {config_cls.__name__} has no field {key!r}{hint}")
             if key == "bf16" and value == "auto":
                 value = bf16_supported(bool(values.get("use_cpu", False)))
-            values[key] = _check_field(path, fields[key], hints[key], value)
+            rules = {**_RULES, **_CLASS_RULES.get(config_cls.__name__, {})}
+            values[key] = _check_field(path, fields[key], hints[key], value, rules)
     values.update(managed)
     try:
         return config_cls(**values)
@@ -218,8 +224,7 @@ def validate(cfg: DictConfig) -> None:
              f"eval.baseline={cfg.eval.baseline!r}: expected 'start' or a policy stage of this run {policy_stages}")
     _require(cfg.eval.temperature >= 0, f"eval.temperature={cfg.eval.temperature!r}: expected >= 0")
     for name in cfg.reward.functions or {}:
-        _require(name in rewards.REWARDS or name == "reward_model",
-                 f"reward.functions.{name}: unknown reward function; known: {sorted(rewards.REWARDS) + ['reward_model']}")
+        _require(name in rewards.KNOWN, f"reward.functions.{name}: unknown reward function; known: {rewards.KNOWN}")
     _require(cfg.logger.backend in ("wandb", "none"), f"logger.backend={cfg.logger.backend!r}: expected wandb or none")
 
 

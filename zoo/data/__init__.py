@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from zoo.data.adapters import ADAPTERS
 from zoo.data.io import DataError, load_hub_rows, read_rows
-from zoo.data.tasks import arithmetic, sentiment
+from zoo.data.tasks import arithmetic, countdown, sentiment
 
-BUILTIN = {"sentiment", "arithmetic"}
+BUILTIN = {"sentiment", "arithmetic", "countdown"}
 DATASETS = BUILTIN | set(ADAPTERS)
 _PROMPT_ONLY_DROP = ("completion", "chosen", "rejected", "score_chosen", "score_rejected")
 
@@ -30,6 +30,8 @@ class Task:
 def _builtin_rows(name: str, n: int, seed: int) -> list[dict]:
     if name == "sentiment":
         return sentiment.sft_rows(n, seed)
+    if name == "countdown":
+        return countdown.rows(n, seed)
     rows = arithmetic.rows(n, seed)
     for row, pref in zip(rows, arithmetic.preference_rows(n, seed)):
         row.update(chosen=pref["chosen"], rejected=pref["rejected"])

@@ -11,16 +11,28 @@ from __future__ import annotations
 
 from typing import Callable
 
+from zoo.data.tasks.countdown import countdown_reward
+from zoo.rewards import reasoning
 from zoo.rewards.sentiment import sentiment_reward
 from zoo.rewards.verifiable import accuracy_reward
 
 RewardFn = Callable[..., list]
 
-# Reward functions that need no construction. Ones that do (a trained reward model) are built in `build`.
+# Reward functions that need no construction.
 REWARDS: dict[str, RewardFn] = {
     "sentiment": sentiment_reward,
     "accuracy": accuracy_reward,
+    "math_accuracy": reasoning.math_accuracy_reward,
+    "format": reasoning.format_reward,
+    "countdown": countdown_reward,
 }
+# Parametrised ones: conf/reward gives `{name: {weight: w, <param>: value, ...}}`.
+FACTORIES: dict[str, Callable[..., RewardFn]] = {
+    "soft_overlong": reasoning.soft_overlong,
+    "cosine_length": reasoning.cosine_length,
+    "repetition": reasoning.repetition,
+}
+KNOWN = sorted([*REWARDS, *FACTORIES, "reward_model"])
 
 
 class WeightedSum:
@@ -41,23 +53,34 @@ class WeightedSum:
 
 def get(name: str) -> RewardFn:
     if name not in REWARDS:
-        raise KeyError(f"unknown reward function {name!r}; known: {sorted(REWARDS)}")
+        raise KeyError(f"unknown reward function {name!r}; known: {KNOWN}")
     return REWARDS[name]
 
 
-def build(functions, artifacts: dict, cfg) -> WeightedSum | None:
-    """Build the configured proxy reward: `functions` maps a name to a weight (or to {weight, path})."""
+def named_functions(functions, artifacts: dict, cfg) -> list[tuple[str, float, RewardFn]]:
+    """(name, weight, fn) for each configured reward; `spec` is a weight or {weight, **params}."""
     named = []
     for name, spec in (functions or {}).items():
-        weight = spec if isinstance(spec, (int, float)) else spec.get("weight", 1.0)
+        params = {} if isinstance(spec, (int, float)) else dict(spec)
+        weight = float(spec) if isinstance(spec, (int, float)) else float(params.pop("weight", 1.0))
         if name == "reward_model":
             from zoo.rewards.reward_model import RewardModelReward
 
-            path = None if isinstance(spec, (int, float)) else spec.get("path")
-            path = path or artifacts.get("reward_model")
+            path = params.get("path") or artifacts.get("reward_model")
             if path is None:
                 raise ValueError("reward.functions.reward_model needs a path, or an `rm` stage earlier in the run")
-            named.append((name, float(weight), RewardModelReward(path, cfg)))
+            fn = RewardModelReward(path, cfg)
+        elif name in FACTORIES:
+            fn = FACTORIES[name](**params)
         else:
-            named.append((name, float(weight), get(name)))
+            if params:
+                raise ValueError(f"reward.functions.{name}: takes no parameters, got {sorted(params)}")
+            fn = get(name)
+        named.append((name, weight, fn))
+    return named
+
+
+def build(functions, artifacts: dict, cfg) -> WeightedSum | None:
+    """The configured proxy reward as one function (weighted sum), or None when none is configured."""
+    named = named_functions(functions, artifacts, cfg)
     return WeightedSum(named) if named else None
