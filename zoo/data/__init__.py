@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from zoo.data.adapters import ADAPTERS
 from zoo.data.io import DataError, load_hub_rows, read_rows
-from zoo.data.tasks import arithmetic, countdown, sentiment
+from zoo.data.tasks import arithmetic, countdown, safety, sentiment
 
-BUILTIN = {"sentiment", "arithmetic", "countdown"}
+BUILTIN = {"sentiment", "arithmetic", "countdown", "safety"}
 DATASETS = BUILTIN | set(ADAPTERS)
 _PROMPT_ONLY_DROP = ("completion", "chosen", "rejected", "score_chosen", "score_rejected")
 
@@ -32,6 +32,8 @@ def _builtin_rows(name: str, n: int, seed: int) -> list[dict]:
         return sentiment.sft_rows(n, seed)
     if name == "countdown":
         return countdown.rows(n, seed)
+    if name == "safety":
+        return safety.rows(seed)[:n]
     rows = arithmetic.rows(n, seed)
     for row, pref in zip(rows, arithmetic.preference_rows(n, seed)):
         row.update(chosen=pref["chosen"], rejected=pref["rejected"])

@@ -9,10 +9,11 @@ Functions are selected by name with weights in conf/reward/*.yaml.
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 from zoo.data.tasks.countdown import countdown_reward
-from zoo.rewards import reasoning
+from zoo.rewards import rbr, reasoning
 from zoo.rewards.sentiment import sentiment_reward
 from zoo.rewards.verifiable import accuracy_reward
 
@@ -31,6 +32,7 @@ FACTORIES: dict[str, Callable[..., RewardFn]] = {
     "soft_overlong": reasoning.soft_overlong,
     "cosine_length": reasoning.cosine_length,
     "repetition": reasoning.repetition,
+    "rbr": rbr.make_rbr,
 }
 KNOWN = sorted([*REWARDS, *FACTORIES, "reward_model"])
 
@@ -71,7 +73,9 @@ def named_functions(functions, artifacts: dict, cfg) -> list[tuple[str, float, R
                 raise ValueError("reward.functions.reward_model needs a path, or an `rm` stage earlier in the run")
             fn = RewardModelReward(path, cfg)
         elif name in FACTORIES:
-            fn = FACTORIES[name](**params)
+            # Factories that load models (the RBR LLM grader) take the run config too.
+            needs_cfg = "cfg" in inspect.signature(FACTORIES[name]).parameters
+            fn = FACTORIES[name](**params, **({"cfg": cfg} if needs_cfg else {}))
         else:
             if params:
                 raise ValueError(f"reward.functions.{name}: takes no parameters, got {sorted(params)}")
