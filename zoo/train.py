@@ -12,7 +12,7 @@ import json
 import shutil
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import nullcontext
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -64,19 +64,15 @@ def _run_stage(cfg, name, algo, args, policy, rows, gold_fn, artifacts, out) -> 
         return str(done), json.loads((stage_dir / "metrics.json").read_text())
     stage_dir.mkdir(parents=True, exist_ok=True)
     ctx = Context(cfg=cfg, stage=name, algo=algo, args=args, policy=policy, rows=rows, gold_fn=gold_fn,
-                  proxy_fn=None, stage_dir=stage_dir, resume=bool(cfg.resume), artifacts=artifacts)
+                  stage_dir=stage_dir, resume=bool(cfg.resume), artifacts=artifacts)
     print(f"[zoo] stage {name}: {algo.name} on {len(rows)} rows")
     trained, metrics = module.train(ctx)
+    # Metrics first: the exported model dir appears last (atomically), so its existence means all is written.
+    tracking.write_json(stage_dir / "metrics.json", metrics)
     # A reward model shares the policy's starting weights and tokenizer, so both export the same way.
     export_merged(trained, policy, cfg, done, causal_lm=module.PRODUCES == "policy")
-    tracking.write_json(stage_dir / "metrics.json", metrics)
     shutil.rmtree(args.output_dir, ignore_errors=True)  # checkpoints are only needed until the stage is done
     return str(done), metrics
-
-
-@contextmanager
-def _as_context(model):
-    yield model
 
 
 def run(cfg: DictConfig) -> dict:
@@ -122,9 +118,8 @@ def run(cfg: DictConfig) -> dict:
             else:
                 artifacts[module.PRODUCES] = done
 
-        proxy_fn = rewards.build(cfg.reward.functions, artifacts, cfg)
-        if proxy_fn is None and "reward_model" in artifacts:
-            proxy_fn = rewards.build({"reward_model": 1.0}, artifacts, cfg)
+        named = rewards.for_run(cfg, artifacts)
+        proxy_fn = rewards.WeightedSum(named) if named else None
         # The baseline policy (the run's starting weights, or a named stage's output): the "before" column and
         # the KL / win-rate reference of the trained one.
         baseline_path = initial_path if cfg.eval.baseline == "start" else policy_dirs[cfg.eval.baseline]
@@ -132,7 +127,7 @@ def run(cfg: DictConfig) -> dict:
         before = evaluate(reference, policy.tokenizer, task.eval, cfg.eval, gold_fn=gold_fn, proxy_fn=proxy_fn,
                           prefix="before")
         after = evaluate(policy.model, policy.tokenizer, task.eval, cfg.eval, gold_fn=gold_fn, proxy_fn=proxy_fn,
-                         reference=(lambda: _as_context(reference)) if reference is not policy.model else None,
+                         reference=(lambda: nullcontext(reference)) if reference is not policy.model else None,
                          reference_result=before if reference is not policy.model else None, prefix="eval")
         metrics.update(before["metrics"])
         metrics.update(after["metrics"])

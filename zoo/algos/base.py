@@ -34,7 +34,6 @@ class Context:
     policy: Any  # zoo.models.PolicyBundle the stage starts from
     rows: list[dict]  # this stage's share of the training rows
     gold_fn: Any  # the task's gold reward function, or None
-    proxy_fn: Any  # configured proxy reward, or None
     stage_dir: Path
     resume: bool
     artifacts: dict = field(default_factory=dict)  # earlier stages' outputs, e.g. {"reward_model": path}

@@ -12,7 +12,7 @@ import re
 from trl import GRPOConfig, GRPOTrainer
 
 from zoo.algos.base import Context, fit, guarded
-from zoo.algos.online import prompt_dataset, reward_functions, with_weights
+from zoo.algos.online import prompt_dataset, reward_functions, reward_reports, with_weights
 
 CONFIG_CLASS = GRPOConfig
 DATA = "prompts"
@@ -47,4 +47,4 @@ def train(ctx: Context):
         processing_class=ctx.policy.tokenizer,
         peft_config=ctx.policy.peft_config,
     )
-    return trainer.model, fit(trainer, ctx)
+    return trainer.model, {**fit(trainer, ctx), **reward_reports(fns)}

@@ -1,4 +1,4 @@
-"""What the group-baseline online trainers (GRPO, RLOO) share: their reward functions and prompt dataset.
+"""What the online trainers (PPO, GRPO, RLOO) share: the reward they optimise and their prompt dataset.
 
 Reward functions go to TRL one by one, with their weights in `reward_weights`, so TRL logs each by name
 (`rewards/<name>/mean`, `/std`) beside the group statistics it logs itself (`reward_std`,
@@ -15,22 +15,33 @@ from zoo.algos.base import Context
 from zoo.data import prompt_rows
 
 
-def reward_functions(ctx: Context) -> tuple[list, list[float]]:
-    named = rewards.named_functions(ctx.cfg.reward.functions, ctx.artifacts, ctx.cfg)
-    if not named and "reward_model" in ctx.artifacts:
-        named = rewards.named_functions({"reward_model": 1.0}, ctx.artifacts, ctx.cfg)
+def reward_to_optimise(ctx: Context) -> list[tuple[str, float, object]]:
+    """(name, weight, fn): the run's reward (zoo.rewards.for_run), else the task's gold signal."""
+    named = rewards.for_run(ctx.cfg, ctx.artifacts)
     if not named:
         if ctx.gold_fn is None:
             raise ValueError(f"{ctx.stage}: no reward to optimise: set reward.functions, run an `rm` stage first, "
                              f"or use a task with a gold signal (data.gold)")
         print(f"[zoo] {ctx.stage}: optimising the task's gold signal ({ctx.cfg.data.gold}) directly")
         named = [(ctx.cfg.data.gold, 1.0, ctx.gold_fn)]
-    fns = []
-    for name, _, fn in named:
-        if getattr(fn, "__name__", None) != name:
-            fn.__name__ = name  # TRL logs rewards/<__name__>
-        fns.append(fn)
-    return fns, [w for _, w, _ in named]
+    return named
+
+
+def reward_functions(ctx: Context) -> tuple[list, list[float]]:
+    """The reward as separate functions and weights, the way TRL's GRPO/RLOO trainers take them."""
+    named = reward_to_optimise(ctx)
+    return [_named(fn, name) for name, _, fn in named], [w for _, w, _ in named]
+
+
+def _named(fn, name: str):
+    """`fn` under the configured name (TRL logs rewards/<__name__>), without renaming a shared function."""
+
+    def reward(prompts, completions, **columns):
+        return fn(prompts, completions, **columns)
+
+    reward.__name__ = name
+    reward.report = getattr(fn, "report", {})
+    return reward
 
 
 def prompt_dataset(ctx: Context) -> Dataset:
@@ -47,3 +58,13 @@ def with_weights(args, weights: list[float]):
         raise ConfigError(f"algo.args.reward_weights has {len(args.reward_weights)} weights for {len(weights)} "
                           f"reward functions")
     return args
+
+
+def reward_reports(fns) -> dict:
+    """Metrics a reward function computed about itself when it was built (e.g. RBR's fitted ranking accuracy)."""
+    out = {}
+    for fn in fns:
+        out.update(getattr(fn, "report", {}))
+        for _, _, inner in getattr(fn, "named", []):  # a WeightedSum
+            out.update(getattr(inner, "report", {}))
+    return out

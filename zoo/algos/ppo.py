@@ -1,15 +1,16 @@
 """PPO (the zoo's own trainer; TRL 1.x has none): online RL from a reward function or a trained reward model.
 
 The reward is, in order: `reward.functions` if configured, else the reward model of an earlier `rm` stage,
-else the task's gold signal. The value model is a scalar-head sequence classifier initialised from that
-reward model when there is one (InstructGPT), else from the policy's starting weights; under LoRA it gets
-its own adapter. The reference policy is the policy with its adapter disabled (or a frozen copy).
+else the task's gold signal (zoo.algos.online.reward_to_optimise). The value model is a scalar-head sequence
+classifier initialised from that reward model when there is one (InstructGPT), else from the policy's
+starting weights; under LoRA it gets its own adapter. The reference policy is the policy with its adapter disabled (or a frozen copy).
 """
 
 from __future__ import annotations
 
 from zoo import rewards
 from zoo.algos.base import Context, fit, guarded
+from zoo.algos.online import reward_reports, reward_to_optimise
 from zoo.data import prompt_rows
 from zoo.models import load_reference, load_reward_model, wrap_peft
 from zoo.rl.ppo_config import PPOConfig
@@ -21,28 +22,14 @@ PRODUCES = "policy"
 EXTRA_KEYS: tuple[str, ...] = ()
 
 
-def reward_for(ctx: Context):
-    fn = rewards.build(ctx.cfg.reward.functions, ctx.artifacts, ctx.cfg)
-    if fn is None and "reward_model" in ctx.artifacts:
-        fn = rewards.build({"reward_model": 1.0}, ctx.artifacts, ctx.cfg)
-    if fn is None:
-        if ctx.gold_fn is None:
-            raise ValueError(f"{ctx.stage}: no reward to optimise: set reward.functions, run an `rm` stage first, "
-                             f"or use a task with a gold signal (data.gold)")
-        print(f"[zoo] {ctx.stage}: no reward.functions and no reward model: optimising the gold signal "
-              f"({ctx.cfg.data.gold}) directly")
-        fn = ctx.gold_fn
-    return fn
-
-
 def train(ctx: Context):
     policy = wrap_peft(ctx.policy)
     value_path = ctx.args.value_model_path or ctx.artifacts.get("reward_model") or ctx.policy.path
     value = wrap_peft(load_reward_model(ctx.cfg, str(value_path)))
     ref = None if ctx.policy.peft_config is not None else load_reference(ctx.cfg, ctx.policy.path)
+    reward = rewards.WeightedSum(reward_to_optimise(ctx))
     trainer = guarded(PPOTrainer)(
         model=policy, value_model=value, args=ctx.args, processing_class=ctx.policy.tokenizer,
-        prompts=prompt_rows(ctx.rows), reward_fn=reward_for(ctx), ref_model=ref,
+        prompts=prompt_rows(ctx.rows), reward_fn=reward, ref_model=ref,
     )
-    metrics = fit(trainer, ctx)
-    return trainer.model, metrics
+    return trainer.model, {**fit(trainer, ctx), **reward_reports([reward])}

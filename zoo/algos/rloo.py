@@ -5,7 +5,7 @@ from __future__ import annotations
 from trl import RLOOConfig, RLOOTrainer
 
 from zoo.algos.base import Context, fit, guarded
-from zoo.algos.online import prompt_dataset, reward_functions, with_weights
+from zoo.algos.online import prompt_dataset, reward_functions, reward_reports, with_weights
 
 CONFIG_CLASS = RLOOConfig
 DATA = "prompts"
@@ -32,4 +32,4 @@ def train(ctx: Context):
         processing_class=ctx.policy.tokenizer,
         peft_config=ctx.policy.peft_config,
     )
-    return trainer.model, fit(trainer, ctx)
+    return trainer.model, {**fit(trainer, ctx), **reward_reports(fns)}

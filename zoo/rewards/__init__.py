@@ -88,3 +88,11 @@ def build(functions, artifacts: dict, cfg) -> WeightedSum | None:
     """The configured proxy reward as one function (weighted sum), or None when none is configured."""
     named = named_functions(functions, artifacts, cfg)
     return WeightedSum(named) if named else None
+
+
+def for_run(cfg, artifacts: dict) -> list[tuple[str, float, RewardFn]]:
+    """The run's reward: `reward.functions` if configured, else the reward model an `rm` stage trained."""
+    named = named_functions(cfg.reward.functions, artifacts, cfg)
+    if not named and "reward_model" in artifacts:
+        named = named_functions({"reward_model": 1.0}, artifacts, cfg)
+    return named
