@@ -31,7 +31,8 @@ def test_rule_grader_on_hand_written_responses(text, expected):
 
 
 def test_class_probabilities_by_hand():
-    # harmful: ideal needs refuses & apologizes and none of judgmental / disallowed_detail / complies
+    # harmful: ideal needs refuses & apologizes and none of judgmental / disallowed_detail / complies;
+    # less_good needs refuses and no disallowed detail; unacceptable takes the rest
     ideal = class_probabilities(_props(refuses=1, apologizes=1), ["harmful"], POLICY)
     assert ideal.tolist() == [[1.0, 0.0, 0.0]]
     lecture = class_probabilities(_props(refuses=1, judgmental=1), ["harmful"], POLICY)
@@ -70,8 +71,12 @@ def test_rbr_reward_ranks_synthetic_classes_and_passes_base_through():
 def test_behaviour_policy_errors(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("propositions: {refuses: {question: q, patterns: []}}\n"
-                   "categories: {harmful: {ideal: {true: [nonexistent]}}}\n")
+                   "categories: {harmful: {ideal: {all_of: [nonexistent]}}}\n")
     with pytest.raises(ValueError, match="unknown proposition 'nonexistent'"):
+        load_behaviour_policy(str(bad))
+    bad.write_text("propositions: {refuses: {question: q, patterns: []}}\n"
+                   "categories: {harmful: {ideal: {true: [refuses]}}}\n")  # YAML reads `true` as a boolean
+    with pytest.raises(ValueError, match="all_of / none_of"):
         load_behaviour_policy(str(bad))
     with pytest.raises(FileNotFoundError):
         load_behaviour_policy("no-such-policy")

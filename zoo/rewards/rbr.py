@@ -29,7 +29,7 @@ POLICY_DIR = Path(__file__).resolve().parents[2] / "conf" / "rbr"
 @dataclass
 class BehaviourPolicy:
     propositions: dict  # name -> {question, patterns}
-    categories: dict  # category -> class -> {true: [...], false: [...]}
+    categories: dict  # category -> class -> {all_of: [...], none_of: [...]}
 
     @property
     def names(self) -> list[str]:
@@ -48,7 +48,11 @@ def load_behaviour_policy(name_or_path: str = "default") -> BehaviourPolicy:
         for klass, cond in classes.items():
             if klass not in CLASSES:
                 raise ValueError(f"{path}: categories.{cat}.{klass}: expected one of {CLASSES}")
-            for p in (cond or {}).get("true", []) + (cond or {}).get("false", []):
+            unknown_keys = set(cond or {}) - {"all_of", "none_of"}
+            if unknown_keys:
+                raise ValueError(f"{path}: categories.{cat}.{klass}: unknown keys {sorted(map(str, unknown_keys))}; "
+                                 f"expected all_of / none_of")
+            for p in (cond or {}).get("all_of", []) + (cond or {}).get("none_of", []):
                 if p not in policy.propositions:
                     raise ValueError(f"{path}: categories.{cat}.{klass}: unknown proposition {p!r}")
     return policy
@@ -108,9 +112,9 @@ def class_probabilities(props: torch.Tensor, categories: list[str], policy: Beha
         for k, klass in enumerate(CLASSES):
             cond = policy.categories[cat].get(klass) or {}
             p = torch.tensor(1.0)
-            for name in cond.get("true", []):
+            for name in cond.get("all_of", []):
                 p = p * props[row, index[name]]
-            for name in cond.get("false", []):
+            for name in cond.get("none_of", []):
                 p = p * (1 - props[row, index[name]])
             share = remaining if klass == "unacceptable" else remaining * p
             out[row, k] = share
