@@ -82,3 +82,16 @@ class IterationTimer(StepTimer):
             self._t_step = None
         self.interval_s.append(now - self._t_last_end)
         self._t_last_end = now
+
+
+def write_result(result: dict, path) -> None:
+    """Write the result JSON atomically (a killed bench never leaves a truncated file behind)."""
+    import json
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, path)

@@ -40,6 +40,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import write_result
+
 _T0 = time.perf_counter()  # worker start (after interpreter start-up), for the setup time
 
 REPO = Path(__file__).resolve().parents[1]
@@ -233,10 +235,7 @@ def drive(repeats: int, steps: int, batch_size: int, bf16: bool, result_path: Pa
         "env": env,
         "bench_seconds": time.perf_counter() - t_start,
     }
-    result_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = result_path.with_name(result_path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, result_path)
+    write_result(result, result_path)
     _print_table(result, result_path)
     return result
 

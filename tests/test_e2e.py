@@ -39,7 +39,7 @@ def watch_training(monkeypatch):
         return metrics
 
     monkeypatch.setattr(base, "fit", spying_fit)
-    for name in ("sft", "rm", "dpo", "ppo", "grpo", "rloo"):
+    for name in ("sft", "rm", "dpo", "ppo", "online"):  # online: GRPO and RLOO
         monkeypatch.setattr(f"zoo.algos.{name}.fit", spying_fit)
     return seen
 
@@ -189,14 +189,14 @@ def test_grpo_presets_on_countdown(compose, tmp_path, preset):
         logs.extend(trainer.state.log_history)
         return out
 
-    import zoo.algos.grpo as grpo
+    import zoo.algos.online as online
 
-    grpo.fit, saved = fit, grpo.fit
+    online.fit, saved = fit, online.fit
     try:
         metrics = run(compose(f"algo={preset}", "data=countdown", "reward=countdown", "eval.num_prompts=2",
                               output_dir=tmp_path / "run"))
     finally:
-        grpo.fit = saved
+        online.fit = saved
     keys = set().union(*[set(h) for h in logs])
     assert {"rewards/countdown/mean", "rewards/format/mean", "reward_std", "frac_reward_zero_std"} <= keys
     assert math.isfinite(metrics["grpo/train_loss"])

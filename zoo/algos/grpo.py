@@ -11,8 +11,8 @@ import re
 
 from trl import GRPOConfig, GRPOTrainer
 
-from zoo.algos.base import Context, fit, guarded
-from zoo.algos.online import prompt_dataset, reward_functions, reward_reports, with_weights
+from zoo.algos.base import Context
+from zoo.algos.online import train_with
 
 CONFIG_CLASS = GRPOConfig
 DATA = "prompts"
@@ -38,13 +38,4 @@ def check_args(args, path: str) -> None:
 
 
 def train(ctx: Context):
-    fns, weights = reward_functions(ctx)
-    trainer = guarded(GRPOTrainer)(
-        model=ctx.policy.model,
-        reward_funcs=fns,
-        args=with_weights(ctx.args, weights),
-        train_dataset=prompt_dataset(ctx),
-        processing_class=ctx.policy.tokenizer,
-        peft_config=ctx.policy.peft_config,
-    )
-    return trainer.model, {**fit(trainer, ctx), **reward_reports(fns)}
+    return train_with(GRPOTrainer, ctx)

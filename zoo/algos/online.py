@@ -11,7 +11,7 @@ from __future__ import annotations
 from datasets import Dataset
 
 from zoo import rewards
-from zoo.algos.base import Context
+from zoo.algos.base import Context, fit, guarded
 from zoo.data import prompt_rows
 
 
@@ -68,3 +68,17 @@ def reward_reports(fns) -> dict:
         for _, _, inner in getattr(fn, "named", []):  # a WeightedSum
             out.update(getattr(inner, "report", {}))
     return out
+
+
+def train_with(trainer_cls, ctx: Context):
+    """Train a TRL group-baseline trainer (GRPOTrainer, RLOOTrainer) on the stage's prompts and reward."""
+    fns, weights = reward_functions(ctx)
+    trainer = guarded(trainer_cls)(
+        model=ctx.policy.model,
+        reward_funcs=fns,
+        args=with_weights(ctx.args, weights),
+        train_dataset=prompt_dataset(ctx),
+        processing_class=ctx.policy.tokenizer,
+        peft_config=ctx.policy.peft_config,
+    )
+    return trainer.model, {**fit(trainer, ctx), **reward_reports(fns)}

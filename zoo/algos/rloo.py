@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from trl import RLOOConfig, RLOOTrainer
 
-from zoo.algos.base import Context, fit, guarded
-from zoo.algos.online import prompt_dataset, reward_functions, reward_reports, with_weights
+from zoo.algos.base import Context
+from zoo.algos.online import train_with
 
 CONFIG_CLASS = RLOOConfig
 DATA = "prompts"
@@ -23,13 +23,4 @@ def check_args(args, path: str) -> None:
 
 
 def train(ctx: Context):
-    fns, weights = reward_functions(ctx)
-    trainer = guarded(RLOOTrainer)(
-        model=ctx.policy.model,
-        reward_funcs=fns,
-        args=with_weights(ctx.args, weights),
-        train_dataset=prompt_dataset(ctx),
-        processing_class=ctx.policy.tokenizer,
-        peft_config=ctx.policy.peft_config,
-    )
-    return trainer.model, {**fit(trainer, ctx), **reward_reports(fns)}
+    return train_with(RLOOTrainer, ctx)

@@ -11,7 +11,7 @@ import math
 import re
 
 from zoo.generation import as_text
-from zoo.rewards.verifiable import accuracy_reward
+from zoo.rewards.verifiable import accuracy_reward, score_against_answer
 
 _FORMAT = re.compile(r"^\s*<think>.+?</think>\s*<answer>.+?</answer>\s*$", re.DOTALL)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
@@ -28,24 +28,19 @@ def format_reward(prompts, completions, **columns) -> list[float | None]:
     return [1.0 if _FORMAT.match(as_text(c) or "") else 0.0 for c in completions]
 
 
-def math_accuracy_reward(prompts, completions, answer=None, **columns) -> list[float | None]:
-    """Symbolic equivalence with `answer` via math-verify (LaTeX, fractions, 1,200 vs 1200); None without one."""
-    if answer is None:
-        return [None] * len(completions)
+def _math_equal(text: str, gold: str) -> bool:
     from math_verify import parse, verify
 
-    out = []
-    for completion, gold in zip(completions, answer):
-        if gold is None:
-            out.append(None)
-            continue
-        text = answer_text(as_text(completion) or "")
-        try:
-            ok = verify(parse(str(gold)), parse(text)) or accuracy_reward(None, [text], answer=[gold])[0] == 1.0
-        except Exception:  # math-verify raises on inputs it cannot parse; that is a wrong answer, not a crash
-            ok = False
-        out.append(1.0 if ok else 0.0)
-    return out
+    text = answer_text(text)
+    try:
+        return bool(verify(parse(gold), parse(text))) or accuracy_reward(None, [text], answer=[gold])[0] == 1.0
+    except Exception:  # math-verify raises on inputs it cannot parse; that is a wrong answer, not a crash
+        return False
+
+
+def math_accuracy_reward(prompts, completions, answer=None, **columns) -> list[float | None]:
+    """Symbolic equivalence with `answer` via math-verify (LaTeX, fractions, 1,200 vs 1200); None without one."""
+    return score_against_answer(completions, answer, _math_equal)
 
 
 def _lengths(completions, completion_ids=None) -> list[int]:

@@ -26,15 +26,19 @@ def _same_number(a: str, b: str) -> bool:
         return a.strip() == b.strip()
 
 
-def accuracy_reward(prompts, completions, answer=None, **columns) -> list[float | None]:
-    """1.0 when the completion's final number equals `answer`, 0.0 otherwise; None for rows without an answer."""
+def score_against_answer(completions, answer, check) -> list[float | None]:
+    """1.0 / 0.0 from `check(text, gold)` per completion; None where the row has no answer (or none at all)."""
     if answer is None:
         return [None] * len(completions)
-    out = []
-    for completion, gold in zip(completions, answer):
-        if gold is None:
-            out.append(None)
-            continue
-        got = extract_answer(as_text(completion) or "")
-        out.append(1.0 if got is not None and _same_number(got, str(gold)) else 0.0)
-    return out
+    return [None if gold is None else (1.0 if check(as_text(c) or "", str(gold)) else 0.0)
+            for c, gold in zip(completions, answer)]
+
+
+def _exact(text: str, gold: str) -> bool:
+    got = extract_answer(text)
+    return got is not None and _same_number(got, gold)
+
+
+def accuracy_reward(prompts, completions, answer=None, **columns) -> list[float | None]:
+    """1.0 when the completion's final number equals `answer`, 0.0 otherwise; None for rows without an answer."""
+    return score_against_answer(completions, answer, _exact)
