@@ -222,6 +222,8 @@ def validate(cfg: DictConfig) -> None:
     policy_stages = [n for n, a in iter_stages(cfg) if getattr(REGISTRY[a.name], "PRODUCES", "") == "policy"]
     _require(cfg.eval.baseline == "start" or cfg.eval.baseline in policy_stages,
              f"eval.baseline={cfg.eval.baseline!r}: expected 'start' or a policy stage of this run {policy_stages}")
+    for stage in cfg.eval.get("also", None) or []:
+        _require(stage in policy_stages, f"eval.also: {stage!r} is not a policy stage of this run {policy_stages}")
     _require(cfg.eval.temperature >= 0, f"eval.temperature={cfg.eval.temperature!r}: expected >= 0")
     for name in cfg.reward.functions or {}:
         _require(name in rewards.KNOWN, f"reward.functions.{name}: unknown reward function; known: {rewards.KNOWN}")

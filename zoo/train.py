@@ -129,13 +129,21 @@ def run(cfg: DictConfig) -> dict:
         after = evaluate(policy.model, policy.tokenizer, task.eval, cfg.eval, gold_fn=gold_fn, proxy_fn=proxy_fn,
                          reference=(lambda: nullcontext(reference)) if reference is not policy.model else None,
                          reference_result=before if reference is not policy.model else None, prefix="eval")
-        metrics.update(before["metrics"])
-        metrics.update(after["metrics"])
+        columns = {"before": before["metrics"]}
+        for stage in cfg.eval.get("also", None) or []:  # intermediate policies, e.g. SL-CAI before RL-CAI
+            middle = load_reference(cfg, policy_dirs[stage])
+            columns[stage] = evaluate(middle, policy.tokenizer, task.eval, cfg.eval, gold_fn=gold_fn,
+                                      proxy_fn=proxy_fn, reference=lambda: nullcontext(reference),
+                                      reference_result=before, prefix=f"eval_{stage}")["metrics"]
+            del middle
+        columns["after"] = after["metrics"]
+        for column in columns.values():
+            metrics.update(column)
         metrics["run/seconds"] = time.time() - t0
         write_jsonl(out / "samples.jsonl", [{"policy": "before", **r} for r in before["records"]]
                     + [{"policy": "after", **r} for r in after["records"]])
         tracking.write_json(out / "metrics.json", metrics)
-        print(format_table({"before": before["metrics"], "after": after["metrics"]}))
+        print(format_table(columns))
         print(f"[zoo] run dir: {out}")
     finally:
         tracking.finish(wandb_run, metrics)

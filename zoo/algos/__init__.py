@@ -1,6 +1,6 @@
 """Algorithm registry: `algo=<name>` selects `zoo/algos/<name>.py` (see zoo.algos.base for the module contract)."""
 
-from zoo.algos import dpo, grpo, ppo, rloo, rm, sft
+from zoo.algos import cai, dpo, grpo, ppo, rlaif, rloo, rm, sft
 
 REGISTRY = {
     "sft": sft,
@@ -9,4 +9,6 @@ REGISTRY = {
     "ppo": ppo,
     "grpo": grpo,
     "rloo": rloo,
+    "cai": cai,
+    "rlaif": rlaif,
 }

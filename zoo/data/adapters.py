@@ -182,7 +182,24 @@ def adapt_gsm8k(rows: list[Row], source: str) -> list[dict]:
     return _adapt(rows, source, _gsm8k_row)
 
 
+# --- TRL's own formats --------------------------------------------------------------------------
+
+
+def _trl_row(row: dict) -> dict:
+    if row.get("prompt") in (None, "", []):
+        raise _RowError("missing key 'prompt' (expected a string or a list of messages)")
+    if "completion" not in row and not ("chosen" in row and "rejected" in row):
+        raise _RowError("expected 'completion' (SFT) or 'chosen' and 'rejected' (preferences)")
+    return dict(row)
+
+
+def adapt_trl(rows: list[Row], source: str) -> list[dict]:
+    """Rows already in a TRL format (e.g. the zoo's own cai_sft.jsonl / cai_pairs.jsonl), checked and passed on."""
+    return _adapt(rows, source, _trl_row)
+
+
 ADAPTERS: dict[str, Callable[[list[Row], str], list[dict]]] = {
+    "trl": adapt_trl,
     "hh_rlhf": adapt_hh_rlhf,
     "ultrafeedback": adapt_ultrafeedback,
     "tldr": adapt_tldr,

@@ -1,0 +1,85 @@
+"""Constitutional AI: the constitution, critique/revision prompts, and SL-CAI end to end on the tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from zoo.rlaif.constitution import critique_messages, load_constitution, revision_messages
+from zoo.rlaif.critique_revise import final_rows
+
+CONSTITUTION = load_constitution("default")
+
+
+def test_default_constitution_covers_the_ground():
+    names = {p.name for p in CONSTITUTION.principles}
+    assert len(names) >= 8 and {"harm", "honesty", "sycophancy", "over_refusal"} <= names
+    assert CONSTITUTION.examples
+
+
+def test_critique_and_revision_prompts(tiny_dir):
+    from zoo.models import load_tokenizer
+
+    principle = CONSTITUTION.principle("sycophancy")
+    prompt = [{"role": "user", "content": "My essay is perfect, right?"}]
+    crit = critique_messages(CONSTITUTION, prompt, "Yes, it is flawless!", principle)
+    # few-shot: four turns per example, then the request with the principle's critique text substituted
+    assert len(crit) == 4 * len(CONSTITUTION.examples) + 1
+    assert crit[0]["content"].startswith("User: ") and crit[1]["role"] == "assistant"
+    last = crit[-1]["content"]
+    assert "User: My essay is perfect, right?" in last and "Assistant: Yes, it is flawless!" in last
+    assert last.endswith("Critique request: " + principle.critique)
+    rev = revision_messages(CONSTITUTION, prompt, "Yes, it is flawless!", principle, "It flatters.")
+    assert rev[-2] == {"role": "assistant", "content": "It flatters."}
+    assert rev[-1]["content"].startswith("Revision request: " + principle.revision)
+    rendered = load_tokenizer(str(tiny_dir)).apply_chat_template(rev, tokenize=False, add_generation_prompt=True)
+    assert rendered.count("<|im_start|>user") == 2 * len(CONSTITUTION.examples) + 2
+
+
+def test_constitution_errors(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("principles: [{name: x, critique: c}]\n")
+    with pytest.raises(ValueError, match="revision"):
+        load_constitution(str(bad))
+    with pytest.raises(FileNotFoundError):
+        load_constitution("no-such-constitution")
+
+
+def test_final_rows_take_the_last_round():
+    rows = [{"prompt": "p", "original": "o", "critique": "c1", "revision": "r1", "principle": "harm", "round": 1},
+            {"prompt": "p", "original": "o", "critique": "c2", "revision": "r2", "principle": "harm", "round": 2}]
+    sft, prefs = final_rows(rows)
+    assert sft == [{"prompt": "p", "completion": "r2"}]
+    assert prefs == [{"prompt": "p", "chosen": "r2", "rejected": "o"}]
+
+
+def test_sl_cai_end_to_end_then_dpo_on_its_pairs(compose, tmp_path):
+    from zoo.train import run
+
+    out = tmp_path / "cai"
+    metrics = run(compose("algo=cai", "data=safety", "algo.rounds=2", "algo.generation.max_new_tokens=8",
+                          "eval.num_prompts=4", "data.max_rows=6", output_dir=out))
+    rows = [json.loads(x) for x in (out / "stages" / "cai" / "cai_rows.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * 6 and {r["round"] for r in rows} == {1, 2}
+    assert set(rows[0]) == {"prompt", "original", "critique", "revision", "principle", "round"}
+    assert {r["principle"] for r in rows} <= {p.name for p in CONSTITUTION.principles}
+    assert metrics["cai/num_revisions"] == 12 and "eval/refusal_f1" in metrics
+    pairs = out / "stages" / "cai" / "cai_pairs.jsonl"
+    again = run(compose("algo=dpo", "data=trl", f"data.path={pairs}", "eval.num_prompts=1",
+                        output_dir=tmp_path / "dpo"))
+    assert again["dpo/num_pairs"] >= 1
+
+
+def test_cai_pipeline_sl_then_rl(compose, tmp_path):
+    """experiment=cai on the tiny model: SL-CAI, then RLAIF with the judge; three columns evaluated."""
+    from zoo.train import run
+
+    out = tmp_path / "run"
+    metrics = run(compose("experiment=cai", "model=tiny", "stages.cai.generation.max_new_tokens=8",
+                          "algo.pairs.max_new_tokens=8", "eval.num_prompts=4", "data.max_rows=8", output_dir=out))
+    for prefix in ("before", "eval_cai", "eval"):
+        assert f"{prefix}/harmless_rate" in metrics and f"{prefix}/helpful_rate" in metrics
+    assert 0.0 <= metrics["rlaif/judge_position_consistency"] <= 1.0
+    pairs = [json.loads(x) for x in (out / "stages" / "rlaif" / "ai_pairs.jsonl").read_text().splitlines()]
+    assert pairs and all(0.5 <= p["p_chosen"] <= 1.0 for p in pairs)

@@ -1,0 +1,46 @@
+"""SL-CAI (Bai et al. 2022): critique -> revise the policy's own answers under a constitution, then SFT on the
+revisions. The generated dataset is saved with provenance in the stage dir (cai_rows.jsonl), with SFT rows
+(cai_sft.jsonl) and preference rows (cai_pairs.jsonl: chosen = revision, rejected = original) reusable via
+`data=trl data.path=...`, e.g. to run DPO on the pairs.
+"""
+
+from __future__ import annotations
+
+from datasets import Dataset
+from trl import SFTConfig, SFTTrainer
+
+from zoo.algos.base import Context, fit, guarded, read_jsonl, write_jsonl
+from zoo.rlaif.constitution import load_constitution
+from zoo.rlaif.critique_revise import critique_and_revise, final_rows
+
+CONFIG_CLASS = SFTConfig
+DATA = "prompts"
+PRODUCES = "policy"
+EXTRA_KEYS = ("constitution", "rounds", "generation")
+
+
+def _dataset(ctx: Context) -> list[dict]:
+    cache = ctx.stage_dir / "cai_rows.jsonl"
+    if cache.exists():  # resumed: the same critiques and revisions
+        return read_jsonl(cache)
+    g = ctx.algo.generation
+    rows = critique_and_revise(ctx.policy.model, ctx.policy.tokenizer, [r["prompt"] for r in ctx.rows],
+                               load_constitution(ctx.algo.constitution), rounds=ctx.algo.rounds,
+                               max_new_tokens=g.max_new_tokens, temperature=g.temperature, seed=ctx.cfg.trainer.seed)
+    sft, prefs = final_rows(rows)
+    write_jsonl(ctx.stage_dir / "cai_sft.jsonl", sft)
+    write_jsonl(ctx.stage_dir / "cai_pairs.jsonl", prefs)
+    write_jsonl(cache, rows)  # last: its existence means the whole dataset was written
+    return rows
+
+
+def train(ctx: Context):
+    rows = _dataset(ctx)
+    sft, prefs = final_rows(rows)
+    trainer = guarded(SFTTrainer)(
+        model=ctx.policy.model, args=ctx.args, train_dataset=Dataset.from_list(sft),
+        processing_class=ctx.policy.tokenizer, peft_config=ctx.policy.peft_config,
+    )
+    metrics = fit(trainer, ctx)
+    metrics.update({f"{ctx.stage}/num_revisions": len(rows), f"{ctx.stage}/num_pairs": len(prefs)})
+    return trainer.model, metrics
