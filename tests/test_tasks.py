@@ -32,9 +32,10 @@ def test_eval_prompts_are_held_out(compose):
 
 def test_partition_is_disjoint():
     rows = [{"prompt": str(i)} for i in range(10)]
-    parts = partition(rows, ["sft", "preference", "sft"])
-    assert set(parts) == {"sft", "preference"}
-    assert not {r["prompt"] for r in parts["sft"]} & {r["prompt"] for r in parts["preference"]}
+    parts = partition(rows, ["sft", "rm", "ppo"])
+    assert [len(p) for p in parts.values()] == [3, 3, 3]
+    seen = [{r["prompt"] for r in p} for p in parts.values()]
+    assert not (seen[0] & seen[1] or seen[1] & seen[2] or seen[0] & seen[2])
 
 
 def test_sft_rows_from_preferences():

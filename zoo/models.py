@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,7 @@ def export_merged(trained, bundle: PolicyBundle, cfg, out_dir: str | os.PathLike
 
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # left by an export a crash interrupted
     if isinstance(trained, PeftModel):
         adapter_dir = tmp / "adapter"
         trained.save_pretrained(adapter_dir)
@@ -187,11 +189,9 @@ def export_merged(trained, bundle: PolicyBundle, cfg, out_dir: str | os.PathLike
         merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     else:
         merged = trained
-    merged.save_pretrained(tmp)
+    merged.save_pretrained(tmp)  # the adapter, when there was one, stays beside the merged weights in adapter/
     bundle.tokenizer.save_pretrained(tmp)
     if out_dir.exists():
-        import shutil
-
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
     return out_dir

@@ -40,11 +40,11 @@ def _stage_args(cfg: DictConfig, out: Path) -> dict:
 
 
 def _data_shares(cfg: DictConfig, task) -> dict:
-    from zoo.algos import REGISTRY
+    """Each stage's own disjoint share of the training rows (all of them for a single-stage run)."""
     from zoo.data import partition
 
-    kinds = [REGISTRY[algo.name].DATA for _, algo in config.iter_stages(cfg)]
-    return partition(task.train, kinds) if len(set(kinds)) > 1 else {kinds[0]: task.train}
+    names = [name for name, _ in config.iter_stages(cfg)]
+    return partition(task.train, names) if len(names) > 1 else {names[0]: task.train}
 
 
 def _run_stage(cfg, name, algo, args, policy, rows, gold_fn, artifacts, out) -> tuple[str, dict]:
@@ -106,7 +106,7 @@ def run(cfg: DictConfig) -> dict:
         for name, algo in config.iter_stages(cfg):
             module = REGISTRY[algo.name]
             set_seed(cfg.trainer.seed)
-            done, stage_metrics = _run_stage(cfg, name, algo, stage_args[name], policy, shares[module.DATA],
+            done, stage_metrics = _run_stage(cfg, name, algo, stage_args[name], policy, shares[name],
                                              gold_fn, artifacts, out)
             metrics.update(stage_metrics)
             if module.PRODUCES == "policy":

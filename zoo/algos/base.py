@@ -2,7 +2,6 @@
 
 An algorithm module exposes:
   CONFIG_CLASS  the TRL (or zoo) config dataclass that `algo.args.*` fills
-  DATA          which rows it consumes: "sft", "preference" or "prompts"
   PRODUCES      "policy" (the next stage starts from it) or "reward_model" (later stages score with it)
   EXTRA_KEYS    zoo-level keys its YAML may carry besides `name` and `args`
   train(ctx) -> (trained model, metrics dict)
@@ -32,7 +31,7 @@ class Context:
     algo: DictConfig  # this stage's algorithm config
     args: Any  # the TRL config built from trainer.* + algo.args.*
     policy: Any  # zoo.models.PolicyBundle the stage starts from
-    rows: list[dict]  # this stage's share of the training rows
+    rows: list[dict]  # this stage's disjoint share of the training rows
     gold_fn: Any  # the task's gold reward function, or None
     stage_dir: Path
     resume: bool

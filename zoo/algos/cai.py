@@ -14,7 +14,6 @@ from zoo.rlaif.constitution import load_constitution
 from zoo.rlaif.critique_revise import critique_and_revise, final_rows
 
 CONFIG_CLASS = SFTConfig
-DATA = "prompts"
 PRODUCES = "policy"
 EXTRA_KEYS = ("constitution", "rounds", "generation")
 

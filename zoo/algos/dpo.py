@@ -12,7 +12,6 @@ from trl import DPOConfig, DPOTrainer
 from zoo.algos.base import Context, columns, fit, guarded, preference_pairs
 
 CONFIG_CLASS = DPOConfig
-DATA = "preference"
 PRODUCES = "policy"
 EXTRA_KEYS = ("pairs",)
 

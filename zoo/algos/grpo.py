@@ -15,7 +15,6 @@ from zoo.algos.base import Context
 from zoo.algos.online import train_with
 
 CONFIG_CLASS = GRPOConfig
-DATA = "prompts"
 PRODUCES = "policy"
 EXTRA_KEYS: tuple[str, ...] = ()
 

@@ -17,7 +17,6 @@ from zoo.rl.ppo_config import PPOConfig
 from zoo.rl.ppo_trainer import PPOTrainer
 
 CONFIG_CLASS = PPOConfig
-DATA = "prompts"
 PRODUCES = "policy"
 EXTRA_KEYS: tuple[str, ...] = ()
 

@@ -16,7 +16,6 @@ from zoo.judges import LogProbScorer, PairwiseLogProbJudge
 from zoo.rlaif.constitution import load_constitution
 
 CONFIG_CLASS = DPOConfig
-DATA = "prompts"
 PRODUCES = "policy"
 EXTRA_KEYS = ("judge", "pairs")
 

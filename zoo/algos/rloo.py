@@ -8,7 +8,6 @@ from zoo.algos.base import Context
 from zoo.algos.online import train_with
 
 CONFIG_CLASS = RLOOConfig
-DATA = "prompts"
 PRODUCES = "policy"
 EXTRA_KEYS: tuple[str, ...] = ()
 

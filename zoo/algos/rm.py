@@ -15,7 +15,6 @@ from zoo.algos.base import Context, columns, fit, guarded, preference_pairs
 from zoo.models import load_reward_model
 
 CONFIG_CLASS = RewardConfig
-DATA = "preference"
 PRODUCES = "reward_model"
 EXTRA_KEYS = ("pairs", "eval_fraction")
 

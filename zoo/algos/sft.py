@@ -9,7 +9,6 @@ from zoo.algos.base import Context, fit, guarded
 from zoo.data import sft_rows
 
 CONFIG_CLASS = SFTConfig
-DATA = "sft"
 PRODUCES = "policy"
 EXTRA_KEYS: tuple[str, ...] = ()
 

@@ -61,17 +61,17 @@ def load_task(cfg) -> Task:
     return Task(name=d.name, train=train, eval=eval_rows, gold=d.get("gold"))
 
 
-def partition(rows: list[dict], kinds: list[str]) -> dict[str, list[dict]]:
-    """Disjoint, contiguous shares of the training rows, one per distinct data kind a run consumes.
+def partition(rows: list[dict], stages: list[str]) -> dict[str, list[dict]]:
+    """Disjoint, contiguous shares of the training rows, one per stage of a pipeline.
 
-    A pipeline that runs SFT and then a preference method must not show the preference stage prompts the SFT
-    stage already trained on (the DPO and InstructGPT setups both keep them apart).
+    A stage must not train on prompts an earlier stage already trained on: the DPO and InstructGPT setups keep
+    SFT, reward-model and RL prompts apart, and so do SL-CAI and RL-CAI.
     """
-    distinct = list(dict.fromkeys(kinds))
+    distinct = list(dict.fromkeys(stages))
     size = len(rows) // len(distinct)
     if size == 0:
-        raise DataError(f"{len(rows)} training rows cannot be split across the stages' data kinds {distinct}")
-    return {kind: rows[i * size: (i + 1) * size] for i, kind in enumerate(distinct)}
+        raise DataError(f"{len(rows)} training rows cannot be split across the stages {distinct}; raise data.max_rows")
+    return {stage: rows[i * size: (i + 1) * size] for i, stage in enumerate(distinct)}
 
 
 def sft_rows(rows: list[dict], source: str) -> list[dict]:
