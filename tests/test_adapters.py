@@ -14,6 +14,7 @@ from zoo.data.adapters import (
     adapt_gsm8k,
     adapt_hh_rlhf,
     adapt_tldr,
+    adapt_trl,
     adapt_ultrafeedback,
 )
 from zoo.data.io import DataError, load_hub_rows, read_rows
@@ -317,7 +318,17 @@ def test_gsm8k_missing_key(tmp_path):
 
 def test_registry():
     assert ADAPTERS == {"hh_rlhf": adapt_hh_rlhf, "ultrafeedback": adapt_ultrafeedback,
-                        "tldr": adapt_tldr, "gsm8k": adapt_gsm8k}
+                        "tldr": adapt_tldr, "gsm8k": adapt_gsm8k, "trl": adapt_trl}
+
+
+def test_trl_passthrough(tmp_path):
+    rows = [(1, {"prompt": "p", "completion": " c"}), (2, {"prompt": [{"role": "user", "content": "q"}],
+                                                          "chosen": "a", "rejected": "b"})]
+    assert adapt_trl(rows, "x.jsonl") == [r for _, r in rows]
+    with pytest.raises(DataError, match=r"x.jsonl: row 3: expected 'completion'"):
+        adapt_trl([(3, {"prompt": "p", "chosen": "a"})], "x.jsonl")
+    with pytest.raises(DataError, match=r"row 4: missing key 'prompt'"):
+        adapt_trl([(4, {"completion": "c"})], "x.jsonl")
 
 
 @pytest.mark.parametrize("name", sorted(ADAPTERS))
