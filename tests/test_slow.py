@@ -29,7 +29,7 @@ def test_demo_raises_gold_reward(tmp_path):
 def test_sigkill_mid_training_then_resume(tmp_path):
     """Kill -9 a DPO run on the tiny model after its second checkpoint; resume=true finishes it."""
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "zoo.train", "algo=dpo", "model=tiny", "logger=none", "trainer.max_steps=40",
+    cmd = [sys.executable, "-m", "zoo.train", "algo=dpo", "model=tiny", "logger=none", "trainer.max_steps=600",
            "trainer.save_steps=5", "trainer.per_device_train_batch_size=2", "data.max_rows=64",
            "eval.num_prompts=4", "eval.max_new_tokens=8", f"paths.output_dir={out}",
            f"paths.cache_dir={tmp_path / 'cache'}"]
