@@ -188,6 +188,23 @@ def trl_args(config_cls, sections: list[tuple[str, Any]], **managed):
         raise ConfigError(f"{sections[-1][0]}: {config_cls.__name__} rejected these values: {e}") from e
 
 
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def load_named_yaml(group: str, name_or_path: str, what: str) -> tuple[Path, dict]:
+    """A YAML file given by name (conf/<group>/<name>.yaml) or by path, for files the zoo reads itself
+    (behaviour policies, constitutions) rather than through Hydra's composition."""
+    import yaml
+
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = CONF_DIR / group / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {name_or_path!r}: no file {path} (add conf/{group}/<name>.yaml or give "
+                                f"a path)")
+    return path, yaml.safe_load(path.read_text()) or {}
+
+
 def _require(cond: bool, message: str):
     if not cond:
         raise ConfigError(message)

@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-import yaml
 
 from zoo.generation import as_text
 
 CLASSES = ("ideal", "less_good", "unacceptable")
-POLICY_DIR = Path(__file__).resolve().parents[2] / "conf" / "rbr"
 
 
 @dataclass
@@ -37,12 +34,9 @@ class BehaviourPolicy:
 
 
 def load_behaviour_policy(name_or_path: str = "default") -> BehaviourPolicy:
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = POLICY_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"RBR behaviour policy {name_or_path!r}: no file {path}")
-    raw = yaml.safe_load(path.read_text())
+    from zoo.config import load_named_yaml
+
+    path, raw = load_named_yaml("rbr", name_or_path, "RBR behaviour policy")
     policy = BehaviourPolicy(raw["propositions"], raw["categories"])
     for cat, classes in policy.categories.items():
         for klass, cond in classes.items():

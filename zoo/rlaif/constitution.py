@@ -4,13 +4,8 @@ and the chat prompts built from them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
-import yaml
 
 from zoo.generation import as_text
-
-CONSTITUTION_DIR = Path(__file__).resolve().parents[2] / "conf" / "constitution"
 
 
 @dataclass(frozen=True)
@@ -30,12 +25,9 @@ class Constitution:
 
 
 def load_constitution(name_or_path: str = "default") -> Constitution:
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = CONSTITUTION_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"constitution {name_or_path!r}: no file {path} (add conf/constitution/<name>.yaml)")
-    raw = yaml.safe_load(path.read_text()) or {}
+    from zoo.config import load_named_yaml
+
+    path, raw = load_named_yaml("constitution", name_or_path, "constitution")
     principles = []
     for i, p in enumerate(raw.get("principles") or []):
         missing = {"name", "critique", "revision"} - set(p)
