@@ -119,6 +119,14 @@ def _run_worker(side: str, spec_path: Path, scratch: Path, tag: str) -> dict:
     return res
 
 
+RUN_SCALARS = ("peak_rss_mb", "rss_imports_mb", "rss_train_begin_mb", "setup_s", "process_s")
+
+
+def _scalar_stats(runs: list[dict]) -> dict:
+    """Statistics over repeats of the one-number-per-run readings every bench worker reports."""
+    return {key: _stats([r[key] for r in runs]) for key in RUN_SCALARS}
+
+
 def _stats(xs: list[float]) -> dict:
     return {"median": statistics.median(xs), "mean": statistics.fmean(xs), "min": min(xs), "max": max(xs),
             "stdev": statistics.stdev(xs) if len(xs) > 1 else 0.0, "n": len(xs)}
@@ -178,11 +186,7 @@ def drive(repeats: int, steps: int, batch_size: int, bf16: bool, result_path: Pa
         s: {
             "step_s": _stats([x for r in by[s] for x in r["step_s"][WARMUP:]]),
             "interval_s": _stats([x for r in by[s] for x in r["interval_s"][WARMUP:]]),
-            "peak_rss_mb": _stats([r["peak_rss_mb"] for r in by[s]]),
-            "rss_imports_mb": _stats([r["rss_imports_mb"] for r in by[s]]),
-            "rss_train_begin_mb": _stats([r["rss_train_begin_mb"] for r in by[s]]),
-            "setup_s": _stats([r["setup_s"] for r in by[s]]),
-            "process_s": _stats([r["process_s"] for r in by[s]]),
+            **_scalar_stats(by[s]),
         }
         for s in SIDES
     }

@@ -138,7 +138,7 @@ def _ratio(a: float, b: float) -> float:
 
 
 def drive(a, bf16: bool, result_path: Path) -> dict:
-    from bench.dpo import _busy_processes, _env, _stats
+    from bench.dpo import _busy_processes, _env, _scalar_stats, _stats
 
     os.environ.setdefault("PREFZOO_CACHE", str(Path.home() / ".cache" / "prefzoo"))
     t_start = time.perf_counter()
@@ -172,11 +172,7 @@ def drive(a, bf16: bool, result_path: Path) -> dict:
     summary = {
         s: {
             "iter_s": _stats([x for r in by[s] for x in r["interval_s"][WARMUP:]]),
-            "peak_rss_mb": _stats([r["peak_rss_mb"] for r in by[s]]),
-            "rss_imports_mb": _stats([r["rss_imports_mb"] for r in by[s]]),
-            "rss_train_begin_mb": _stats([r["rss_train_begin_mb"] for r in by[s]]),
-            "setup_s": _stats([r["setup_s"] for r in by[s]]),
-            "process_s": _stats([r["process_s"] for r in by[s]]),
+            **_scalar_stats(by[s]),
             **({"completion_mean_length": _stats(lens)}
                if (lens := [x for r in by[s] for x in r["completion_mean_length"][WARMUP:]]) else {}),
         }
