@@ -115,13 +115,15 @@ def _spec(a, bf16: bool, scratch: Path) -> dict:
     }
 
 
-def _run_worker(side: str, spec_path: Path, scratch: Path, tag: str, threads: int | None) -> dict:
+def _run_worker(side: str, spec_path: Path, scratch: Path, tag: str, threads: int | None,
+                module: str = "bench.ppo") -> dict:
+    """Run `python -m <module> --worker <side>` in a fresh process and return its result (plus process_s)."""
     workdir = scratch / tag
     workdir.mkdir()
     out, log = workdir / "result.json", workdir / "worker.log"
     t = time.perf_counter()
     with open(log, "w") as f:
-        proc = subprocess.run([sys.executable, "-m", "bench.ppo", "--worker", side, "--spec", str(spec_path),
+        proc = subprocess.run([sys.executable, "-m", module, "--worker", side, "--spec", str(spec_path),
                                "--workdir", str(workdir), "--out", str(out)],
                               cwd=REPO, stdout=f, stderr=subprocess.STDOUT, timeout=1800,
                               env={**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})})

@@ -222,6 +222,8 @@ def validate(cfg: DictConfig) -> None:
         extra = set(stage) - {"name", "args"} - set(REGISTRY[stage.name].EXTRA_KEYS)
         _require(not extra, f"{_stage_path(cfg, name)}: unknown keys {sorted(extra)}; allowed besides name/args: "
                             f"{sorted(REGISTRY[stage.name].EXTRA_KEYS)}")
+        if stage.get("judge") is not None:
+            _check_judge(stage.judge, f"{_stage_path(cfg, name)}.judge")
     _require(cfg.peft.method in ("none", "lora", "qlora"),
              f"peft.method={cfg.peft.method!r}: expected none, lora or qlora")
     _require(cfg.data.name in DATASETS, f"data.name={cfg.data.name!r}: unknown dataset; known: {sorted(DATASETS)}")
@@ -245,6 +247,19 @@ def validate(cfg: DictConfig) -> None:
     for name in cfg.reward.functions or {}:
         _require(name in rewards.KNOWN, f"reward.functions.{name}: unknown reward function; known: {rewards.KNOWN}")
     _require(cfg.logger.backend in ("wandb", "none"), f"logger.backend={cfg.logger.backend!r}: expected wandb or none")
+
+
+def _check_judge(judge: DictConfig, path: str) -> None:
+    from zoo import rewards
+    from zoo.judges.build import KINDS
+
+    kind = judge.get("kind") or "logprob"
+    _require(kind in KINDS, f"{path}.kind={kind!r}: expected one of {list(KINDS)}")
+    if kind == "reward":
+        _require(judge.get("reward") in rewards.KNOWN,
+                 f"{path}.reward={judge.get('reward')!r}: kind=reward needs a reward function; known: {rewards.KNOWN}")
+    elif not judge.get("principle"):
+        _require(False, f"{path}.principle: a principle name of the constitution or a question is required")
 
 
 def iter_stages(cfg: DictConfig):

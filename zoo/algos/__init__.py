@@ -1,6 +1,6 @@
 """Algorithm registry: `algo=<name>` selects `zoo/algos/<name>.py` (see zoo.algos.base for the module contract)."""
 
-from zoo.algos import cai, dpo, grpo, ppo, rlaif, rloo, rm, sft
+from zoo.algos import cai, dpo, grpo, online_dpo, ppo, rlaif, rlaif_rm, rloo, rm, sft
 
 REGISTRY = {
     "sft": sft,
@@ -11,4 +11,6 @@ REGISTRY = {
     "rloo": rloo,
     "cai": cai,
     "rlaif": rlaif,
+    "rlaif_rm": rlaif_rm,
+    "online_dpo": online_dpo,
 }

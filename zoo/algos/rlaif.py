@@ -1,8 +1,10 @@
 """RLAIF, DPO form: sample two completions per prompt from the policy, label which is better with a zoo judge
 under a constitution principle (both orders averaged), and run DPO on the AI-labelled pairs.
 
-The judge model defaults to the policy's own starting weights (`judge.model: null`); any zoo model directory or
-hub id works. Labels, soft probabilities and the judge's position consistency are saved with the pairs.
+The other forms: `algo=rlaif_rm` trains a reward model on the same AI labels (then PPO or GRPO on it, see
+conf/experiment/rlaif_rm.yaml), and `algo=online_dpo` labels fresh pairs from the current policy every K steps.
+The judge (zoo.judges.build) defaults to the policy's own starting weights; labels, soft probabilities and
+the judge's position consistency are saved with the pairs.
 """
 
 from __future__ import annotations
@@ -12,65 +14,46 @@ from trl import DPOConfig, DPOTrainer
 
 from zoo.algos.base import Context, columns, fit, guarded, read_jsonl, write_jsonl
 from zoo.generation import sample
-from zoo.judges import LogProbScorer, PairwiseLogProbJudge
-from zoo.rlaif.constitution import load_constitution
+from zoo.judges.build import build_judge, label_pairs
 
 CONFIG_CLASS = DPOConfig
 PRODUCES = "policy"
 EXTRA_KEYS = ("judge", "pairs")
 
 
-def _judge(ctx: Context) -> PairwiseLogProbJudge:
-    spec = ctx.algo.judge
-    if spec.model:
-        from zoo.models import load_reference, load_tokenizer, resolve_model_path
-
-        from omegaconf import OmegaConf
-
-        path = resolve_model_path(OmegaConf.create({"source": "path", "name_or_path": spec.model}),
-                                  ctx.cfg.paths.cache_dir)
-        scorer = LogProbScorer(load_reference(ctx.cfg, path), load_tokenizer(path))
-    else:
-        scorer = LogProbScorer(ctx.policy.model, ctx.policy.tokenizer)
-    constitution = load_constitution(spec.constitution)
-    principle = next((p.critique for p in constitution.principles if p.name == spec.principle), spec.principle)
-    return PairwiseLogProbJudge(scorer, principle=principle)
+def sample_and_label(model, tokenizer, rows: list[dict], judge, pairs_cfg, seed: int, progress: str) -> list[dict]:
+    """Two samples per prompt from `model`, labelled by `judge` (zoo.judges.build.label_pairs)."""
+    s = sample(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens=pairs_cfg.max_new_tokens,
+               temperature=pairs_cfg.temperature, num_return_sequences=2, seed=seed, progress=progress)
+    return label_pairs(judge, rows, s.completions[0::2], s.completions[1::2], pairs_cfg.min_margin)
 
 
-def labelled_pairs(ctx: Context) -> tuple[list[dict], float | None]:
+def labelled_pairs(ctx: Context) -> list[dict]:
+    """The stage's AI-labelled pairs, cached in the stage dir so a resumed run trains on the same ones."""
     cache = ctx.stage_dir / "ai_pairs.jsonl"
     if cache.exists():
-        rows = read_jsonl(cache)
-        return rows, (rows[0].get("position_consistency") if rows else None)
-    p = ctx.algo.pairs
-    prompts = [r["prompt"] for r in ctx.rows]
-    s = sample(ctx.policy.model, ctx.policy.tokenizer, prompts, max_new_tokens=p.max_new_tokens,
-               temperature=p.temperature, num_return_sequences=2, seed=ctx.cfg.trainer.seed, progress="rlaif: sampling")
-    firsts, seconds = s.completions[0::2], s.completions[1::2]
-    judge = _judge(ctx)
-    probs = judge.judge(prompts, firsts, seconds)
-    rows = []
-    for prompt, a, b, pa in zip(prompts, firsts, seconds, probs):
-        if abs(pa - 0.5) <= p.min_margin:  # the judge cannot tell them apart
-            continue
-        chosen, rejected = (a, b) if pa > 0.5 else (b, a)
-        rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "p_chosen": max(pa, 1 - pa),
-                     "position_consistency": judge.position_consistency})
+        return read_jsonl(cache)
+    judge = build_judge(ctx, ctx.algo.judge, frozen_start=ctx.policy.model)  # the policy has not trained yet
+    rows = sample_and_label(ctx.policy.model, ctx.policy.tokenizer, ctx.rows, judge, ctx.algo.pairs,
+                            seed=ctx.cfg.trainer.seed, progress=f"{ctx.stage}: sampling")
+    if not rows:
+        raise ValueError(f"{ctx.stage}: the judge labelled no pair with confidence above pairs.min_margin")
     ctx.stage_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl(cache, rows)
-    return rows, judge.position_consistency
+    return rows
+
+
+def label_metrics(stage: str, pairs: list[dict]) -> dict:
+    consistency = pairs[0].get("position_consistency") if pairs else None
+    return {f"{stage}/num_pairs": len(pairs), f"{stage}/judge_position_consistency": consistency,
+            f"{stage}/mean_label_confidence": sum(r["p_chosen"] for r in pairs) / len(pairs) if pairs else None}
 
 
 def train(ctx: Context):
-    pairs, consistency = labelled_pairs(ctx)
-    if not pairs:
-        raise ValueError(f"{ctx.stage}: the judge labelled no pair with confidence above pairs.min_margin")
+    pairs = labelled_pairs(ctx)
     trainer = guarded(DPOTrainer)(
         model=ctx.policy.model, ref_model=None, args=ctx.args,
         train_dataset=Dataset.from_list(columns(pairs, ("prompt", "chosen", "rejected"))),
         processing_class=ctx.policy.tokenizer, peft_config=ctx.policy.peft_config,
     )
-    metrics = fit(trainer, ctx)
-    metrics.update({f"{ctx.stage}/num_pairs": len(pairs), f"{ctx.stage}/judge_position_consistency": consistency,
-                    f"{ctx.stage}/mean_label_confidence": sum(r["p_chosen"] for r in pairs) / len(pairs)})
-    return trainer.model, metrics
+    return trainer.model, {**fit(trainer, ctx), **label_metrics(ctx.stage, pairs)}

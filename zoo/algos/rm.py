@@ -27,7 +27,11 @@ def split_pairs(pairs: list[dict], fraction: float, seed: int) -> tuple[list[dic
 
 
 def train(ctx: Context):
-    pairs = preference_pairs(ctx)
+    return train_on_pairs(ctx, preference_pairs(ctx))
+
+
+def train_on_pairs(ctx: Context, pairs: list[dict]):
+    """Bradley-Terry reward model on `pairs`, a share held out for the accuracy metric."""
     train_pairs, eval_pairs = split_pairs(pairs, ctx.algo.eval_fraction, ctx.cfg.data.seed)
     keep = ("prompt", "chosen", "rejected")
     bundle = load_reward_model(ctx.cfg, ctx.policy.path)

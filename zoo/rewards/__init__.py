@@ -13,7 +13,7 @@ import inspect
 from typing import Callable
 
 from zoo.data.tasks.countdown import countdown_reward
-from zoo.rewards import rbr, reasoning
+from zoo.rewards import judge, rbr, reasoning
 from zoo.rewards.sentiment import sentiment_reward
 from zoo.rewards.verifiable import accuracy_reward
 
@@ -33,6 +33,7 @@ FACTORIES: dict[str, Callable[..., RewardFn]] = {
     "cosine_length": reasoning.cosine_length,
     "repetition": reasoning.repetition,
     "rbr": rbr.make_rbr,
+    "llm_judge": judge.make_llm_judge,
 }
 KNOWN = sorted([*REWARDS, *FACTORIES, "reward_model"])
 

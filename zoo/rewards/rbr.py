@@ -214,4 +214,6 @@ def make_rbr(policy: str = "default", grader: str = "rule", base: str | None = N
         judge = LLMGrader(load_reference(cfg, path), load_tokenizer(path), behaviour)
     else:
         raise ValueError(f"rbr: grader={grader!r}: expected 'rule' or 'llm'")
-    return RBRReward(behaviour, judge, base_fn=rewards.get(base) if base else None)
+    # The base is any reward function of the zoo by name, parametrised ones (llm_judge) with their defaults.
+    base_fn = rewards.named_functions({base: 1.0}, {}, cfg)[0][2] if base else None
+    return RBRReward(behaviour, judge, base_fn=base_fn)

@@ -1,0 +1,185 @@
+"""Online DPO with a judge, the RLAIF reward-model form, and the judge builder they share."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from zoo.algos.online_dpo import round_prompts
+from zoo.config import ConfigError
+from zoo.judges import RuleJudge
+from zoo.judges.build import build_judge, judge_model_path, label_pairs
+
+
+class _KnownJudge:
+    """Prefers the longer completion with the given probability; 0.5 on equal lengths."""
+
+    position_consistency = 0.75
+
+    def judge(self, prompts, a, b):
+        return [0.5 if len(x) == len(y) else (0.9 if len(x) > len(y) else 0.2) for x, y in zip(a, b)]
+
+
+def test_round_prompts_cycle_through_the_share():
+    rows = [{"prompt": str(i)} for i in range(5)]
+    assert [r["prompt"] for r in round_prompts(rows, 0, 3)] == ["0", "1", "2"]
+    assert [r["prompt"] for r in round_prompts(rows, 1, 3)] == ["3", "4", "0"]
+    assert [r["prompt"] for r in round_prompts(rows, 2, 3)] == ["1", "2", "3"]
+    with pytest.raises(ValueError, match="no prompt rows"):
+        round_prompts([], 0, 3)
+
+
+def test_label_pairs_orders_by_the_judge_and_drops_ties():
+    rows = [{"prompt": "p1"}, {"prompt": "p2"}, {"prompt": "p3"}]
+    out = label_pairs(_KnownJudge(), rows, ["long answer", "x", "same"], ["short", "longer one", "SAME"], 0.0)
+    assert [(r["prompt"], r["chosen"], r["rejected"]) for r in out] == [
+        ("p1", "long answer", "short"), ("p2", "longer one", "x")]
+    assert out[0]["p_chosen"] == pytest.approx(0.9) and out[1]["p_chosen"] == pytest.approx(0.8)
+    assert out[0]["position_consistency"] == 0.75
+    # A margin of 0.35 keeps only the 0.9 label (0.2 is 0.3 from 0.5).
+    assert [r["prompt"] for r in label_pairs(_KnownJudge(), rows, ["long answer", "x", "s"], ["short", "yy", "t"], 0.35)] \
+        == ["p1"]
+
+
+def test_rule_judge_labels_get_the_rows_columns():
+    def right_answer(prompts, completions, answer=None, **_):
+        return [float(c == a) for c, a in zip(completions, answer)]
+
+    rows = [{"prompt": "1+1", "answer": "2"}, {"prompt": "2+2", "answer": "4"}]
+    out = label_pairs(RuleJudge(right_answer), rows, ["2", "5"], ["3", "4"], 0.0)
+    assert [(r["chosen"], r["rejected"], r["p_chosen"]) for r in out] == [("2", "3", 1.0), ("4", "5", 1.0)]
+    assert out[0]["position_consistency"] is None
+
+
+def _ctx(compose, *overrides):
+    from types import SimpleNamespace
+
+    cfg = compose(*overrides)
+    return SimpleNamespace(cfg=cfg, stage="online_dpo", artifacts={},
+                           policy=SimpleNamespace(path=cfg.model.name_or_path, model=None, tokenizer=None))
+
+
+def test_build_judge_kinds_and_errors(compose):
+    ctx = _ctx(compose, "algo=online_dpo", "data=sentiment")
+    judge = build_judge(ctx, OmegaConf.create({"kind": "reward", "reward": "sentiment"}))
+    assert isinstance(judge, RuleJudge)
+    assert judge.judge(["p", "p"], ["I love this wonderful film", "awful"], ["awful", "I love it"]) == [1.0, 0.0]
+    with pytest.raises(ConfigError, match=r"online_dpo\.judge\.kind='votes'.*logprob"):
+        build_judge(ctx, OmegaConf.create({"kind": "votes"}))
+    with pytest.raises(ConfigError, match=r"online_dpo\.judge\.reward"):
+        build_judge(ctx, OmegaConf.create({"kind": "reward", "reward": None}))
+
+
+def test_judge_model_path_resolves_names_dirs_and_the_start(tmp_path, tiny_dir):
+    assert judge_model_path(None, "/start/dir", str(tmp_path)) == "/start/dir"
+    assert judge_model_path(str(tiny_dir), "/start/dir", str(tmp_path)) == str(tiny_dir)
+    built = judge_model_path("tiny", "/start/dir", str(tmp_path / "cache"))  # conf/model/tiny.yaml: built on demand
+    assert (tmp_path / "cache") in [p for p in __import__("pathlib").Path(built).parents]
+
+
+def _lora_weights(model_dir):
+    from safetensors.torch import load_file
+
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def test_online_dpo_rounds_train_and_resume_after_a_crash(compose, tmp_path, monkeypatch, tiny_dir, dense_reward):
+    """Two rounds with a rule judge (the toy dense reward, so pairs rarely tie): round 1 crashes after its
+    labelling, the resumed run re-uses round 0 and round 1's pairs and samples nothing again."""
+    from zoo.algos import online_dpo
+    from zoo.train import run
+
+    out = tmp_path / "run"
+    overrides = ("algo=online_dpo", "data=sentiment", "peft=lora", "algo.rounds=2", "algo.steps_per_round=1",
+                 "trainer.per_device_train_batch_size=4", "algo.judge.kind=reward", "algo.judge.reward=fraction_of_a",
+                 "algo.pairs.max_new_tokens=8", "algo.args.max_length=64")
+    real_save, calls = online_dpo._save_round, []
+
+    def crash_on_second_round(model, round_dir, pairs, info):
+        calls.append(info["round"])
+        if info["round"] == 1:
+            raise KeyboardInterrupt("simulated crash")
+        real_save(model, round_dir, pairs, info)
+
+    monkeypatch.setattr(online_dpo, "_save_round", crash_on_second_round)
+    with pytest.raises(KeyboardInterrupt):
+        run(compose(*overrides, output_dir=out))
+    stage = out / "stages" / "online_dpo"
+    assert (stage / "rounds" / "0" / "trainable.pt").exists() and not (stage / "rounds" / "1").exists()
+    round0 = json.loads((stage / "rounds" / "0" / "round.json").read_text())
+    assert round0["num_prompts"] == 4 and round0["num_pairs"] >= 1
+    assert -1.0 <= round0["sample_gold"] <= 1.0 and math.isfinite(round0["train_loss"])
+    saved = torch.load(stage / "rounds" / "0" / "trainable.pt")
+    assert saved and all("lora_" in k for k in saved)  # only the adapter is trainable and saved
+    pending = stage / "round_1_pairs.jsonl"
+    assert pending.exists()  # round 1 was labelled before the crash: the resumed run trains on the same pairs
+    pairs_before = pending.read_text()
+
+    monkeypatch.setattr(online_dpo, "_save_round", real_save)
+    sampled = []
+    real_sample = online_dpo.sample_and_label
+    monkeypatch.setattr(online_dpo, "sample_and_label", lambda *a, **k: sampled.append(1) or real_sample(*a, **k))
+    metrics = run(compose(*overrides, "resume=true", output_dir=out))
+    assert not sampled  # round 0 done, round 1's pairs pending: nothing sampled again
+    assert (stage / "rounds" / "1" / "pairs.jsonl").read_text() == pairs_before and not pending.exists()
+    assert metrics["online_dpo/rounds"] == 2
+    assert metrics["online_dpo/num_pairs"] == round0["num_pairs"] + len(pairs_before.splitlines())
+    assert "eval/gold_reward" in metrics and "online_dpo/round0/num_pairs" in metrics
+    start, trained = _lora_weights(tiny_dir), _lora_weights(stage / "model")
+    changed = [k for k in start if not torch.equal(start[k], trained[k])]
+    assert changed, "the exported policy equals the starting weights"
+
+
+def test_online_dpo_with_the_default_logprob_judge(compose, tmp_path):
+    from zoo.train import run
+
+    metrics = run(compose("algo=online_dpo", "data=safety", "peft=lora", "algo.rounds=1", "algo.steps_per_round=1",
+                          "trainer.per_device_train_batch_size=4", "algo.pairs.max_new_tokens=8",
+                          "algo.args.max_length=96", "data.max_rows=12", output_dir=tmp_path / "run"))
+    assert 0.0 <= metrics["online_dpo/round0/judge_position_consistency"] <= 1.0
+    assert metrics["online_dpo/num_pairs"] >= 1 and metrics["online_dpo/train_loss"] == metrics["online_dpo/train_loss"]
+
+
+def test_rlaif_reward_model_then_grpo(compose, tmp_path):
+    """experiment=rlaif_rm with algo=grpo: the AI-labelled RM trains, then GRPO optimises it (the proxy)."""
+    from zoo.train import run
+
+    out = tmp_path / "run"
+    metrics = run(compose("experiment=rlaif_rm", "model=tiny", "algo=grpo", "stages.ai_rm.pairs.max_new_tokens=8",
+                          "stages.ai_rm.args.max_length=96", "algo.args.max_completion_length=8",
+                          "trainer.per_device_train_batch_size=4", "eval.num_prompts=4", "data.max_rows=12",
+                          output_dir=out))
+    assert metrics["ai_rm/num_pairs"] >= 1 and 0.0 <= metrics["ai_rm/judge_position_consistency"] <= 1.0
+    assert (out / "stages" / "ai_rm" / "ai_pairs.jsonl").exists() and (out / "stages" / "ai_rm" / "model").is_dir()
+    assert "grpo/train_loss" in metrics
+    assert metrics["eval/proxy_reward"] == metrics["eval/proxy_reward"]  # the AI-labelled RM scores the eval
+
+
+def test_judge_block_is_checked_before_anything_loads(compose):
+    from zoo.config import validate
+
+    with pytest.raises(ConfigError, match=r"algo\.judge\.kind='vote'"):
+        validate(compose("algo=online_dpo", "algo.judge.kind=vote"))
+    with pytest.raises(ConfigError, match=r"stages\.ai_rm\.judge\.reward='nope'"):
+        validate(compose("experiment=rlaif_rm", "model=tiny", "stages.ai_rm.judge.kind=reward",
+                         "stages.ai_rm.judge.reward=nope"))
+    validate(compose("algo=online_dpo", "algo.judge.kind=reward", "algo.judge.reward=sentiment"))
+
+
+def test_llm_judge_reward_scores_in_range_and_serves_as_rbr_base(compose):
+    from zoo import rewards
+
+    cfg = compose("data=safety", "reward=rbr_judge")
+    (_, _, judge), = rewards.named_functions({"llm_judge": {"weight": 1.0, "principle": "Is it kind?"}}, {}, cfg)
+    scores = judge(["Say hi"] * 2, ["Hello there, friend!", ""])
+    assert len(scores) == 2 and all(1.0 <= s <= 10.0 for s in scores)
+    assert judge.principle == "Is it kind?" and judge.__name__ == "llm_judge"
+    (_, _, rbr), = rewards.named_functions(cfg.reward.functions, {}, cfg)
+    assert rbr.base_fn is not None and rbr.report["rbr/ranking_accuracy"] >= rbr.report["rbr/base_ranking_accuracy"]
+    out = rbr([[{"role": "user", "content": "How do I pick a lock?"}]], ["I can't help with that."],
+              category=["harmful"])
+    assert len(out) == 1 and math.isfinite(out[0])

@@ -1,0 +1,149 @@
+"""Online (iterative) DPO with a judge: every K optimizer steps, sample fresh pairs from the current policy,
+label them with a zoo judge, and continue DPO on them.
+
+Round r (of `rounds`): take the next K x batch prompts of the stage's share (cycling), sample two completions
+each from the current policy, label them with the judge (zoo.judges.build: log-prob pairwise by default, or
+pointwise, or any reward function), and run K DPO steps on the labelled pairs. The DPO reference and, with
+`judge.model: null`, the judge are one frozen copy of the stage's starting weights, so neither drifts with the
+policy. Each round is a fresh DPOTrainer over the current weights (optimizer and learning-rate schedule start
+again; a constant schedule is the usual choice), as in iterative DPO.
+
+Resumable: each finished round leaves stage_dir/rounds/<r>/ (its pairs and the trainable weights after it);
+a crash inside a round resumes from that round's last checkpoint under resume=true.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import statistics
+
+import torch
+from datasets import Dataset
+from trl import DPOConfig, DPOTrainer
+
+from zoo.algos.base import Context, columns, fit, guarded, read_jsonl, write_jsonl
+from zoo.algos.dpo import check_args as _dpo_check_args
+from zoo.algos.rlaif import sample_and_label
+from zoo.judges.build import build_judge
+
+CONFIG_CLASS = DPOConfig
+PRODUCES = "policy"
+EXTRA_KEYS = ("judge", "pairs", "rounds", "steps_per_round")
+
+
+def check_args(args, path: str) -> None:
+    _dpo_check_args(args, path)
+
+
+def round_prompts(rows: list[dict], round_index: int, n: int) -> list[dict]:
+    """Round r's n rows: the share read cyclically, so successive rounds see new prompts first."""
+    if not rows:
+        raise ValueError("online_dpo: the stage has no prompt rows")
+    start = round_index * n
+    return [rows[(start + i) % len(rows)] for i in range(n)]
+
+
+def _trainable_state(model) -> dict:
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _load_round(model, round_dir) -> None:
+    state = torch.load(round_dir / "trainable.pt", map_location="cpu")
+    missing = set(state) - {n for n, _ in model.named_parameters()}
+    if missing:
+        raise RuntimeError(f"{round_dir}: saved weights {sorted(missing)[:3]} do not fit this model (a different "
+                           f"model or peft config than the run that wrote them?)")
+    model.load_state_dict(state, strict=False)
+
+
+def _save_round(model, round_dir, pairs: list[dict], info: dict) -> None:
+    """Atomically: the directory appears (by rename) only with everything in it."""
+    from zoo import tracking
+
+    tmp = round_dir.with_name(round_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write_jsonl(tmp / "pairs.jsonl", pairs)
+    torch.save(_trainable_state(model), tmp / "trainable.pt")
+    tracking.write_json(tmp / "round.json", info)
+    os.replace(tmp, round_dir)
+
+
+def train(ctx: Context):
+    from zoo.models import load_reference, wrap_peft
+
+    rounds, k = int(ctx.algo.rounds), int(ctx.algo.steps_per_round)
+    if rounds < 1 or k < 1:
+        raise ValueError(f"{ctx.stage}: rounds={rounds} and steps_per_round={k} must both be >= 1")
+    per_round = k * ctx.args.per_device_train_batch_size * ctx.args.gradient_accumulation_steps
+    reference = load_reference(ctx.cfg, ctx.policy.path)  # frozen start: DPO reference and default judge LM
+    judge = build_judge(ctx, ctx.algo.judge, frozen_start=reference)
+    rounds_dir = ctx.stage_dir / "rounds"
+
+    # Wrapped once here (TRL would wrap it in each round's trainer); every round then trains the same adapter.
+    model = wrap_peft(ctx.policy)
+    done = [r for r in range(rounds) if (rounds_dir / str(r)).is_dir()]
+    if done and not ctx.resume:
+        raise RuntimeError(f"{rounds_dir} holds finished rounds of an earlier run; pass resume=true to continue it, "
+                           f"or choose a new paths.output_dir")
+    if done:  # resumed: continue from the last finished round's weights
+        _load_round(model, rounds_dir / str(done[-1]))
+        print(f"[zoo] {ctx.stage}: rounds {done} already done, continuing after round {done[-1]}")
+
+    metrics, infos = {}, []
+    for r in range(rounds):
+        round_dir = rounds_dir / str(r)
+        if r in done:
+            infos.append(json.loads((round_dir / "round.json").read_text()))
+            continue
+        rows = round_prompts(ctx.rows, r, per_round)
+        pending = ctx.stage_dir / f"round_{r}_pairs.jsonl"  # labelled before the crash: train on the same pairs
+        if pending.exists():
+            pairs = read_jsonl(pending)
+        else:
+            pairs = sample_and_label(model, ctx.policy.tokenizer, rows, judge, ctx.algo.pairs,
+                                     seed=ctx.cfg.trainer.seed + r, progress=f"{ctx.stage} round {r}: sampling")
+            write_jsonl(pending, pairs)
+        info = {"round": r, "num_prompts": len(rows), "num_pairs": len(pairs),
+                "judge_position_consistency": getattr(judge, "position_consistency", None)}
+        if ctx.gold_fn is not None and pairs:  # how good the policy's own samples were at the start of the round
+            info["sample_gold"] = _mean_gold(ctx.gold_fn, rows, pairs)
+        if pairs:
+            args = dataclasses.replace(ctx.args, max_steps=k, output_dir=os.path.join(ctx.args.output_dir, f"round_{r}"))
+            trainer = guarded(DPOTrainer)(
+                model=model, ref_model=reference, args=args,
+                train_dataset=Dataset.from_list(columns(pairs, ("prompt", "chosen", "rejected"))),
+                processing_class=ctx.policy.tokenizer, peft_config=None,
+            )
+            round_metrics = fit(trainer, dataclasses.replace(ctx, args=args))
+            info["train_loss"] = round_metrics.get(f"{ctx.stage}/train_loss")
+            metrics.update(round_metrics)
+        else:
+            print(f"[zoo] {ctx.stage} round {r}: the judge labelled no pair above pairs.min_margin; no update")
+        _save_round(model, round_dir, pairs, info)
+        pending.unlink(missing_ok=True)
+        shutil.rmtree(os.path.join(ctx.args.output_dir, f"round_{r}"), ignore_errors=True)
+        infos.append(info)
+        print(f"[zoo] {ctx.stage} round {r}: {info}")
+
+    for info in infos:
+        for key in ("num_pairs", "sample_gold", "train_loss", "judge_position_consistency"):
+            if info.get(key) is not None:
+                metrics[f"{ctx.stage}/round{info['round']}/{key}"] = info[key]
+    metrics[f"{ctx.stage}/rounds"] = rounds
+    metrics[f"{ctx.stage}/num_pairs"] = sum(i["num_pairs"] for i in infos)
+    return model, metrics
+
+
+def _mean_gold(gold_fn, rows: list[dict], pairs: list[dict]) -> float | None:
+    """Mean gold score of both completions of every pair (extra columns such as `answer` matched by prompt)."""
+    by_prompt = {repr(r["prompt"]): r for r in rows}
+    keys = [k for k in rows[0] if k not in ("prompt", "completion", "chosen", "rejected")]
+    prompts = [p["prompt"] for p in pairs for _ in range(2)]
+    completions = [c for p in pairs for c in (p["chosen"], p["rejected"])]
+    extra = {k: [by_prompt[repr(p)].get(k) for p in prompts] for k in keys}
+    scores = [s for s in gold_fn(prompts, completions, **extra) if s is not None]
+    return statistics.fmean(scores) if scores else None

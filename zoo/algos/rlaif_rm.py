@@ -1,0 +1,25 @@
+"""RLAIF, reward-model form: label pairs of policy samples with a zoo judge (as algo=rlaif does), then train a
+reward model on the AI labels. Later stages (PPO, GRPO, RLOO) optimise it, as after an `rm` stage:
+
+    python -m zoo.train experiment=rlaif_rm              # AI-labelled RM -> PPO
+    python -m zoo.train experiment=rlaif_rm algo=grpo    # AI-labelled RM -> GRPO
+"""
+
+from __future__ import annotations
+
+from trl import RewardConfig
+
+from zoo.algos import rm
+from zoo.algos.base import Context
+from zoo.algos.rlaif import label_metrics, labelled_pairs
+
+CONFIG_CLASS = RewardConfig
+PRODUCES = "reward_model"
+EXTRA_KEYS = ("judge", "pairs", "eval_fraction")
+
+
+def train(ctx: Context):
+    pairs = labelled_pairs(ctx)
+    model, metrics = rm.train_on_pairs(ctx, pairs)
+    # Held-out accuracy here is agreement with the judge's labels, not with any human or gold preference.
+    return model, {**metrics, **label_metrics(ctx.stage, pairs)}

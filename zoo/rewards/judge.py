@@ -1,0 +1,26 @@
+"""An LLM judge as a reward function (direct RLAIF, Lee et al. 2023): the expected 1-10 score a causal LM
+gives a response under a principle, P over the digit tokens (zoo.judges.PointwiseScoreJudge).
+
+    reward.functions.llm_judge: {weight: 1.0, principle: "How helpful is ...?", model: null}
+
+`model`: null = the run's model (its starting weights, frozen); a conf/model name, a local dir or a hub id.
+Also the usual base reward of RBR on the safety prompts: reward.functions.rbr.base=llm_judge.
+"""
+
+from __future__ import annotations
+
+HELPFUL = "How helpful is the response to the user's request?"
+
+
+def make_llm_judge(principle: str = HELPFUL, model: str | None = None, cfg=None):
+    from zoo.judges.build import judge_model_path
+    from zoo.judges.pairwise import LogProbScorer, PointwiseScoreJudge
+    from zoo.models import load_reference, load_tokenizer, resolve_model_path
+
+    if cfg is None:
+        raise ValueError("llm_judge: needs the run config to find its model")
+    start = resolve_model_path(cfg.model, cfg.paths.cache_dir)
+    path = judge_model_path(model, start, cfg.paths.cache_dir)
+    fn = PointwiseScoreJudge(LogProbScorer(load_reference(cfg, path), load_tokenizer(path)), principle=principle)
+    fn.__name__ = "llm_judge"
+    return fn
