@@ -29,6 +29,7 @@ test-slow: setup
 bench: setup
 	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m bench.dpo
 	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m bench.ppo
+	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m bench.grpo
 
 contract: setup
 	bash ../shared/checks/contract.sh

@@ -143,6 +143,26 @@ def _env() -> dict:
     }
 
 
+def start_driver(name: str) -> tuple[float, Path, tuple, list[str]]:
+    """A driver's preamble: start time, a scratch dir, and how busy the machine was (warned about if it is)."""
+    os.environ.setdefault("PREFZOO_CACHE", str(Path.home() / ".cache" / "prefzoo"))
+    t_start = time.perf_counter()
+    scratch = Path(tempfile.mkdtemp(prefix=f"prefzoo-bench-{name}-"))
+    load_before, busy_before = os.getloadavg(), _busy_processes()
+    if busy_before:
+        # With every core already busy, torch's OpenMP threads wait on descheduled peers: small ops were measured
+        # ~100x slower (a tiny-model generate: 0.13 s alone, 10-20 s beside a 2-core job), so numbers are not usable.
+        print(f"[bench] WARNING: other processes are using CPU, timings will be distorted: {busy_before}", flush=True)
+    return t_start, scratch, load_before, busy_before
+
+
+def alternating(sides: tuple[str, ...], repeats: int):
+    """(repeat, side) in run order: the sides in order on even repeats, reversed on odd ones (noisy machines)."""
+    for rep in range(repeats):
+        for side in sides if rep % 2 == 0 else sides[::-1]:
+            yield rep, side
+
+
 def _busy_processes() -> list[str]:
     """Other processes using CPU right now (the bench's numbers are only as quiet as the machine)."""
     try:
@@ -158,10 +178,7 @@ def _busy_processes() -> list[str]:
 
 
 def drive(repeats: int, steps: int, batch_size: int, bf16: bool, result_path: Path) -> dict:
-    os.environ.setdefault("PREFZOO_CACHE", str(Path.home() / ".cache" / "prefzoo"))
-    t_start = time.perf_counter()
-    scratch = Path(tempfile.mkdtemp(prefix="prefzoo-bench-"))
-    load_before, busy_before = os.getloadavg(), _busy_processes()
+    t_start, scratch, load_before, busy_before = start_driver("dpo")
     try:
         spec = _spec(_overrides(steps, batch_size, bf16), scratch)
         spec_path = scratch / "spec.json"

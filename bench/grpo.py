@@ -29,7 +29,6 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -77,32 +76,26 @@ def per_token_s(interval_s: list[float], mean_lengths: list[float], batch: int) 
 
 
 def drive(a, bf16: bool, result_path: Path) -> dict:
-    from bench.dpo import _busy_processes, _env, _scalar_stats, _stats
+    from bench.dpo import _busy_processes, _env, _scalar_stats, _stats, alternating, start_driver
     from bench.ppo import _run_worker
 
-    os.environ.setdefault("PREFZOO_CACHE", str(Path.home() / ".cache" / "prefzoo"))
-    t_start = time.perf_counter()
-    scratch = Path(tempfile.mkdtemp(prefix="prefzoo-bench-grpo-"))
-    load_before, busy_before = os.getloadavg(), _busy_processes()
-    if busy_before:
-        print(f"[bench] WARNING: other processes are using CPU, timings will be distorted: {busy_before}", flush=True)
+    t_start, scratch, load_before, busy_before = start_driver("grpo")
     try:
         spec = _spec(a, bf16, scratch)
         spec_path = scratch / "spec.json"
         spec_path.write_text(json.dumps(spec))
         runs = []
-        for rep in range(a.repeats):
-            for side in (SIDES if rep % 2 == 0 else SIDES[::-1]):
-                print(f"[bench] repeat {rep + 1}/{a.repeats}: {side} ...", flush=True)
-                res = _run_worker(side, spec_path, scratch, f"{side}-{rep}", a.threads, module="bench.grpo")
-                kept = res["interval_s"][WARMUP:]
-                tok = per_token_s(kept, res["completion_mean_length"][WARMUP:], a.batch_size)
-                res.update(side=side, repeat=rep, order=len(runs), iter_s_median=statistics.median(kept),
-                           token_s_median=statistics.median(tok), token_s=tok)
-                runs.append(res)
-                print(f"[bench]   {res['iter_s_median']:.3f} s/iteration, {1e3 * res['token_s_median']:.2f} ms per "
-                      f"generated token (medians of {len(kept)}), peak RSS {res['peak_rss_mb']:.0f} MiB, "
-                      f"train_loss {res['train_loss']:.4f}", flush=True)
+        for rep, side in alternating(SIDES, a.repeats):
+            print(f"[bench] repeat {rep + 1}/{a.repeats}: {side} ...", flush=True)
+            res = _run_worker(side, spec_path, scratch, f"{side}-{rep}", a.threads, module="bench.grpo")
+            kept = res["interval_s"][WARMUP:]
+            tok = per_token_s(kept, res["completion_mean_length"][WARMUP:], a.batch_size)
+            res.update(side=side, repeat=rep, order=len(runs), iter_s_median=statistics.median(kept),
+                       token_s_median=statistics.median(tok), token_s=tok)
+            runs.append(res)
+            print(f"[bench]   {res['iter_s_median']:.3f} s/iteration, {1e3 * res['token_s_median']:.2f} ms per "
+                  f"generated token (medians of {len(kept)}), peak RSS {res['peak_rss_mb']:.0f} MiB, "
+                  f"train_loss {res['train_loss']:.4f}", flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -47,7 +47,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -140,33 +139,25 @@ def _ratio(a: float, b: float) -> float:
 
 
 def drive(a, bf16: bool, result_path: Path) -> dict:
-    from bench.dpo import _busy_processes, _env, _scalar_stats, _stats
+    from bench.dpo import _busy_processes, _env, _scalar_stats, _stats, alternating, start_driver
 
-    os.environ.setdefault("PREFZOO_CACHE", str(Path.home() / ".cache" / "prefzoo"))
-    t_start = time.perf_counter()
-    scratch = Path(tempfile.mkdtemp(prefix="prefzoo-bench-ppo-"))
-    load_before, busy_before = os.getloadavg(), _busy_processes()
-    if busy_before:
-        # With every core already busy, torch's OpenMP threads wait on descheduled peers: small ops were measured
-        # ~100x slower (a tiny-model generate: 0.13 s alone, 10-20 s beside a 2-core job), so numbers are not usable.
-        print(f"[bench] WARNING: other processes are using CPU, timings will be distorted: {busy_before}", flush=True)
+    t_start, scratch, load_before, busy_before = start_driver("ppo")
     try:
         spec = _spec(a, bf16, scratch)
         spec_path = scratch / "spec.json"
         spec_path.write_text(json.dumps(spec))
         runs = []
-        for rep in range(a.repeats):
-            for side in (SIDES if rep % 2 == 0 else SIDES[::-1]):
-                print(f"[bench] repeat {rep + 1}/{a.repeats}: {side} ...", flush=True)
-                res = _run_worker(side, spec_path, scratch, f"{side}-{rep}", a.threads)
-                kept = res["interval_s"][WARMUP:]
-                res.update(side=side, repeat=rep, order=len(runs), iter_s_median=statistics.median(kept),
-                           iter_s_mean=statistics.fmean(kept))
-                runs.append(res)
-                lengths = res["completion_mean_length"]
-                print(f"[bench]   {res['iter_s_median']:.3f} s/iteration (median of {len(kept)}), peak RSS "
-                      f"{res['peak_rss_mb']:.0f} MiB, train_loss {res['train_loss']:.4f}"
-                      + (f", mean completion length {statistics.fmean(lengths):.1f}" if lengths else ""), flush=True)
+        for rep, side in alternating(SIDES, a.repeats):
+            print(f"[bench] repeat {rep + 1}/{a.repeats}: {side} ...", flush=True)
+            res = _run_worker(side, spec_path, scratch, f"{side}-{rep}", a.threads)
+            kept = res["interval_s"][WARMUP:]
+            res.update(side=side, repeat=rep, order=len(runs), iter_s_median=statistics.median(kept),
+                       iter_s_mean=statistics.fmean(kept))
+            runs.append(res)
+            lengths = res["completion_mean_length"]
+            print(f"[bench]   {res['iter_s_median']:.3f} s/iteration (median of {len(kept)}), peak RSS "
+                  f"{res['peak_rss_mb']:.0f} MiB, train_loss {res['train_loss']:.4f}"
+                  + (f", mean completion length {statistics.fmean(lengths):.1f}" if lengths else ""), flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from zoo.algos.online_dpo import round_prompts
+from zoo.algos.online_dpo import round_prompts, round_steps
 from zoo.config import ConfigError
 from zoo.judges import RuleJudge
 from zoo.judges.build import build_judge, judge_model_path, label_pairs
@@ -31,6 +31,12 @@ def test_round_prompts_cycle_through_the_share():
     assert [r["prompt"] for r in round_prompts(rows, 2, 3)] == ["1", "2", "3"]
     with pytest.raises(ValueError, match="no prompt rows"):
         round_prompts([], 0, 3)
+
+
+def test_round_steps_follow_rounds_or_the_max_steps_knob():
+    assert round_steps(3, 4, -1) == [4, 4, 4]
+    assert round_steps(3, 4, 10) == [4, 4, 2]  # max_steps wins over rounds
+    assert round_steps(3, 4, 2) == [2]
 
 
 def test_label_pairs_orders_by_the_judge_and_drops_ties():

@@ -33,6 +33,7 @@ def environment(cfg: DictConfig) -> dict:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),  # OMP_NUM_THREADS, when set, shows here: run times depend on it
         "device": device,
         "seed": cfg.trainer.seed,
         "data_seed": cfg.data.seed,

@@ -46,6 +46,14 @@ def round_prompts(rows: list[dict], round_index: int, n: int) -> list[dict]:
     return [rows[(start + i) % len(rows)] for i in range(n)]
 
 
+def round_steps(rounds: int, k: int, max_steps: int) -> list[int]:
+    """DPO steps of each round: `rounds` x K, or, when max_steps > 0 (the shared knob), max_steps in rounds of
+    K with the remainder last."""
+    if max_steps is None or max_steps <= 0:
+        return [k] * rounds
+    return [min(k, max_steps - start) for start in range(0, max_steps, k)]
+
+
 def _trainable_state(model) -> dict:
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
 
@@ -78,6 +86,8 @@ def train(ctx: Context):
     rounds, k = int(ctx.algo.rounds), int(ctx.algo.steps_per_round)
     if rounds < 1 or k < 1:
         raise ValueError(f"{ctx.stage}: rounds={rounds} and steps_per_round={k} must both be >= 1")
+    steps = round_steps(rounds, k, ctx.args.max_steps)
+    rounds = len(steps)
     per_round = k * ctx.args.per_device_train_batch_size * ctx.args.gradient_accumulation_steps
     reference = load_reference(ctx.cfg, ctx.policy.path)  # frozen start: DPO reference and default judge LM
     judge = build_judge(ctx, ctx.algo.judge, frozen_start=reference)
@@ -112,7 +122,7 @@ def train(ctx: Context):
         if ctx.gold_fn is not None and pairs:  # how good the policy's own samples were at the start of the round
             info["sample_gold"] = _mean_gold(ctx.gold_fn, rows, pairs)
         if pairs:
-            args = dataclasses.replace(ctx.args, max_steps=k, output_dir=os.path.join(ctx.args.output_dir, f"round_{r}"))
+            args = dataclasses.replace(ctx.args, max_steps=steps[r], output_dir=os.path.join(ctx.args.output_dir, f"round_{r}"))
             trainer = guarded(DPOTrainer)(
                 model=model, ref_model=reference, args=args,
                 train_dataset=Dataset.from_list(columns(pairs, ("prompt", "chosen", "rejected"))),
