@@ -166,7 +166,7 @@ def _worker(side: str, spec_path: Path, workdir: Path, out: Path) -> None:
     else:
         from bench.ppo import _zoo_worker
 
-        res = _zoo_worker("grpo", spec["zoo_overrides"], workdir)
+        res = _zoo_worker("grpo", spec["zoo_overrides"], workdir, fit_module="zoo.algos.online")
     import torch
 
     res["setup_s"] = res.pop("t_train_begin") - _T0

@@ -272,7 +272,9 @@ def _completion_lengths(log_history: list[dict]) -> list[float]:
     return [h["completions/mean_length"] for h in log_history if "completions/mean_length" in h]
 
 
-def _zoo_worker(algo: str, overrides: list[str], workdir: Path) -> dict:
+def _zoo_worker(algo: str, overrides: list[str], workdir: Path, fit_module: str | None = None) -> dict:
+    """Run the zoo's `algo` through zoo.train.run, timing the trainer that `<fit_module>.fit` trains
+    (default zoo.algos.<algo>; GRPO/RLOO train through zoo.algos.online)."""
     import importlib
 
     from bench.common import IterationTimer, current_rss_mb
@@ -280,7 +282,7 @@ def _zoo_worker(algo: str, overrides: list[str], workdir: Path) -> dict:
     from zoo import train as zoo_train
     import zoo.data, zoo.eval, zoo.models, zoo.rewards  # noqa: E401,F401  (run() imports these before training)
 
-    module = importlib.import_module(f"zoo.algos.{algo}")
+    module = importlib.import_module(fit_module or f"zoo.algos.{algo}")
     rss_imports = current_rss_mb()
     cfg = _compose(overrides, str(workdir / "run"))
     timer, holder = IterationTimer(), {}
@@ -296,7 +298,7 @@ def _zoo_worker(algo: str, overrides: list[str], workdir: Path) -> dict:
     module.fit = timed_fit
     try:
         zoo_train.run(cfg)
-        raise RuntimeError(f"zoo.train.run returned without training through zoo.algos.{algo}.fit")
+        raise RuntimeError(f"zoo.train.run returned without training through {module.__name__}.fit")
     except _TrainingDone:
         pass
     return {**timer.result(), "rss_imports_mb": rss_imports, "train_loss": holder["metrics"][f"{algo}/train_loss"],
