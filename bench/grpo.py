@@ -15,6 +15,9 @@ VADER compound). Same prompts (the zoo's sentiment task rows), seed, LoRA values
 rollout of `--batch-size` sequences (batch / num_generations prompts x num_generations), asserted in the TRL
 worker. Each run is a fresh subprocess, sides alternating order per repeat; the first WARMUP iterations are
 dropped. Timing as in bench/ppo.py: on_train_begin -> first on_step_end, then on_step_end -> on_step_end.
+The goal's ratio is the median over all kept iterations of each side; beside it, the ratio paired by iteration
+index (iteration k does the same work on both sides: same seed, same samples, equal train losses) with the
+spread of the work itself taken out.
 Run it on a quiet machine (see bench/ppo.py on OpenMP threads beside a busy core).
 
 `--model tiny --steps 3 --repeats 1 --threads 1 --out /tmp/g.json`: a ~1-minute smoke test (numbers mean nothing).
@@ -75,6 +78,14 @@ def per_token_s(interval_s: list[float], mean_lengths: list[float], batch: int) 
     return [t / (batch * n) for t, n in zip(interval_s, mean_lengths) if n > 0]
 
 
+def paired_ratios(zoo_runs: list[dict], trl_runs: list[dict]) -> list[float]:
+    """zoo/TRL mean iteration time per iteration index (warm-up dropped), each side averaged over its repeats."""
+    def means(runs):
+        return [statistics.fmean(col) for col in zip(*(r["interval_s"][WARMUP:] for r in runs))]
+
+    return [z / t for z, t in zip(means(zoo_runs), means(trl_runs))]
+
+
 def drive(a, bf16: bool, result_path: Path) -> dict:
     from bench.dpo import _busy_processes, _env, _scalar_stats, _stats, alternating, start_driver
     from bench.ppo import _run_worker
@@ -111,6 +122,9 @@ def drive(a, bf16: bool, result_path: Path) -> dict:
         "zoo_over_trl_peak_rss": z["peak_rss_mb"]["median"] / t["peak_rss_mb"]["median"],
         "zoo_over_trl_setup_s": z["setup_s"]["median"] / t["setup_s"]["median"],
         "per_repeat_zoo_over_trl_time": [x["iter_s_median"] / y["iter_s_median"] for x, y in zip(by["zoo"], by["trl"])],
+        # Same seed, same data: iteration k samples the same completions on both sides (train losses match), so
+        # zoo/TRL per iteration index (each side averaged over repeats) takes the work's own spread out of the ratio.
+        "paired_zoo_over_trl_time_per_iteration": statistics.median(paired_ratios(by["zoo"], by["trl"])),
     }
     measured = ratios["zoo_over_trl_time_per_iteration"]
     env = _env()
@@ -147,6 +161,7 @@ def drive(a, bf16: bool, result_path: Path) -> dict:
                              ("setup s (start -> train)", "setup_s", 1)):
         print(f"{name:28s} {scale * z[key]['median']:10.3f} {scale * t[key]['median']:10.3f}")
     print(f"\nzoo / TRL time per iteration {measured:.3f} (goal <= {GOAL}: {'met' if measured <= GOAL else 'MISSED'}); "
+          f"paired by iteration {ratios['paired_zoo_over_trl_time_per_iteration']:.3f}; "
           f"per generated token {ratios['zoo_over_trl_time_per_generated_token']:.3f}")
     print(f"[bench] wrote {result_path} in {result['bench_seconds']:.0f} s")
     return result
@@ -179,8 +194,8 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", choices=MODELS, default="smollm2-135m")
-    ap.add_argument("--repeats", type=int, default=2, help="runs per side, order alternating")
-    ap.add_argument("--steps", type=int, default=6, help="GRPO steps per run (the first %d dropped)" % WARMUP)
+    ap.add_argument("--repeats", type=int, default=4, help="runs per side, order alternating")
+    ap.add_argument("--steps", type=int, default=8, help="GRPO steps per run (the first %d dropped)" % WARMUP)
     ap.add_argument("--batch-size", type=int, default=8, help="sequences per iteration")
     ap.add_argument("--num-generations", type=int, default=4, help="completions per prompt (the group size)")
     ap.add_argument("--max-completion-length", type=int, default=32)

@@ -20,7 +20,7 @@ class _KnownJudge:
 
     position_consistency = 0.75
 
-    def judge(self, prompts, a, b):
+    def judge(self, prompts, a, b, **columns):
         return [0.5 if len(x) == len(y) else (0.9 if len(x) > len(y) else 0.2) for x, y in zip(a, b)]
 
 

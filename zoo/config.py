@@ -258,8 +258,9 @@ def _check_judge(judge: DictConfig, path: str) -> None:
     if kind == "reward":
         _require(judge.get("reward") in rewards.KNOWN,
                  f"{path}.reward={judge.get('reward')!r}: kind=reward needs a reward function; known: {rewards.KNOWN}")
-    elif not judge.get("principle"):
-        _require(False, f"{path}.principle: a principle name of the constitution or a question is required")
+    else:
+        _require(bool(judge.get("principle")), f"{path}.principle: a constitution principle's name or a question "
+                                               f"is required for kind={kind}")
 
 
 def iter_stages(cfg: DictConfig):

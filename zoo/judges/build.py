@@ -79,8 +79,7 @@ def label_pairs(judge, rows: list[dict], firsts: list, seconds: list, min_margin
     """
     prompts = [r["prompt"] for r in rows]
     extra = {k: [r.get(k) for r in rows] for k in rows[0] if k not in ("prompt", "chosen", "rejected")} if rows else {}
-    probs = judge.judge(prompts, firsts, seconds, **extra) if isinstance(judge, RuleJudge) else \
-        judge.judge(prompts, firsts, seconds)
+    probs = judge.judge(prompts, firsts, seconds, **extra)
     consistency = getattr(judge, "position_consistency", None)
     out = []
     for row, a, b, pa in zip(rows, firsts, seconds, probs):

@@ -71,8 +71,9 @@ class PairwiseLogProbJudge:
         return [self.template.format(prompt=_user_text(p), a=as_text(a), b=as_text(b), principle=self.principle)
                 for p, a, b in zip(prompts, firsts, seconds)]
 
-    def judge(self, prompts, completions_a, completions_b) -> list[float]:
-        """Soft label per item: P(completion_a is better than completion_b), position-debiased."""
+    def judge(self, prompts, completions_a, completions_b, **columns) -> list[float]:
+        """Soft label per item: P(completion_a is better than completion_b), position-debiased. Extra dataset
+        columns are accepted (every judge takes them) and not shown to the judge model."""
         forward = self.scorer.choice_probs(self.questions(prompts, completions_a, completions_b), ["A", "B"])[:, 0]
         swapped = self.scorer.choice_probs(self.questions(prompts, completions_b, completions_a), ["A", "B"])[:, 0]
         p, self.position_consistency = debias(forward, swapped)
@@ -106,8 +107,8 @@ class RewardModelJudge:
     def __init__(self, reward_fn):
         self.reward_fn = reward_fn
 
-    def judge(self, prompts, completions_a, completions_b) -> list[float]:
-        ra, rb = self.reward_fn(prompts, completions_a), self.reward_fn(prompts, completions_b)
+    def judge(self, prompts, completions_a, completions_b, **columns) -> list[float]:
+        ra, rb = self.reward_fn(prompts, completions_a, **columns), self.reward_fn(prompts, completions_b, **columns)
         return [0.5 if a is None or b is None else 1 / (1 + math.exp(-(a - b))) for a, b in zip(ra, rb)]
 
 
