@@ -87,18 +87,14 @@ def paired_ratios(zoo_runs: list[dict], trl_runs: list[dict]) -> list[float]:
 
 
 def drive(a, bf16: bool, result_path: Path) -> dict:
-    from bench.dpo import _busy_processes, _env, _scalar_stats, _stats, alternating, start_driver
-    from bench.ppo import _run_worker
+    from bench.dpo import _busy_processes, _env, _scalar_stats, _stats, start_driver
+    from bench.ppo import run_sides
 
     t_start, scratch, load_before, busy_before = start_driver("grpo")
     try:
         spec = _spec(a, bf16, scratch)
-        spec_path = scratch / "spec.json"
-        spec_path.write_text(json.dumps(spec))
         runs = []
-        for rep, side in alternating(SIDES, a.repeats):
-            print(f"[bench] repeat {rep + 1}/{a.repeats}: {side} ...", flush=True)
-            res = _run_worker(side, spec_path, scratch, f"{side}-{rep}", a.threads, module="bench.grpo")
+        for rep, side, res in run_sides(spec, scratch, SIDES, a.repeats, a.threads, module="bench.grpo"):
             kept = res["interval_s"][WARMUP:]
             tok = per_token_s(kept, res["completion_mean_length"][WARMUP:], a.batch_size)
             res.update(side=side, repeat=rep, order=len(runs), iter_s_median=statistics.median(kept),

@@ -134,22 +134,31 @@ def _run_worker(side: str, spec_path: Path, scratch: Path, tag: str, threads: in
     return res
 
 
+def run_sides(spec: dict, scratch: Path, sides: tuple[str, ...], repeats: int, threads: int | None,
+              module: str = "bench.ppo"):
+    """Write the workers' spec, then (repeat, side, result) for one fresh worker process per run, sides
+    alternating order between repeats."""
+    from bench.dpo import alternating
+
+    spec_path = scratch / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    for rep, side in alternating(sides, repeats):
+        print(f"[bench] repeat {rep + 1}/{repeats}: {side} ...", flush=True)
+        yield rep, side, _run_worker(side, spec_path, scratch, f"{side}-{rep}", threads, module=module)
+
+
 def _ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
 def drive(a, bf16: bool, result_path: Path) -> dict:
-    from bench.dpo import _busy_processes, _env, _scalar_stats, _stats, alternating, start_driver
+    from bench.dpo import _busy_processes, _env, _scalar_stats, _stats, start_driver
 
     t_start, scratch, load_before, busy_before = start_driver("ppo")
     try:
         spec = _spec(a, bf16, scratch)
-        spec_path = scratch / "spec.json"
-        spec_path.write_text(json.dumps(spec))
         runs = []
-        for rep, side in alternating(SIDES, a.repeats):
-            print(f"[bench] repeat {rep + 1}/{a.repeats}: {side} ...", flush=True)
-            res = _run_worker(side, spec_path, scratch, f"{side}-{rep}", a.threads)
+        for rep, side, res in run_sides(spec, scratch, SIDES, a.repeats, a.threads):
             kept = res["interval_s"][WARMUP:]
             res.update(side=side, repeat=rep, order=len(runs), iter_s_median=statistics.median(kept),
                        iter_s_mean=statistics.fmean(kept))
