@@ -39,7 +39,7 @@ def watch_training(monkeypatch):
         return metrics
 
     monkeypatch.setattr(base, "fit", spying_fit)
-    for name in ("sft", "rm", "dpo", "ppo", "online"):  # online: GRPO and RLOO
+    for name in ("sft", "rm", "dpo", "ppo", "online", "cai", "rlaif", "online_dpo"):  # online: GRPO and RLOO
         monkeypatch.setattr(f"zoo.algos.{name}.fit", spying_fit)
     return seen
 
@@ -64,7 +64,8 @@ def _check_run_dir(out, metrics):
 
 
 @pytest.mark.parametrize("algo,peft", [(a, p) for a in ("sft", "rm", "dpo") for p in ("none", "lora", "qlora")]
-                         + [("ppo", "none"), ("ppo", "lora"), ("grpo", "lora"), ("rloo", "lora")])
+                         + [("ppo", "none"), ("ppo", "lora"), ("grpo", "lora"), ("rloo", "lora"), ("cai", "lora"),
+                            ("rlaif", "lora"), ("rlaif_rm", "lora"), ("online_dpo", "none"), ("online_dpo", "lora")])
 def test_algorithm_end_to_end(compose, watch_training, dense_reward, tmp_path, algo, peft):
     out = tmp_path / "run"
     # Online algorithms get a dense toy reward: a random tiny model's samples all score 0 on VADER, and a
@@ -84,7 +85,7 @@ def test_algorithm_end_to_end(compose, watch_training, dense_reward, tmp_path, a
         assert any(n.startswith("value.") for n in stage["trainable"]), "the value model did not train"
     if algo == "rm":
         assert 0.0 <= metrics["rm/accuracy"] <= 1.0
-    if algo in ("rm", "ppo", "grpo", "rloo"):
+    if algo in ("rm", "rlaif_rm", "ppo", "grpo", "rloo"):
         assert metrics["eval/proxy_reward"] is not None  # the trained RM / the configured reward
     _check_run_dir(out, metrics)
     assert (out / "stages" / algo / "model" / "config.json").is_file()

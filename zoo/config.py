@@ -223,7 +223,7 @@ def validate(cfg: DictConfig) -> None:
         _require(not extra, f"{_stage_path(cfg, name)}: unknown keys {sorted(extra)}; allowed besides name/args: "
                             f"{sorted(REGISTRY[stage.name].EXTRA_KEYS)}")
         if stage.get("judge") is not None:
-            _check_judge(stage.judge, f"{_stage_path(cfg, name)}.judge")
+            check_judge(stage.judge, f"{_stage_path(cfg, name)}.judge")
     _require(cfg.peft.method in ("none", "lora", "qlora"),
              f"peft.method={cfg.peft.method!r}: expected none, lora or qlora")
     _require(cfg.data.name in DATASETS, f"data.name={cfg.data.name!r}: unknown dataset; known: {sorted(DATASETS)}")
@@ -249,7 +249,8 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg.logger.backend in ("wandb", "none"), f"logger.backend={cfg.logger.backend!r}: expected wandb or none")
 
 
-def _check_judge(judge: DictConfig, path: str) -> None:
+def check_judge(judge: DictConfig, path: str) -> None:
+    """An RLAIF algorithm's `judge:` block (zoo.judges.build): its kind, and what that kind needs."""
     from zoo import rewards
     from zoo.judges.build import KINDS
 

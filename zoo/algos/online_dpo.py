@@ -25,17 +25,13 @@ from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
 from zoo.algos.base import Context, columns, fit, guarded, read_jsonl, write_jsonl
-from zoo.algos.dpo import check_args as _dpo_check_args
+from zoo.algos.dpo import check_args  # noqa: F401  (the same cross-field rules as algo=dpo)
 from zoo.algos.rlaif import sample_and_label
 from zoo.judges.build import build_judge
 
 CONFIG_CLASS = DPOConfig
 PRODUCES = "policy"
 EXTRA_KEYS = ("judge", "pairs", "rounds", "steps_per_round")
-
-
-def check_args(args, path: str) -> None:
-    _dpo_check_args(args, path)
 
 
 def round_prompts(rows: list[dict], round_index: int, n: int) -> list[dict]:

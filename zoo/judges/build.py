@@ -45,18 +45,14 @@ def principle_text(spec: DictConfig) -> str:
 def build_judge(ctx, spec: DictConfig, frozen_start=None):
     """The configured judge. `frozen_start`: an already-loaded frozen copy of the stage's starting weights,
     reused as the judge LM when `model` is null (online DPO keeps one for its DPO reference too)."""
-    from zoo.config import ConfigError
+    from zoo.config import check_judge
 
+    check_judge(spec, f"{ctx.stage}.judge")  # also done by config.validate; here for callers of the API
     kind = spec.get("kind") or "logprob"
-    path = f"{ctx.stage}.judge"
-    if kind not in KINDS:
-        raise ConfigError(f"{path}.kind={kind!r}: expected one of {list(KINDS)}")
     if kind == "reward":
         from zoo import rewards
 
         name = spec.get("reward")
-        if name not in rewards.KNOWN:
-            raise ConfigError(f"{path}.reward={name!r}: kind=reward needs a reward function; known: {rewards.KNOWN}")
         named = rewards.named_functions({name: 1.0}, ctx.artifacts, ctx.cfg)
         return RuleJudge(named[0][2])
     from zoo.models import load_reference, load_tokenizer
