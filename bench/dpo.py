@@ -12,7 +12,7 @@ How:
     `load_task(cfg)` returns, the DPOConfig values (trainer.* then algo.args.*), the LoRA values.
   * Each side trains in its own fresh subprocess (`--worker zoo|trl`), so import and allocator state never
     leak between them; the order alternates zoo, trl, zoo, trl, ... because the machine is noisy.
-  * zoo worker: `zoo.train.run(cfg)` unchanged, with `zoo.algos.dpo.fit` wrapped to attach the step timer
+  * zoo worker: `zoo.train.run(cfg)` unchanged, with `zoo.algos.preference.fit` (DPO's trainer) wrapped to attach the step timer
     and to stop the run once training returns (export and the eval harness are not DPO step costs).
   * trl worker: from_pretrained + LoraConfig + DPOConfig + DPOTrainer, nothing else; it never imports the
     zoo, Hydra or OmegaConf (that memory is part of what the zoo costs).
@@ -297,7 +297,7 @@ class _TrainingDone(Exception):
 def _zoo_worker(spec: dict, workdir: Path) -> dict:
     from bench.common import StepTimer, current_rss_mb
 
-    import zoo.algos.dpo as zoo_dpo
+    import zoo.algos.preference as zoo_dpo  # where zoo's DPO stages call fit
     from zoo import train as zoo_train
     import zoo.data, zoo.eval, zoo.models, zoo.rewards  # noqa: E401,F401  (run() imports these before training)
 
@@ -315,7 +315,7 @@ def _zoo_worker(spec: dict, workdir: Path) -> dict:
     zoo_dpo.fit = timed_fit
     try:
         zoo_train.run(cfg)
-        raise RuntimeError("zoo.train.run returned without training through zoo.algos.dpo.fit")
+        raise RuntimeError("zoo.train.run returned without training through zoo.algos.preference.fit")
     except _TrainingDone:
         pass
     return {**timer.result(), "rss_imports_mb": rss_imports, "train_loss": holder["metrics"]["dpo/train_loss"],

@@ -20,8 +20,8 @@ Same rollout on both RL sides, 8 sequences of up to 32 sampled tokens per iterat
   * dpo: the zoo's DPO (data=arithmetic ships pairs, so nothing is sampled first), batch 8, a few steps; the
     memory reference (its step time is recorded too).
 Each side runs in its own fresh subprocess, the order alternating (ppo, grpo, dpo, then dpo, grpo, ppo, ...)
-because the machine is noisy. Zoo sides wrap `zoo.algos.<algo>.fit` to attach the timer and to stop the run once
-training returns (export and the eval harness are no training cost).
+because the machine is noisy. Zoo sides wrap the `fit` their algorithm trains through to attach the timer and to
+stop the run once training returns (export and the eval harness are no training cost).
 
 Per iteration: the zoo's PPO loop calls on_step_end but never on_step_begin, so every side is timed the same
 way: on_train_begin -> first on_step_end, then on_step_end -> on_step_end (rollout, scoring, update, logging).
@@ -283,7 +283,7 @@ def _completion_lengths(log_history: list[dict]) -> list[float]:
 
 def _zoo_worker(algo: str, overrides: list[str], workdir: Path, fit_module: str | None = None) -> dict:
     """Run the zoo's `algo` through zoo.train.run, timing the trainer that `<fit_module>.fit` trains
-    (default zoo.algos.<algo>; GRPO/RLOO train through zoo.algos.online)."""
+    (default zoo.algos.<algo>; GRPO/RLOO train through zoo.algos.online, DPO through zoo.algos.preference)."""
     import importlib
 
     from bench.common import IterationTimer, current_rss_mb
@@ -365,7 +365,8 @@ def _worker(side: str, spec_path: Path, workdir: Path, out: Path) -> None:
     if side == "grpo":
         res = _grpo_worker(spec, workdir)
     else:
-        res = _zoo_worker(side, spec[f"{side}_overrides"], workdir)
+        res = _zoo_worker(side, spec[f"{side}_overrides"], workdir,
+                          fit_module="zoo.algos.preference" if side == "dpo" else None)
     import torch
 
     # setup_s: worker start -> training start (imports, config, data, model loads, trainer init)

@@ -21,7 +21,10 @@ def tiny_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def compose(tiny_dir, tmp_path):
-    """compose(overrides) -> cfg for the tiny model, logger=none, a fresh output dir, small eval."""
+    """compose(overrides) -> cfg for the tiny model, logger=none, a fresh output dir, small eval.
+
+    fp32 everywhere: `trainer.bf16: auto` turns bf16 autocast on only on CPUs with native bf16, and a test must
+    not depend on which CPU runs it (tests that want bf16 say trainer.bf16=true, which runs on every CPU)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
@@ -29,8 +32,9 @@ def compose(tiny_dir, tmp_path):
 
     def _compose(*overrides: str, output_dir: Path | None = None):
         base = [
-            "model=tiny", f"model.name_or_path={tiny_dir}", "logger=none", "trainer.max_steps=2",
-            "trainer.save_steps=1000", "trainer.logging_steps=1", "eval.num_prompts=4", "eval.max_new_tokens=8", "data.max_rows=32",
+            "model=tiny", f"model.name_or_path={tiny_dir}", "logger=none", "trainer.max_steps=2", "trainer.bf16=false",
+            "trainer.save_steps=1000", "trainer.logging_steps=1", "eval.num_prompts=4", "eval.max_new_tokens=8",
+            "data.max_rows=32",
             f"paths.output_dir={output_dir or tmp_path / 'run'}", f"paths.cache_dir={tmp_path / 'cache'}",
         ]
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):

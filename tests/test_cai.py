@@ -71,10 +71,23 @@ def test_sl_cai_end_to_end_then_dpo_on_its_pairs(compose, tmp_path):
     assert again["dpo/num_pairs"] >= 1
 
 
-def test_cai_pipeline_sl_then_rl(compose, tmp_path):
+def test_cai_pipeline_sl_then_rl(compose, tmp_path, monkeypatch):
     """experiment=cai on the tiny model: SL-CAI, then RLAIF with the judge; three columns evaluated."""
+    from zoo.judges import PairwiseLogProbJudge
     from zoo.train import run
 
+    # The real judge still runs on the real samples (its position consistency is what gets reported), but its
+    # soft labels are replaced by known ones, so the stored pairs can be checked against values worked by hand:
+    # P(first > second) = 0.9 keeps the order, 0.2 and 0.35 swap it, 0.5 is a tie and is dropped.
+    known, calls, real_judge = (0.9, 0.2, 0.5, 0.35), [], PairwiseLogProbJudge.judge
+
+    def known_labels(self, prompts, firsts, seconds, **columns):
+        real = real_judge(self, prompts, firsts, seconds, **columns)
+        assert len(real) == len(prompts)
+        calls.append((prompts, firsts, seconds))
+        return [known[i % len(known)] for i in range(len(prompts))]
+
+    monkeypatch.setattr(PairwiseLogProbJudge, "judge", known_labels)
     out = tmp_path / "run"
     metrics = run(compose("experiment=cai", "model=tiny", "stages.cai.generation.max_new_tokens=8",
                           "algo.pairs.max_new_tokens=8", "eval.num_prompts=4", "data.max_rows=8", output_dir=out))
@@ -82,4 +95,11 @@ def test_cai_pipeline_sl_then_rl(compose, tmp_path):
         assert f"{prefix}/harmless_rate" in metrics and f"{prefix}/helpful_rate" in metrics
     assert 0.0 <= metrics["rlaif/judge_position_consistency"] <= 1.0
     pairs = [json.loads(x) for x in (out / "stages" / "rlaif" / "ai_pairs.jsonl").read_text().splitlines()]
-    assert pairs and all(0.5 <= p["p_chosen"] <= 1.0 for p in pairs)
+    (prompts, firsts, seconds), = calls
+    assert len(prompts) == 4  # data.max_rows=8 split between the two stages
+    assert firsts[1] != seconds[1] and firsts[3] != seconds[3]  # else a wrong swap would go unseen
+    by_hand = [(prompts[0], firsts[0], seconds[0], 0.9), (prompts[1], seconds[1], firsts[1], 0.8),
+               (prompts[3], seconds[3], firsts[3], 0.65)]
+    assert [(p["prompt"], p["chosen"], p["rejected"]) for p in pairs] == [row[:3] for row in by_hand]
+    assert [p["p_chosen"] for p in pairs] == pytest.approx([row[3] for row in by_hand])
+    assert metrics["rlaif/mean_label_confidence"] == pytest.approx((0.9 + 0.8 + 0.65) / 3)

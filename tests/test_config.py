@@ -113,7 +113,7 @@ def test_normalize_overrides():
 def test_trl_config_gets_cpu_defaults(compose):
     from trl import DPOConfig
 
-    cfg = compose()
+    cfg = compose("trainer.bf16=auto")  # the fixture pins false; trainer=cpu's own default is auto
     args = config.trl_args(DPOConfig, [("trainer", cfg.trainer), ("algo.args", cfg.algo.args)], output_dir="/tmp/x")
     assert args.use_cpu is True and args.bf16 is config.bf16_supported(True) and args.gradient_checkpointing is False
     assert args.beta == 0.1 and args.learning_rate == 5e-4 and args.max_steps == 2

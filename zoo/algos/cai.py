@@ -9,7 +9,8 @@ from __future__ import annotations
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
-from zoo.algos.base import Context, fit, guarded, read_jsonl, write_jsonl
+from zoo.algos.base import Context, fit, guarded
+from zoo.files import read_jsonl, write_jsonl
 from zoo.rlaif.constitution import load_constitution
 from zoo.rlaif.critique_revise import critique_and_revise, final_rows
 

@@ -26,7 +26,7 @@ def loss_types() -> list[str]:
 
 
 def check_args(args, path: str) -> None:
-    from zoo.config import ConfigError
+    from zoo.errors import ConfigError
 
     if args.loss_type not in loss_types():
         raise ConfigError(f"{path}.loss_type={args.loss_type!r}: unknown value; allowed: {loss_types()}")

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from datasets import Dataset
 
-from zoo import rewards
 from zoo.algos.base import Context, fit, guarded
 from zoo.data import prompt_rows
+from zoo.errors import ConfigError
 
 
 def reward_to_optimise(ctx: Context) -> list[tuple[str, float, object]]:
-    """(name, weight, fn): the run's reward (zoo.rewards.for_run), else the task's gold signal."""
-    named = rewards.for_run(ctx.cfg, ctx.artifacts)
+    """(name, weight, fn): the run's reward (built once by the entry point), else the task's gold signal."""
+    named = ctx.rewards
     if not named:
         if ctx.gold_fn is None:
             raise ValueError(f"{ctx.stage}: no reward to optimise: set reward.functions, run an `rm` stage first, "
@@ -53,8 +53,6 @@ def with_weights(args, weights: list[float]):
     if args.reward_weights is None:
         args.reward_weights = weights
     elif len(args.reward_weights) != len(weights):
-        from zoo.config import ConfigError
-
         raise ConfigError(f"algo.args.reward_weights has {len(args.reward_weights)} weights for {len(weights)} "
                           f"reward functions")
     return args

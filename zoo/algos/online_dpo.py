@@ -2,7 +2,7 @@
 label them with a zoo judge, and continue DPO on them.
 
 Round r (of `rounds`): take the next K x batch prompts of the stage's share (cycling), sample two completions
-each from the current policy, label them with the judge (zoo.judges.build: log-prob pairwise by default, or
+each from the current policy, label them with the judge (zoo.rlaif.judging: log-prob pairwise by default, or
 pointwise, or any reward function), and run K DPO steps on the labelled pairs. The DPO reference and, with
 `judge.model: null`, the judge are one frozen copy of the stage's starting weights, so neither drifts with the
 policy. Each round is a fresh DPOTrainer over the current weights (optimizer and learning-rate schedule start
@@ -21,17 +21,17 @@ import shutil
 import statistics
 
 import torch
-from datasets import Dataset
-from trl import DPOConfig, DPOTrainer
+from trl import DPOConfig
 
-from zoo.algos.base import Context, columns, fit, guarded, read_jsonl, write_jsonl
-from zoo.algos.dpo import check_args  # noqa: F401  (the same cross-field rules as algo=dpo)
-from zoo.algos.rlaif import sample_and_label
-from zoo.judges.build import build_judge
+from zoo.algos.base import Context
+from zoo.algos.preference import check_dpo_args, train_dpo
+from zoo.files import read_jsonl, write_json, write_jsonl
+from zoo.rlaif.judging import build_judge, sample_and_label
 
 CONFIG_CLASS = DPOConfig
 PRODUCES = "policy"
 EXTRA_KEYS = ("judge", "pairs", "rounds", "steps_per_round")
+check_args = check_dpo_args
 
 
 def round_prompts(rows: list[dict], round_index: int, n: int) -> list[dict]:
@@ -65,14 +65,12 @@ def _load_round(model, round_dir) -> None:
 
 def _save_round(model, round_dir, pairs: list[dict], info: dict) -> None:
     """Atomically: the directory appears (by rename) only with everything in it."""
-    from zoo import tracking
-
     tmp = round_dir.with_name(round_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     write_jsonl(tmp / "pairs.jsonl", pairs)
     torch.save(_trainable_state(model), tmp / "trainable.pt")
-    tracking.write_json(tmp / "round.json", info)
+    write_json(tmp / "round.json", info)
     os.replace(tmp, round_dir)
 
 
@@ -86,7 +84,8 @@ def train(ctx: Context):
     rounds = len(steps)
     per_round = k * ctx.args.per_device_train_batch_size * ctx.args.gradient_accumulation_steps
     reference = load_reference(ctx.cfg, ctx.policy.path)  # frozen start: DPO reference and default judge LM
-    judge = build_judge(ctx, ctx.algo.judge, frozen_start=reference)
+    judge = build_judge(ctx.algo.judge, cfg=ctx.cfg, start_path=ctx.policy.path, tokenizer=ctx.policy.tokenizer,
+                        artifacts=ctx.artifacts, frozen_start=reference, path=f"{ctx.config_path}.judge")
     rounds_dir = ctx.stage_dir / "rounds"
 
     # Wrapped once here (TRL would wrap it in each round's trainer); every round then trains the same adapter.
@@ -99,7 +98,7 @@ def train(ctx: Context):
         _load_round(model, rounds_dir / str(done[-1]))
         print(f"[zoo] {ctx.stage}: rounds {done} already done, continuing after round {done[-1]}")
 
-    metrics, infos = {}, []
+    infos = []
     for r in range(rounds):
         round_dir = rounds_dir / str(r)
         if r in done:
@@ -113,20 +112,17 @@ def train(ctx: Context):
             pairs = sample_and_label(model, ctx.policy.tokenizer, rows, judge, ctx.algo.pairs,
                                      seed=ctx.cfg.trainer.seed + r, progress=f"{ctx.stage} round {r}: sampling")
             write_jsonl(pending, pairs)
-        info = {"round": r, "num_prompts": len(rows), "num_pairs": len(pairs),
+        info = {"round": r, "num_prompts": len(rows), "num_pairs": len(pairs), "steps": 0,
                 "judge_position_consistency": getattr(judge, "position_consistency", None)}
         if ctx.gold_fn is not None and pairs:  # how good the policy's own samples were at the start of the round
             info["sample_gold"] = _mean_gold(ctx.gold_fn, rows, pairs)
         if pairs:
-            args = dataclasses.replace(ctx.args, max_steps=steps[r], output_dir=os.path.join(ctx.args.output_dir, f"round_{r}"))
-            trainer = guarded(DPOTrainer)(
-                model=model, ref_model=reference, args=args,
-                train_dataset=Dataset.from_list(columns(pairs, ("prompt", "chosen", "rejected"))),
-                processing_class=ctx.policy.tokenizer, peft_config=None,
-            )
-            round_metrics = fit(trainer, dataclasses.replace(ctx, args=args))
+            args = dataclasses.replace(ctx.args, max_steps=steps[r],
+                                       output_dir=os.path.join(ctx.args.output_dir, f"round_{r}"))
+            _, round_metrics = train_dpo(ctx, pairs, model=model, ref_model=reference, args=args)
+            info["steps"] = steps[r]
             info["train_loss"] = round_metrics.get(f"{ctx.stage}/train_loss")
-            metrics.update(round_metrics)
+            info["num_tokens"] = round_metrics.get(f"{ctx.stage}/num_tokens")
         else:
             print(f"[zoo] {ctx.stage} round {r}: the judge labelled no pair above pairs.min_margin; no update")
         _save_round(model, round_dir, pairs, info)
@@ -134,22 +130,38 @@ def train(ctx: Context):
         shutil.rmtree(os.path.join(ctx.args.output_dir, f"round_{r}"), ignore_errors=True)
         infos.append(info)
         print(f"[zoo] {ctx.stage} round {r}: {info}")
+    return model, stage_metrics(ctx.stage, infos)
 
+
+def stage_metrics(stage: str, infos: list[dict]) -> dict:
+    """The stage's metrics from every round's record (so a resumed run reports what an uninterrupted one does):
+    per-round values, and train_loss as the step-weighted mean over the rounds that trained."""
+    metrics = {}
     for info in infos:
         for key in ("num_pairs", "sample_gold", "train_loss", "judge_position_consistency"):
             if info.get(key) is not None:
-                metrics[f"{ctx.stage}/round{info['round']}/{key}"] = info[key]
-    metrics[f"{ctx.stage}/rounds"] = rounds
-    metrics[f"{ctx.stage}/num_pairs"] = sum(i["num_pairs"] for i in infos)
-    return model, metrics
+                metrics[f"{stage}/round{info['round']}/{key}"] = info[key]
+    trained = [i for i in infos if i.get("train_loss") is not None and i.get("steps")]
+    if trained:
+        steps = sum(i["steps"] for i in trained)
+        metrics[f"{stage}/train_loss"] = sum(i["train_loss"] * i["steps"] for i in trained) / steps
+        metrics[f"{stage}/num_steps"] = steps
+    tokens = [i["num_tokens"] for i in infos if i.get("num_tokens") is not None]
+    if tokens:
+        metrics[f"{stage}/num_tokens"] = sum(tokens)
+    metrics[f"{stage}/rounds"] = len(infos)
+    metrics[f"{stage}/num_pairs"] = sum(i["num_pairs"] for i in infos)
+    return metrics
 
 
 def _mean_gold(gold_fn, rows: list[dict], pairs: list[dict]) -> float | None:
     """Mean gold score of both completions of every pair (extra columns such as `answer` matched by prompt)."""
+    from zoo.data import task_columns
+
     by_prompt = {repr(r["prompt"]): r for r in rows}
-    keys = [k for k in rows[0] if k not in ("prompt", "completion", "chosen", "rejected")]
-    prompts = [p["prompt"] for p in pairs for _ in range(2)]
+    paired_rows = [by_prompt[repr(p["prompt"])] for p in pairs]
     completions = [c for p in pairs for c in (p["chosen"], p["rejected"])]
-    extra = {k: [by_prompt[repr(p)].get(k) for p in prompts] for k in keys}
-    scores = [s for s in gold_fn(prompts, completions, **extra) if s is not None]
+    scores = gold_fn([r["prompt"] for r in paired_rows for _ in range(2)], completions,
+                     **task_columns(paired_rows, repeat=2))
+    scores = [s for s in scores if s is not None]
     return statistics.fmean(scores) if scores else None

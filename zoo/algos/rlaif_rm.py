@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from trl import RewardConfig
 
-from zoo.algos import rm
 from zoo.algos.base import Context
-from zoo.algos.rlaif import label_metrics, labelled_pairs
+from zoo.algos.preference import labelled_pairs, train_reward_model
+from zoo.rlaif.judging import label_metrics
 
 CONFIG_CLASS = RewardConfig
 PRODUCES = "reward_model"
@@ -20,6 +20,6 @@ EXTRA_KEYS = ("judge", "pairs", "eval_fraction")
 
 def train(ctx: Context):
     pairs = labelled_pairs(ctx)
-    model, metrics = rm.train_on_pairs(ctx, pairs)
+    model, metrics = train_reward_model(ctx, pairs)
     # Held-out accuracy here is agreement with the judge's labels, not with any human or gold preference.
     return model, {**metrics, **label_metrics(ctx.stage, pairs)}

@@ -13,7 +13,7 @@ EXTRA_KEYS: tuple[str, ...] = ()
 
 
 def check_args(args, path: str) -> None:
-    from zoo.config import ConfigError
+    from zoo.errors import ConfigError
 
     batch = args.per_device_train_batch_size * args.gradient_accumulation_steps
     if args.num_generations and (args.num_generations < 2 or batch % args.num_generations):

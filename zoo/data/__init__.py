@@ -16,7 +16,8 @@ from zoo.data.tasks import arithmetic, countdown, safety, sentiment
 
 BUILTIN = {"sentiment", "arithmetic", "countdown", "safety"}
 DATASETS = BUILTIN | set(ADAPTERS)
-_PROMPT_ONLY_DROP = ("completion", "chosen", "rejected", "score_chosen", "score_rejected")
+# What a row says about its completions; every other key is a task column (answer, category, ...).
+NOT_TASK_COLUMNS = ("prompt", "completion", "chosen", "rejected", "score_chosen", "score_rejected")
 
 
 @dataclass
@@ -52,7 +53,7 @@ def load_task(cfg) -> Task:
             source, raw = d.hub_id, load_hub_rows(d.hub_id, d.split, d.get("hub_config"))
         rows = ADAPTERS[d.name](raw, source)
     random.Random(d.seed).shuffle(rows)
-    eval_rows = [{k: v for k, v in r.items() if k not in _PROMPT_ONLY_DROP} for r in rows[:n_eval]]
+    eval_rows = prompt_rows(rows[:n_eval])
     train = rows[n_eval:]
     if d.get("max_rows"):
         train = train[: d.max_rows]
@@ -90,4 +91,12 @@ def has_preferences(rows: list[dict]) -> bool:
 
 
 def prompt_rows(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in _PROMPT_ONLY_DROP} for r in rows]
+    """Each row's prompt and task columns: what an online trainer's dataset and the harness take."""
+    return [{"prompt": r["prompt"], **{k: v for k, v in r.items() if k not in NOT_TASK_COLUMNS}} for r in rows]
+
+
+def task_columns(rows: list[dict], repeat: int = 1) -> dict[str, list]:
+    """The task columns handed to reward functions and judges as keyword lists, each row's value repeated
+    `repeat` times (one per sampled completion)."""
+    keys = [k for k in rows[0] if k not in NOT_TASK_COLUMNS] if rows else []
+    return {k: [r.get(k) for r in rows for _ in range(repeat)] for k in keys}

@@ -7,7 +7,7 @@ The same routine labels pairs with any reward-protocol function, a judge include
 
 from __future__ import annotations
 
-from zoo.eval.harness import score
+from zoo.data import task_columns
 from zoo.generation import sample
 
 
@@ -19,8 +19,7 @@ def sample_pairs(model, tokenizer, rows: list[dict], reward_fn, pairs_cfg, seed:
     samples = sample(model, tokenizer, prompts, max_new_tokens=pairs_cfg.max_new_tokens,
                      temperature=pairs_cfg.temperature, top_p=pairs_cfg.get("top_p", 1.0), num_return_sequences=k,
                      batch_size=pairs_cfg.get("batch_size", 16), seed=seed, progress="sampling preference pairs")
-    columns = {key: [r.get(key) for r in rows for _ in range(k)] for key in rows[0] if key != "prompt"}
-    scores = score(reward_fn, samples, columns)
+    scores = reward_fn(samples.prompts, samples.completions, **task_columns(rows, repeat=k))
     out = []
     for i, row in enumerate(rows):
         group = [(s, c) for s, c in zip(scores[i * k:(i + 1) * k], samples.completions[i * k:(i + 1) * k])

@@ -18,21 +18,13 @@ For prompts with a safety `category` (benign / harmful / self_harm), also, by th
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
-from typing import Callable
-
+from zoo.data import task_columns
 from zoo.eval.metrics import distinct_n, mean, sequence_kl, win_rate
 from zoo.generation import Samples, completion_logprobs, sample
 from zoo.rewards.verifiable import accuracy_reward
 
 HARNESS_KEYS = ("gold_reward", "proxy_reward", "kl", "win_rate", "length", "eos_rate", "distinct_1", "distinct_2",
                 "accuracy")
-_NOT_COLUMNS = {"prompt", "completion", "chosen", "rejected"}
-
-
-def _columns(rows: list[dict], repeat: int = 1) -> dict[str, list]:
-    keys = [k for k in rows[0] if k not in _NOT_COLUMNS] if rows else []
-    return {k: [r.get(k) for r in rows for _ in range(repeat)] for k in keys}
 
 
 def score(fn, samples: Samples, columns: dict) -> list[float | None]:
@@ -41,17 +33,16 @@ def score(fn, samples: Samples, columns: dict) -> list[float | None]:
     return list(fn(samples.prompts, samples.completions, **columns))
 
 
-def evaluate(policy, tokenizer, rows: list[dict], eval_cfg, *, gold_fn=None, proxy_fn=None,
-             reference: Callable[[], AbstractContextManager] | None = None,
+def evaluate(policy, tokenizer, rows: list[dict], eval_cfg, *, gold_fn=None, proxy_fn=None, reference=None,
              reference_result: dict | None = None, prefix: str = "eval") -> dict:
     """Sample from `policy` on `rows` and compute the harness metrics.
 
-    `reference` opens a context that yields the reference model (None: the policy *is* the reference, so KL is
-    0 and the win rate 0.5). `reference_result` is the reference's own evaluate() output, whose scores the win
-    rate compares against. Returns {"metrics": {...}, "records": [...], "scores": {...}}.
+    `reference`: the model KL is measured against (None: the policy *is* the reference, so KL is 0 and the win
+    rate 0.5). `reference_result` is the reference's own evaluate() output, whose scores the win rate compares
+    against. Returns {"metrics": {...}, "records": [...], "scores": {...}}.
     """
     prompts = [r["prompt"] for r in rows]
-    columns = _columns(rows)
+    columns = task_columns(rows)
     samples = sample(policy, tokenizer, prompts, max_new_tokens=eval_cfg.max_new_tokens,
                      temperature=eval_cfg.temperature, top_p=eval_cfg.top_p, batch_size=eval_cfg.batch_size,
                      seed=eval_cfg.seed, progress=f"{prefix}: sampling")
@@ -64,10 +55,7 @@ def evaluate(policy, tokenizer, rows: list[dict], eval_cfg, *, gold_fn=None, pro
     else:
         temp = eval_cfg.temperature if eval_cfg.temperature > 0 else 1.0
         args = (samples.prompt_ids, samples.completion_ids, tokenizer.pad_token_id, temp, eval_cfg.batch_size)
-        policy_logps = completion_logprobs(policy, *args)
-        with reference() as ref_model:
-            ref_logps = completion_logprobs(ref_model if ref_model is not None else policy, *args)
-        kl = sequence_kl(policy_logps, ref_logps)
+        kl = sequence_kl(completion_logprobs(policy, *args), completion_logprobs(reference, *args))
 
     if reference_result is None:
         wins = 0.5
@@ -98,6 +86,23 @@ def evaluate(policy, tokenizer, rows: list[dict], eval_cfg, *, gold_fn=None, pro
     ]
     return {"metrics": {f"{prefix}/{k}": v for k, v in metrics.items()}, "records": records,
             "scores": {"gold": gold, "proxy": proxy}}
+
+
+def evaluate_columns(trained, baseline, tokenizer, rows: list[dict], eval_cfg, *, gold_fn=None, proxy_fn=None,
+                     also: dict | None = None) -> tuple[dict[str, dict], list[dict]]:
+    """The run's table: the baseline policy ("before"), any intermediate policies (`also`, name -> model, e.g.
+    SL-CAI before RL-CAI) and the trained one ("after"), on the same prompts and sampling seed, KL and win rate
+    against the baseline. Returns ({column: metrics}, sample records tagged with their policy)."""
+    kw = dict(gold_fn=gold_fn, proxy_fn=proxy_fn)
+    before = evaluate(baseline, tokenizer, rows, eval_cfg, prefix="before", **kw)
+    against = dict(reference=baseline, reference_result=before) if baseline is not trained else {}
+    columns, records = {"before": before["metrics"]}, [{"policy": "before", **r} for r in before["records"]]
+    for name, model in (also or {}).items():
+        columns[name] = evaluate(model, tokenizer, rows, eval_cfg, prefix=f"eval_{name}", **against, **kw)["metrics"]
+    after = evaluate(trained, tokenizer, rows, eval_cfg, prefix="eval", **against, **kw)
+    columns["after"] = after["metrics"]
+    records += [{"policy": "after", **r} for r in after["records"]]
+    return columns, records
 
 
 def safety_metrics(samples: Samples, categories: list[str]) -> dict:

@@ -4,7 +4,8 @@
   PointwiseScoreJudge   expected 1-10 score over the digit tokens a causal LM would answer with
   RewardModelJudge      sigmoid(r_a - r_b) from a trained reward model
   RuleJudge             any reward function of the shared protocol, compared
-Pairwise judges return P(first completion is better) per item and report position consistency.
+Pairwise judges return P(first completion is better) per item and report position consistency. Judges take
+their scorers (models, reward functions) as arguments; which ones a run uses is decided in zoo.rlaif.judging.
 """
 
 from zoo.judges.pairwise import (

@@ -12,8 +12,8 @@ from __future__ import annotations
 import inspect
 from typing import Callable
 
-from zoo.data.tasks.countdown import countdown_reward
 from zoo.rewards import judge, rbr, reasoning
+from zoo.rewards.countdown import countdown_reward
 from zoo.rewards.sentiment import sentiment_reward
 from zoo.rewards.verifiable import accuracy_reward
 

@@ -13,14 +13,13 @@ HELPFUL = "How helpful is the response to the user's request?"
 
 
 def make_llm_judge(principle: str = HELPFUL, model: str | None = None, cfg=None):
-    from zoo.judges.build import judge_model_path
-    from zoo.judges.pairwise import LogProbScorer, PointwiseScoreJudge
-    from zoo.models import load_reference, load_tokenizer, resolve_model_path
+    from zoo.judges import LogProbScorer, PointwiseScoreJudge
+    from zoo.models import load_reference, load_tokenizer, named_model_path, resolve_model_path
 
     if cfg is None:
         raise ValueError("llm_judge: needs the run config to find its model")
     start = resolve_model_path(cfg.model, cfg.paths.cache_dir)
-    path = judge_model_path(model, start, cfg.paths.cache_dir)
+    path = named_model_path(model, start, cfg.paths.cache_dir)
     fn = PointwiseScoreJudge(LogProbScorer(load_reference(cfg, path), load_tokenizer(path)), principle=principle)
     fn.__name__ = "llm_judge"
     return fn

@@ -34,7 +34,7 @@ class BehaviourPolicy:
 
 
 def load_behaviour_policy(name_or_path: str = "default") -> BehaviourPolicy:
-    from zoo.config import load_named_yaml
+    from zoo.named_yaml import load_named_yaml
 
     path, raw = load_named_yaml("rbr", name_or_path, "RBR behaviour policy")
     policy = BehaviourPolicy(raw["propositions"], raw["categories"])
@@ -208,9 +208,9 @@ def make_rbr(policy: str = "default", grader: str = "rule", base: str | None = N
     if grader == "rule":
         judge = RuleGrader(behaviour)
     elif grader == "llm":
-        from zoo.models import load_reference, load_tokenizer, resolve_model_path
+        from zoo.models import load_reference, load_tokenizer, named_model_path, resolve_model_path
 
-        path = grader_model or resolve_model_path(cfg.model, cfg.paths.cache_dir)
+        path = named_model_path(grader_model, resolve_model_path(cfg.model, cfg.paths.cache_dir), cfg.paths.cache_dir)
         judge = LLMGrader(load_reference(cfg, path), load_tokenizer(path), behaviour)
     else:
         raise ValueError(f"rbr: grader={grader!r}: expected 'rule' or 'llm'")

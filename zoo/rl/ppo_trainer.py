@@ -93,6 +93,8 @@ def value_forward(value_model, batch: Batch) -> torch.Tensor:
 class PPOTrainer(Trainer):
     """PPO with a separate value model. `model` is the policy (PEFT-wrapped under LoRA)."""
 
+    reports_whole_run = True  # checkpoints carry every step's loss, so a resumed run's train_loss is the whole run's
+
     def __init__(self, model, value_model, args, processing_class, prompts: list[dict], reward_fn,
                  ref_model=None, callbacks=None):
         super().__init__(model=model, args=args, processing_class=processing_class, callbacks=callbacks)
@@ -209,7 +211,7 @@ class PPOTrainer(Trainer):
                     if entropy is not None:
                         loss = loss - a.entropy_coef * rlm.masked_mean(entropy, mask)
                 if not torch.isfinite(loss):
-                    from zoo.algos.base import NonFiniteLossError
+                    from zoo.errors import NonFiniteLossError
 
                     raise NonFiniteLossError(f"PPO loss is {loss.item()} at step {step + 1}; training stopped before "
                                              f"the optimizer step. Last good checkpoint: {self._last_checkpoint()}")
@@ -247,7 +249,8 @@ class PPOTrainer(Trainer):
         tmp = final + ".tmp"
         os.makedirs(tmp, exist_ok=True)
         torch.save({**self._trainable_state(), "optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.lr_scheduler.state_dict(), "kl_coef": self.kl_ctl.value, "step": step},
+                    "scheduler": self.lr_scheduler.state_dict(), "kl_coef": self.kl_ctl.value, "step": step,
+                    "losses": self._losses},
                    os.path.join(tmp, CHECKPOINT_FILE))
         with open(os.path.join(tmp, "trainer_state.json"), "w") as f:
             json.dump({"global_step": step, "log_history": self.state.log_history}, f)
@@ -274,6 +277,7 @@ class PPOTrainer(Trainer):
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_scheduler.load_state_dict(state["scheduler"])
         self.kl_ctl.value = state["kl_coef"]
+        self._losses = list(state["losses"])
         with open(os.path.join(path, "trainer_state.json")) as f:
             self.state.log_history = json.load(f)["log_history"]
         return state["step"]
@@ -291,17 +295,17 @@ class PPOTrainer(Trainer):
         # match the first update's, so the ratio would not start at 1 and clipping would fire on noise.
         self.model.eval()
         self.value_model.eval()
+        self._losses = []  # every iteration's total loss, restored on resume
         start = self._load(resume_from_checkpoint) if resume_from_checkpoint else 0
         self.state.max_steps, self.state.global_step = max_steps, start
         self.control = self.callback_handler.on_train_begin(a, self.state, self.control)
-        losses = []
         for step in tqdm(range(start, max_steps), desc="ppo", initial=start, total=max_steps,
                          disable=a.disable_tqdm):
             torch.manual_seed(a.seed * 100003 + step)
             roll = self._rollout(self._prompt_batch(step), step)
             stats = {**roll["stats"], **self._optimise(roll, step)}
             self.kl_ctl.update(stats["objective/kl"], roll["batch"].input_ids.shape[0])
-            losses.append(stats["loss/total"])
+            self._losses.append(stats["loss/total"])
             self.state.global_step = step + 1
             self.state.epoch = (step + 1) / max(1, -(-len(self.prompts) // a.per_device_train_batch_size))
             self.control = self.callback_handler.on_step_end(a, self.state, self.control)
@@ -310,6 +314,7 @@ class PPOTrainer(Trainer):
             if a.save_strategy != "no" and (step + 1) % a.save_steps == 0 and step + 1 < max_steps:
                 self._save(step + 1)
         self.control = self.callback_handler.on_train_end(a, self.state, self.control)
+        losses = self._losses
         metrics = {"train_loss": sum(losses) / len(losses) if losses else float("nan"),
                    "final_kl": self.state.log_history[-1].get("objective/kl") if self.state.log_history else None,
                    "final_scores": self.state.log_history[-1].get("objective/scores")

@@ -25,7 +25,7 @@ class Constitution:
 
 
 def load_constitution(name_or_path: str = "default") -> Constitution:
-    from zoo.config import load_named_yaml
+    from zoo.named_yaml import load_named_yaml
 
     path, raw = load_named_yaml("constitution", name_or_path, "constitution")
     principles = []

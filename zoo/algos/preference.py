@@ -1,0 +1,121 @@
+"""What the offline preference algorithms share (not an algorithm itself): the stage's pairs, ranked by the
+task's gold signal or labelled by a judge, and DPO or a Bradley-Terry reward model trained on a list of pairs.
+
+dpo, rm, rlaif, rlaif_rm and online_dpo are each a few lines over these.
+"""
+
+from __future__ import annotations
+
+import random
+
+from datasets import Dataset
+from trl import DPOTrainer, RewardTrainer
+
+from zoo.algos.base import Context, columns, fit, guarded
+from zoo.errors import ConfigError
+from zoo.files import read_jsonl, write_jsonl
+
+PAIR_COLUMNS = ("prompt", "chosen", "rejected")
+
+
+def check_dpo_args(args, path: str) -> None:
+    """Cross-field rules DPOTrainer only enforces after the model has loaded."""
+    if "exo_pair" in args.loss_type and args.label_smoothing <= 0:
+        raise ConfigError(f"{path}.label_smoothing={args.label_smoothing}: loss_type exo_pair needs "
+                          f"label_smoothing > 0 (the EXO paper uses 1e-3)")
+
+
+def _cached(ctx: Context, name: str, make) -> list[dict]:
+    """Pairs made once per stage and kept in its dir, so a resumed run trains on exactly the same ones."""
+    cache = ctx.stage_dir / name
+    if cache.exists():
+        return read_jsonl(cache)
+    pairs = make()
+    ctx.stage_dir.mkdir(parents=True, exist_ok=True)
+    write_jsonl(cache, pairs)
+    print(f"[zoo] {ctx.stage}: {len(pairs)} preference pairs from {len(ctx.rows)} prompts -> {cache}")
+    return pairs
+
+
+def preference_pairs(ctx: Context) -> list[dict]:
+    """The stage's preference pairs: given by the dataset, or sampled from the policy and ranked by gold."""
+    from zoo.data import has_preferences
+    from zoo.data.pairs import sample_pairs
+
+    if has_preferences(ctx.rows):
+        return ctx.rows
+    if ctx.gold_fn is None:
+        raise ValueError(f"data.name={ctx.cfg.data.name}: the rows have no chosen/rejected pairs and the task has no "
+                         f"gold signal (data.gold) to rank policy samples with")
+
+    def make():
+        pairs = sample_pairs(ctx.policy.model, ctx.policy.tokenizer, ctx.rows, ctx.gold_fn, ctx.algo.pairs,
+                             seed=ctx.cfg.trainer.seed)
+        if not pairs:
+            raise ValueError(f"{ctx.stage}: sampling produced no preference pairs (all samples tied); raise "
+                             f"{ctx.stage}.pairs.num_samples or temperature")
+        return pairs
+
+    return _cached(ctx, "pairs.jsonl", make)
+
+
+def labelled_pairs(ctx: Context) -> list[dict]:
+    """The stage's AI-labelled pairs: two samples per prompt from the starting policy, labelled by its judge."""
+    from zoo.rlaif.judging import build_judge, sample_and_label
+
+    def make():
+        judge = build_judge(ctx.algo.judge, cfg=ctx.cfg, start_path=ctx.policy.path, tokenizer=ctx.policy.tokenizer,
+                            artifacts=ctx.artifacts, frozen_start=ctx.policy.model,  # not trained yet: the start
+                            path=f"{ctx.config_path}.judge")
+        pairs = sample_and_label(ctx.policy.model, ctx.policy.tokenizer, ctx.rows, judge, ctx.algo.pairs,
+                                 seed=ctx.cfg.trainer.seed, progress=f"{ctx.stage}: sampling")
+        if not pairs:
+            raise ValueError(f"{ctx.stage}: the judge labelled no pair with confidence above pairs.min_margin")
+        return pairs
+
+    return _cached(ctx, "ai_pairs.jsonl", make)
+
+
+def train_dpo(ctx: Context, pairs: list[dict], *, model=None, ref_model=None, args=None):
+    """DPO on `pairs`. Defaults: the stage's policy, wrapped by TRL in the stage's adapter, whose disabled
+    adapter is the reference. Online DPO passes an already-wrapped model, its frozen reference and per-round args.
+    Returns (trained model, stage metrics)."""
+    args = args or ctx.args
+    trainer = guarded(DPOTrainer)(
+        model=model if model is not None else ctx.policy.model, ref_model=ref_model, args=args,
+        train_dataset=Dataset.from_list(columns(pairs, PAIR_COLUMNS)), processing_class=ctx.policy.tokenizer,
+        peft_config=ctx.policy.peft_config if model is None else None,
+    )
+    metrics = fit(trainer, ctx)
+    metrics[f"{ctx.stage}/num_pairs"] = len(pairs)
+    return trainer.model, metrics
+
+
+def split_pairs(pairs: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    shuffled = pairs[:]
+    random.Random(seed).shuffle(shuffled)
+    n_eval = max(1, round(len(shuffled) * fraction)) if len(shuffled) > 1 else 0
+    return shuffled[n_eval:], shuffled[:n_eval]
+
+
+def train_reward_model(ctx: Context, pairs: list[dict]):
+    """Bradley-Terry reward model on the policy's backbone, a share (`eval_fraction`) of `pairs` held out: its
+    pairwise accuracy says whether the model learned the preference at all."""
+    from zoo.models import load_reward_model
+
+    train_pairs, eval_pairs = split_pairs(pairs, ctx.algo.eval_fraction, ctx.cfg.data.seed)
+    bundle = load_reward_model(ctx.cfg, ctx.policy.path)
+    trainer = guarded(RewardTrainer)(
+        model=bundle.model,
+        args=ctx.args,
+        train_dataset=Dataset.from_list(columns(train_pairs, PAIR_COLUMNS)),
+        eval_dataset=Dataset.from_list(columns(eval_pairs, PAIR_COLUMNS)) if eval_pairs else None,
+        processing_class=bundle.tokenizer,
+        peft_config=bundle.peft_config,
+    )
+    metrics = fit(trainer, ctx)
+    held_out = trainer.evaluate() if eval_pairs else {}  # too few pairs to hold any out: reported as null
+    metrics[f"{ctx.stage}/accuracy"] = held_out.get("eval_accuracy")
+    metrics[f"{ctx.stage}/eval_loss"] = held_out.get("eval_loss")
+    metrics[f"{ctx.stage}/num_pairs"] = len(pairs)
+    return trainer.model, metrics
