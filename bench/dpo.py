@@ -12,7 +12,8 @@ How:
     `load_task(cfg)` returns, the DPOConfig values (trainer.* then algo.args.*), the LoRA values.
   * Each side trains in its own fresh subprocess (`--worker zoo|trl`), so import and allocator state never
     leak between them; the order alternates zoo, trl, zoo, trl, ... because the machine is noisy.
-  * zoo worker: `zoo.train.run(cfg)` unchanged, with `zoo.algos.preference.fit` (DPO's trainer) wrapped to attach the step timer
+  * zoo worker: `zoo.train.run(cfg)` unchanged, with `zoo.algos.preference.fit` (DPO's trainer) wrapped to
+    attach the step timer
     and to stop the run once training returns (export and the eval harness are not DPO step costs).
   * trl worker: from_pretrained + LoraConfig + DPOConfig + DPOTrainer, nothing else; it never imports the
     zoo, Hydra or OmegaConf (that memory is part of what the zoo costs).

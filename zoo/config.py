@@ -12,7 +12,6 @@ import enum
 import re
 import types
 import typing
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -34,6 +33,10 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "warmup_ratio": (lambda v: 0 <= v <= 1, "a ratio in [0, 1]"),
     "label_smoothing": (lambda v: 0 <= v < 0.5, "a value in [0, 0.5)"),
     "max_length": (lambda v: v is None or v > 0, "a positive token count or null"),
+    "max_completion_length": (lambda v: v is None or v > 0, "a positive token count or null"),
+    "temperature": (lambda v: v > 0, "a sampling temperature > 0"),
+    "num_ppo_epochs": (lambda v: v >= 1, "an integer >= 1"),
+    "num_mini_batches": (lambda v: v >= 1, "an integer >= 1"),
 }
 
 # Rules that differ by trainer: DPO's beta is a temperature (0 divides by zero), GRPO's a KL weight (0 = off).
@@ -186,57 +189,36 @@ def trl_args(config_cls, sections: list[tuple[str, Any]], **managed):
         raise ConfigError(f"{sections[-1][0]}: {config_cls.__name__} rejected these values: {e}") from e
 
 
-def _require(cond: bool, message: str):
-    if not cond:
-        raise ConfigError(message)
-
-
 def validate(cfg: DictConfig) -> None:
-    """Checks that span groups (the TRL fields are checked when each stage's config is built)."""
+    """Every group's own checks (each beside what it validates) and the ones that span groups. The TRL fields
+    are checked when each stage's TRL config is built (_stage_args in zoo.train)."""
     from zoo import rewards
     from zoo.algos import REGISTRY
-    from zoo.data import BUILTIN, DATASETS
+    from zoo.checks import require
+    from zoo.data import check_data_config
+    from zoo.eval import check_eval_config
+    from zoo.models import check_model_config, check_peft_config
     from zoo.rlaif.judging import check_judge
 
     for name, stage in iter_stages(cfg):
-        _require(stage.name in REGISTRY, f"{_stage_path(cfg, name)}.name={stage.name!r}: unknown algorithm; "
-                                         f"known: {sorted(REGISTRY)}")
-        extra = set(stage) - {"name", "args"} - set(REGISTRY[stage.name].EXTRA_KEYS)
-        _require(not extra, f"{_stage_path(cfg, name)}: unknown keys {sorted(extra)}; allowed besides name/args: "
-                            f"{sorted(REGISTRY[stage.name].EXTRA_KEYS)}")
-        _require(name != "start", "stages.start: 'start' names the run's starting weights (eval.baseline); rename "
-                                  "the stage")
+        path = stage_path(cfg, name)
+        require(stage.name in REGISTRY, f"{path}.name={stage.name!r}: unknown algorithm; known: {sorted(REGISTRY)}")
+        module = REGISTRY[stage.name]
+        extra = set(stage) - {"name", "args"} - set(module.EXTRA_KEYS)
+        require(not extra, f"{path}: unknown keys {sorted(extra)}; allowed besides name/args: "
+                           f"{sorted(module.EXTRA_KEYS)}")
+        require(name != "start", "stages.start: 'start' names the run's starting weights (eval.baseline); rename "
+                                 "the stage")
         if stage.get("judge") is not None:
-            check_judge(stage.judge, f"{_stage_path(cfg, name)}.judge")
-    _require(not cfg.model.get("revision") or cfg.model.get("source", "path") == "path",
-             f"model.revision={cfg.model.revision!r}: a revision selects a hub commit; model={cfg.model.name} is "
-             f"{cfg.model.source}, built locally")
-    _require(cfg.peft.method in ("none", "lora", "qlora"),
-             f"peft.method={cfg.peft.method!r}: expected none, lora or qlora")
-    _require(cfg.data.name in DATASETS, f"data.name={cfg.data.name!r}: unknown dataset; known: {sorted(DATASETS)}")
-    if cfg.data.get("path"):
-        _require(cfg.data.name not in BUILTIN, f"data.path={str(cfg.data.path)!r}: data={cfg.data.name} is a built-in "
-                                               f"task the zoo generates, it reads no file; for rows of your own use "
-                                               f"data=trl (TRL's formats) or an adapter ({sorted(DATASETS - BUILTIN)})")
-        path = Path(str(cfg.data.path)).expanduser()
-        _require(path.is_file(), f"data.path={str(cfg.data.path)!r}: no such file (expected json, jsonl or parquet)")
-        _require(path.suffix in (".json", ".jsonl", ".parquet"),
-                 f"data.path={str(cfg.data.path)!r}: expected a .json, .jsonl or .parquet file")
-    mr = cfg.data.get("max_rows")
-    _require(mr is None or (isinstance(mr, int) and mr > 0), f"data.max_rows={mr!r}: expected a positive integer or null")
-    _require(isinstance(cfg.eval.num_prompts, int) and cfg.eval.num_prompts >= 1,
-             f"eval.num_prompts={cfg.eval.num_prompts!r}: expected an integer >= 1")
-    _require(isinstance(cfg.eval.max_new_tokens, int) and cfg.eval.max_new_tokens >= 1,
-             f"eval.max_new_tokens={cfg.eval.max_new_tokens!r}: expected an integer >= 1")
-    policy_stages = [n for n, a in iter_stages(cfg) if getattr(REGISTRY[a.name], "PRODUCES", "") == "policy"]
-    _require(cfg.eval.baseline == "start" or cfg.eval.baseline in policy_stages,
-             f"eval.baseline={cfg.eval.baseline!r}: expected 'start' or a policy stage of this run {policy_stages}")
-    for stage in cfg.eval.get("also", None) or []:
-        _require(stage in policy_stages, f"eval.also: {stage!r} is not a policy stage of this run {policy_stages}")
-    _require(cfg.eval.temperature >= 0, f"eval.temperature={cfg.eval.temperature!r}: expected >= 0")
-    for name in cfg.reward.functions or {}:
-        _require(name in rewards.KNOWN, f"reward.functions.{name}: unknown reward function; known: {rewards.KNOWN}")
-    _require(cfg.logger.backend in ("wandb", "none"), f"logger.backend={cfg.logger.backend!r}: expected wandb or none")
+            check_judge(stage.judge, f"{path}.judge")
+        if hasattr(module, "check_config"):
+            module.check_config(stage, path)
+    check_model_config(cfg.model)
+    check_peft_config(cfg.peft)
+    check_data_config(cfg.data)
+    check_eval_config(cfg.eval, [n for n, a in iter_stages(cfg) if REGISTRY[a.name].PRODUCES == "policy"])
+    rewards.check_functions(cfg.reward.functions)
+    require(cfg.logger.backend in ("wandb", "none"), f"logger.backend={cfg.logger.backend!r}: expected wandb or none")
 
 
 def iter_stages(cfg: DictConfig):
@@ -248,9 +230,6 @@ def iter_stages(cfg: DictConfig):
     return stages + [(cfg.algo.name, cfg.algo)]
 
 
-def _stage_path(cfg: DictConfig, name: str) -> str:
-    return "algo" if name == cfg.algo.name else f"stages.{name}"
-
-
 def stage_path(cfg: DictConfig, name: str) -> str:
-    return _stage_path(cfg, name)
+    """Where a stage's config sits: "algo" for the final stage, else "stages.<name>"."""
+    return "algo" if name == cfg.algo.name else f"stages.{name}"

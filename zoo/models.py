@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from zoo.checks import number, require
 from zoo.model_cache import EMBEDDED_HUB_ID, build_tiny, ensure_embedded
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -74,6 +75,37 @@ def resolve_model_path(model_cfg, cache_dir: str) -> str:
             f"copy DIR here and run with model.name_or_path=DIR."
         )
     return name
+
+
+def check_model_name(name: str | None, path: str) -> None:
+    """A model named where the zoo takes one (null, a conf/model name, an existing directory or a hub id)."""
+    from zoo.named_yaml import CONF_DIR
+
+    require(not name or (CONF_DIR / "model" / f"{name}.yaml").is_file() or Path(str(name)).expanduser().is_dir()
+            or (_is_hub_id(str(name)) and not str(name).startswith((".", "/", "~"))),
+            f"{path}={name!r}: expected null, a conf/model name, an existing directory or a hub id")
+
+
+def check_model_config(model_cfg) -> None:
+    require(model_cfg.dtype in DTYPES, f"model.dtype={model_cfg.dtype!r}: expected one of {list(DTYPES)}")
+    require(not model_cfg.get("revision") or model_cfg.get("source", "path") == "path",
+            f"model.revision={model_cfg.revision!r}: a revision selects a hub commit; model={model_cfg.name} is "
+            f"{model_cfg.source}, built locally")
+
+
+def check_peft_config(peft_cfg) -> None:
+    require(peft_cfg.method in ("none", "lora", "qlora"),
+            f"peft.method={peft_cfg.method!r}: expected none, lora or qlora")
+    if peft_cfg.method == "none":
+        return
+    number(peft_cfg, "r", "peft", lambda v: v >= 1, "a LoRA rank >= 1", integer=True)
+    number(peft_cfg, "lora_alpha", "peft", lambda v: v > 0, "a LoRA alpha > 0")
+    number(peft_cfg, "lora_dropout", "peft", lambda v: 0 <= v < 1, "a dropout in [0, 1)")
+    if peft_cfg.get("load_in_4bit"):
+        require(peft_cfg.bnb_4bit_quant_type in ("nf4", "fp4"),
+                f"peft.bnb_4bit_quant_type={peft_cfg.bnb_4bit_quant_type!r}: expected nf4 or fp4")
+        require(peft_cfg.bnb_4bit_compute_dtype in DTYPES,
+                f"peft.bnb_4bit_compute_dtype={peft_cfg.bnb_4bit_compute_dtype!r}: expected one of {list(DTYPES)}")
 
 
 def named_model_path(name: str | None, default_path: str, cache_dir: str) -> str:

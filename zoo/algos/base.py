@@ -6,6 +6,7 @@ An algorithm module exposes:
   EXTRA_KEYS    zoo-level keys its YAML may carry besides `name` and `args`
   train(ctx) -> (trained model, metrics dict)
   check_args(args, path)  optional: cross-field rules on the built config, raising zoo.errors.ConfigError
+  check_config(algo, path)  optional: the zoo-level blocks (EXTRA_KEYS) of its YAML, before anything loads
 Modules that are not algorithms (shared by several) live beside them: online.py, preference.py.
 """
 

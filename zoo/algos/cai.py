@@ -10,6 +10,7 @@ from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
 from zoo.algos.base import Context, fit, guarded
+from zoo.checks import known_keys, number
 from zoo.files import read_jsonl, write_jsonl
 from zoo.rlaif.constitution import load_constitution
 from zoo.rlaif.critique_revise import critique_and_revise, final_rows
@@ -17,6 +18,16 @@ from zoo.rlaif.critique_revise import critique_and_revise, final_rows
 CONFIG_CLASS = SFTConfig
 PRODUCES = "policy"
 EXTRA_KEYS = ("constitution", "rounds", "generation")
+
+
+def check_config(algo, path: str) -> None:
+    from zoo.rlaif.constitution import check_constitution
+
+    check_constitution(algo.constitution, f"{path}.constitution")
+    number(algo, "rounds", path, lambda v: v >= 1, "an integer >= 1 (critique -> revision rounds)", integer=True)
+    known_keys(algo.generation, ("max_new_tokens", "temperature"), f"{path}.generation")
+    number(algo.generation, "max_new_tokens", f"{path}.generation", lambda v: v >= 1, "an integer >= 1", integer=True)
+    number(algo.generation, "temperature", f"{path}.generation", lambda v: v >= 0, "a temperature >= 0")
 
 
 def _dataset(ctx: Context) -> list[dict]:

@@ -24,7 +24,8 @@ import torch
 from trl import DPOConfig
 
 from zoo.algos.base import Context
-from zoo.algos.preference import check_dpo_args, train_dpo
+from zoo.algos.preference import check_dpo_args, check_judge_pairs, train_dpo
+from zoo.checks import number
 from zoo.files import read_jsonl, write_json, write_jsonl
 from zoo.rlaif.judging import build_judge, sample_and_label
 
@@ -32,6 +33,12 @@ CONFIG_CLASS = DPOConfig
 PRODUCES = "policy"
 EXTRA_KEYS = ("judge", "pairs", "rounds", "steps_per_round")
 check_args = check_dpo_args
+
+
+def check_config(algo, path: str) -> None:
+    check_judge_pairs(algo, path)
+    number(algo, "rounds", path, lambda v: v >= 1, "an integer >= 1", integer=True)
+    number(algo, "steps_per_round", path, lambda v: v >= 1, "an integer >= 1", integer=True)
 
 
 def round_prompts(rows: list[dict], round_index: int, n: int) -> list[dict]:
@@ -77,9 +84,7 @@ def _save_round(model, round_dir, pairs: list[dict], info: dict) -> None:
 def train(ctx: Context):
     from zoo.models import load_reference, wrap_peft
 
-    rounds, k = int(ctx.algo.rounds), int(ctx.algo.steps_per_round)
-    if rounds < 1 or k < 1:
-        raise ValueError(f"{ctx.stage}: rounds={rounds} and steps_per_round={k} must both be >= 1")
+    rounds, k = int(ctx.algo.rounds), int(ctx.algo.steps_per_round)  # >= 1: check_config
     steps = round_steps(rounds, k, ctx.args.max_steps)
     rounds = len(steps)
     per_round = k * ctx.args.per_device_train_batch_size * ctx.args.gradient_accumulation_steps

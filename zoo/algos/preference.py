@@ -12,17 +12,43 @@ from datasets import Dataset
 from trl import DPOTrainer, RewardTrainer
 
 from zoo.algos.base import Context, columns, fit, guarded
-from zoo.errors import ConfigError
+from zoo.checks import known_keys, number, require
 from zoo.files import read_jsonl, write_jsonl
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 
 
+def check_gold_pairs(algo, path: str) -> None:
+    """The `pairs:` block of pairs sampled from the policy and ranked by the task's gold signal."""
+    block, path = algo.pairs, f"{path}.pairs"
+    known_keys(block, ("num_samples", "max_new_tokens", "temperature", "top_p", "min_margin", "batch_size"), path)
+    number(block, "num_samples", path, lambda v: v >= 2, "an integer >= 2 (a pair needs two samples)", integer=True)
+    number(block, "max_new_tokens", path, lambda v: v >= 1, "an integer >= 1", integer=True)
+    number(block, "temperature", path, lambda v: v > 0, "a sampling temperature > 0 (greedy samples all tie)")
+    number(block, "top_p", path, lambda v: 0 < v <= 1, "a value in (0, 1]")
+    number(block, "min_margin", path, lambda v: v >= 0, "a gold-score margin >= 0")
+    number(block, "batch_size", path, lambda v: v >= 1, "an integer >= 1", integer=True)
+
+
+def check_judge_pairs(algo, path: str) -> None:
+    """The `pairs:` block of two policy samples per prompt labelled by a judge."""
+    block, path = algo.pairs, f"{path}.pairs"
+    known_keys(block, ("max_new_tokens", "temperature", "min_margin"), path)
+    number(block, "max_new_tokens", path, lambda v: v >= 1, "an integer >= 1", integer=True)
+    number(block, "temperature", path, lambda v: v > 0, "a sampling temperature > 0 (greedy samples all tie)")
+    number(block, "min_margin", path, lambda v: 0 <= v < 0.5,
+           "a margin in [0, 0.5): pairs whose P(a > b) is within it of 0.5 are dropped")
+
+
+def check_eval_fraction(algo, path: str) -> None:
+    number(algo, "eval_fraction", path, lambda v: 0 <= v < 1, "a share of the pairs in [0, 1) to hold out")
+
+
 def check_dpo_args(args, path: str) -> None:
     """Cross-field rules DPOTrainer only enforces after the model has loaded."""
-    if "exo_pair" in args.loss_type and args.label_smoothing <= 0:
-        raise ConfigError(f"{path}.label_smoothing={args.label_smoothing}: loss_type exo_pair needs "
-                          f"label_smoothing > 0 (the EXO paper uses 1e-3)")
+    require(not ("exo_pair" in args.loss_type and args.label_smoothing <= 0),
+            f"{path}.label_smoothing={args.label_smoothing}: loss_type exo_pair needs label_smoothing > 0 (the EXO "
+            f"paper uses 1e-3)")
 
 
 def _cached(ctx: Context, name: str, make) -> list[dict]:

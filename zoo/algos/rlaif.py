@@ -12,13 +12,14 @@ from __future__ import annotations
 from trl import DPOConfig
 
 from zoo.algos.base import Context
-from zoo.algos.preference import check_dpo_args, labelled_pairs, train_dpo
+from zoo.algos.preference import check_dpo_args, check_judge_pairs, labelled_pairs, train_dpo
 from zoo.rlaif.judging import label_metrics
 
 CONFIG_CLASS = DPOConfig
 PRODUCES = "policy"
 EXTRA_KEYS = ("judge", "pairs")
 check_args = check_dpo_args
+check_config = check_judge_pairs
 
 
 def train(ctx: Context):

@@ -10,12 +10,17 @@ from __future__ import annotations
 from trl import RewardConfig
 
 from zoo.algos.base import Context
-from zoo.algos.preference import labelled_pairs, train_reward_model
+from zoo.algos.preference import check_eval_fraction, check_judge_pairs, labelled_pairs, train_reward_model
 from zoo.rlaif.judging import label_metrics
 
 CONFIG_CLASS = RewardConfig
 PRODUCES = "reward_model"
 EXTRA_KEYS = ("judge", "pairs", "eval_fraction")
+
+
+def check_config(algo, path: str) -> None:
+    check_judge_pairs(algo, path)
+    check_eval_fraction(algo, path)
 
 
 def train(ctx: Context):

@@ -9,11 +9,16 @@ from __future__ import annotations
 from trl import RewardConfig
 
 from zoo.algos.base import Context
-from zoo.algos.preference import preference_pairs, train_reward_model
+from zoo.algos.preference import check_eval_fraction, check_gold_pairs, preference_pairs, train_reward_model
 
 CONFIG_CLASS = RewardConfig
 PRODUCES = "reward_model"
 EXTRA_KEYS = ("pairs", "eval_fraction")
+
+
+def check_config(algo, path: str) -> None:
+    check_gold_pairs(algo, path)
+    check_eval_fraction(algo, path)
 
 
 def train(ctx: Context):

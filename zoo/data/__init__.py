@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from zoo.checks import known_keys, number, require
 from zoo.data.adapters import ADAPTERS
 from zoo.data.io import DataError, load_hub_rows, read_rows
 from zoo.data.tasks import arithmetic, countdown, safety, sentiment
@@ -18,6 +19,28 @@ BUILTIN = {"sentiment", "arithmetic", "countdown", "safety"}
 DATASETS = BUILTIN | set(ADAPTERS)
 # What a row says about its completions; every other key is a task column (answer, category, ...).
 NOT_TASK_COLUMNS = ("prompt", "completion", "chosen", "rejected", "score_chosen", "score_rejected")
+
+
+DATA_KEYS = ("name", "path", "hub_id", "hub_config", "split", "max_rows", "seed", "gold")
+
+
+def check_data_config(d) -> None:
+    """The `data` group, before any row is read."""
+    from pathlib import Path
+
+    known_keys(d, DATA_KEYS, "data")
+    require(d.name in DATASETS, f"data.name={d.name!r}: unknown dataset; known: {sorted(DATASETS)}")
+    if d.get("path"):
+        require(d.name not in BUILTIN, f"data.path={str(d.path)!r}: data={d.name} is a built-in task the zoo "
+                                       f"generates, it reads no file; for rows of your own use data=trl (TRL's "
+                                       f"formats) or an adapter ({sorted(DATASETS - BUILTIN)})")
+        path = Path(str(d.path)).expanduser()
+        require(path.is_file(), f"data.path={str(d.path)!r}: no such file (expected json, jsonl or parquet)")
+        require(path.suffix in (".json", ".jsonl", ".parquet"),
+                f"data.path={str(d.path)!r}: expected a .json, .jsonl or .parquet file")
+    if d.get("max_rows") is not None:
+        number(d, "max_rows", "data", lambda v: v > 0, "a positive integer or null", integer=True)
+    number(d, "seed", "data", lambda v: True, "an integer", integer=True)
 
 
 @dataclass

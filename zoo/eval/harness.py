@@ -18,6 +18,7 @@ For prompts with a safety `category` (benign / harmful / self_harm), also, by th
 
 from __future__ import annotations
 
+from zoo.checks import known_keys, number, require
 from zoo.data import task_columns
 from zoo.eval.metrics import distinct_n, mean, sequence_kl, win_rate
 from zoo.generation import Samples, completion_logprobs, sample
@@ -25,6 +26,24 @@ from zoo.rewards.verifiable import accuracy_reward
 
 HARNESS_KEYS = ("gold_reward", "proxy_reward", "kl", "win_rate", "length", "eos_rate", "distinct_1", "distinct_2",
                 "accuracy")
+
+
+EVAL_KEYS = ("num_prompts", "max_new_tokens", "temperature", "top_p", "batch_size", "seed", "baseline", "also")
+
+
+def check_eval_config(eval_cfg, policy_stages: list[str]) -> None:
+    """The `eval` group; `policy_stages`: the run's stages that produce a policy (baseline / extra columns)."""
+    known_keys(eval_cfg, EVAL_KEYS, "eval")
+    number(eval_cfg, "num_prompts", "eval", lambda v: v >= 1, "an integer >= 1", integer=True)
+    number(eval_cfg, "max_new_tokens", "eval", lambda v: v >= 1, "an integer >= 1", integer=True)
+    number(eval_cfg, "temperature", "eval", lambda v: v >= 0, ">= 0 (0 = greedy)")
+    number(eval_cfg, "top_p", "eval", lambda v: 0 < v <= 1, "a value in (0, 1]")
+    number(eval_cfg, "batch_size", "eval", lambda v: v >= 1, "an integer >= 1", integer=True)
+    number(eval_cfg, "seed", "eval", lambda v: True, "an integer", integer=True)
+    require(eval_cfg.baseline == "start" or eval_cfg.baseline in policy_stages,
+            f"eval.baseline={eval_cfg.baseline!r}: expected 'start' or a policy stage of this run {policy_stages}")
+    for stage in eval_cfg.get("also", None) or []:
+        require(stage in policy_stages, f"eval.also: {stage!r} is not a policy stage of this run {policy_stages}")
 
 
 def score(fn, samples: Samples, columns: dict) -> list[float | None]:

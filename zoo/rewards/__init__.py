@@ -36,6 +36,8 @@ FACTORIES: dict[str, Callable[..., RewardFn]] = {
     "llm_judge": judge.make_llm_judge,
 }
 KNOWN = sorted([*REWARDS, *FACTORIES, "reward_model"])
+# Parameter checks of factories whose values matter before anything loads.
+CHECKS: dict[str, Callable[[dict, str], None]] = {"rbr": rbr.check_params, "llm_judge": judge.check_params}
 
 
 class WeightedSum:
@@ -52,6 +54,33 @@ class WeightedSum:
             vals = [w * r[i] for w, r in parts if r[i] is not None]
             out.append(sum(vals) if vals else None)
         return out
+
+
+def check_functions(functions, path: str = "reward.functions") -> None:
+    """reward.functions (or any {name: weight | {weight, **params}} block): names, weights, parameters."""
+    from zoo.checks import require
+
+    for name, spec in (functions or {}).items():
+        where = f"{path}.{name}"
+        require(name in KNOWN, f"{where}: unknown reward function; known: {KNOWN}")
+        if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+            continue
+        require(hasattr(spec, "items"), f"{where}={spec!r}: expected a weight or a mapping {{weight, <params>}}")
+        params = dict(spec)
+        weight = params.pop("weight", 1.0)
+        require(isinstance(weight, (int, float)) and not isinstance(weight, bool),
+                f"{where}.weight={weight!r}: expected a number")
+        if name in FACTORIES:
+            accepted = set(inspect.signature(FACTORIES[name]).parameters) - {"cfg"}
+            unknown = sorted(set(params) - accepted)
+            require(not unknown, f"{where}: unknown parameters {unknown}; {name} takes {sorted(accepted)}")
+            check = CHECKS.get(name)
+            if check:
+                check(params, where)
+        else:
+            require(name == "reward_model" and set(params) <= {"path"} or not params,
+                    f"{where}: takes no parameters besides weight{' and path' if name == 'reward_model' else ''}, "
+                    f"got {sorted(params)}")
 
 
 def get(name: str) -> RewardFn:

@@ -12,6 +12,12 @@ from __future__ import annotations
 HELPFUL = "How helpful is the response to the user's request?"
 
 
+def check_params(params: dict, path: str) -> None:
+    from zoo.models import check_model_name
+
+    check_model_name(params.get("model"), f"{path}.model")
+
+
 def make_llm_judge(principle: str = HELPFUL, model: str | None = None, cfg=None):
     from zoo.judges import LogProbScorer, PointwiseScoreJudge
     from zoo.models import load_reference, load_tokenizer, named_model_path, resolve_model_path

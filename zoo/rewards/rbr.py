@@ -199,6 +199,26 @@ class RBRReward:
         return out.tolist()
 
 
+def check_params(params: dict, path: str) -> None:
+    """`reward.functions.rbr`'s parameters: the grader kind, the behaviour policy file, the base reward's name."""
+    from zoo import rewards
+    from zoo.checks import require
+    from zoo.errors import ConfigError
+
+    require(params.get("grader", "rule") in ("rule", "llm"),
+            f"{path}.grader={params.get('grader')!r}: expected rule or llm")
+    try:
+        load_behaviour_policy(params.get("policy") or "default")
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        raise ConfigError(f"{path}.policy={params.get('policy')!r}: {e}") from e
+    from zoo.models import check_model_name
+
+    check_model_name(params.get("grader_model"), f"{path}.grader_model")
+    base = params.get("base")
+    require(base is None or (base in rewards.KNOWN and base != "rbr"),
+            f"{path}.base={base!r}: expected null or a reward function name other than rbr; known: {rewards.KNOWN}")
+
+
 def make_rbr(policy: str = "default", grader: str = "rule", base: str | None = None, grader_model: str | None = None,
              cfg=None):
     """Factory for `reward.functions.rbr: {weight, policy, grader, base, grader_model}`."""

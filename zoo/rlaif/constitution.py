@@ -44,6 +44,16 @@ def load_constitution(name_or_path: str = "default") -> Constitution:
     return Constitution(tuple(principles), tuple(raw.get("examples") or []))
 
 
+def check_constitution(name_or_path, path: str) -> Constitution:
+    """Load the constitution a config names, turning a missing or malformed file into a ConfigError at `path`."""
+    from zoo.errors import ConfigError
+
+    try:
+        return load_constitution(name_or_path or "default")
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(f"{path}={name_or_path!r}: {e}") from e
+
+
 def _request_text(prompt) -> str:
     if isinstance(prompt, list):
         return "\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in prompt)

@@ -38,9 +38,15 @@ def check_judge(judge: DictConfig, path: str) -> None:
         if judge.get("reward") not in rewards.KNOWN:
             raise ConfigError(f"{path}.reward={judge.get('reward')!r}: kind=reward needs a reward function; known: "
                               f"{rewards.KNOWN}")
-    elif not judge.get("principle"):
-        raise ConfigError(f"{path}.principle: a constitution principle's name or a question is required for "
-                          f"kind={kind}")
+    else:
+        from zoo.models import check_model_name
+        from zoo.rlaif.constitution import check_constitution
+
+        if not judge.get("principle"):
+            raise ConfigError(f"{path}.principle: a constitution principle's name or a question is required for "
+                              f"kind={kind}")
+        check_constitution(judge.get("constitution"), f"{path}.constitution")
+        check_model_name(judge.get("model"), f"{path}.model")
 
 
 def principle_text(spec: DictConfig) -> str:
