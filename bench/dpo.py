@@ -13,8 +13,8 @@ How:
   * Each side trains in its own fresh subprocess (`--worker zoo|trl`), so import and allocator state never
     leak between them; the order alternates zoo, trl, zoo, trl, ... because the machine is noisy.
   * zoo worker: `zoo.train.run(cfg)` unchanged, with `zoo.algos.preference.fit` (DPO's trainer) wrapped to
-    attach the step timer
-    and to stop the run once training returns (export and the eval harness are not DPO step costs).
+    attach the step timer and to stop the run once training returns (export and the eval harness are not DPO
+    step costs).
   * trl worker: from_pretrained + LoraConfig + DPOConfig + DPOTrainer, nothing else; it never imports the
     zoo, Hydra or OmegaConf (that memory is part of what the zoo costs).
   * Per step: wall time on_step_begin -> on_step_end; the first WARMUP steps are dropped. Peak RSS is

@@ -325,8 +325,9 @@ def test_trl_passthrough(tmp_path):
     rows = [(1, {"prompt": "p", "completion": " c"}), (2, {"prompt": [{"role": "user", "content": "q"}],
                                                           "chosen": "a", "rejected": "b"})]
     assert adapt_trl(rows, "x.jsonl") == [r for _, r in rows]
-    with pytest.raises(DataError, match=r"x.jsonl: row 3: expected 'completion'"):
+    with pytest.raises(DataError, match=r"x.jsonl: row 3: expected 'completion'.*only one of chosen/rejected"):
         adapt_trl([(3, {"prompt": "p", "chosen": "a"})], "x.jsonl")
+    assert adapt_trl([(5, {"prompt": "p", "answer": "4"})], "x.jsonl") == [{"prompt": "p", "answer": "4"}]
     with pytest.raises(DataError, match=r"row 4: missing key 'prompt'"):
         adapt_trl([(4, {"completion": "c"})], "x.jsonl")
 

@@ -1,15 +1,15 @@
 """Direction checks: a few seconds of each algorithm on the tiny model move its own objective the right way on
 data the run never trained on, and the wrong way when the algorithm's loss is negated.
 
-The end-to-end tests check that weights move and losses are finite, which a loss with a flipped sign passes;
-the checks that a run really improves (tests/test_slow.py) take minutes on the embedded model. These train the
-random tiny model with full fine-tuning and high learning rates on signals it can pick up in a few steps:
-preference pairs told apart by their last words, and a dense toy reward. Each check also runs with the loss
-negated (negate=True), which must move its metric the other way: proof that the check can fail, and that the
-patch still reaches the loss after a refactor (a patch that stopped applying fails the negated variant).
+The end-to-end tests check that weights move and losses stay finite, which a loss with a flipped sign passes, and
+the checks that a run really improves (tests/test_slow.py) take minutes. These train the random tiny model with
+full fine-tuning and high learning rates on signals it picks up in a few steps: preference pairs told apart by
+their last words, and a dense toy reward. Every check also runs with its loss negated ([negated_loss]), which must
+move the metric the wrong way: proof that the check can fail, and that the patch still reaches the loss after a
+refactor (a patch that no longer applies fails the negated variant).
 
-Margins come from runs on 2 CPU cores, recorded above each check as "measured" (seeds 0, 1, 2, varying
-trainer.seed and eval.seed) for the plain and the negated runs.
+"measured" above each check: seeds 0-4 (trainer.seed and eval.seed both vary with SEED), plain / negated runs,
+on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -24,18 +24,34 @@ import torch
 from zoo.train import run
 
 SEED = 0
+NEGATE = pytest.mark.parametrize("negate", [False, True], ids=["plain", "negated_loss"])
 
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """The tiny model's matrices are too small to split across threads, and on a busy 2-core machine two OpenMP
-    threads spin-waiting on each other made the same SFT run 2-10x slower (1.7 s on one thread, 3.7-16 s on two)."""
+    """The tiny model's matrices are too small to share between threads, and on a busy 2-core machine two OpenMP
+    threads spin-waiting on each other slowed runs 2-10x while another test run shared the cores (the same SFT run:
+    1.7 s on one thread, 3.7-16 s on two; this module: 37 s on one thread, 100 s for its first 6 tests on two)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
 
-# --- data: prompts and preference pairs with a learnable, held-out-checkable signal ---------------------------
+
+def _seeds() -> list[str]:
+    return [f"trainer.seed={SEED}", f"eval.seed={1234 + SEED}"]
+
+
+def _assert_direction(value: float, margin: float, negate: bool, what: str) -> None:
+    """Plain runs must move `value` up by at least `margin`; with the loss negated it must go down."""
+    if negate:
+        assert value < 0, (f"{what}: {value:+.3f} with the loss negated, still the right way: the check cannot see "
+                           f"a sign error, or the negating patch no longer reaches the loss")
+    else:
+        assert value >= margin, f"{what}: {value:+.3f}, expected at least +{margin}"
+
+
+# --- data ------------------------------------------------------------------------------------------------------
 
 _OPENERS = ["Tell me about", "What do you think of", "Describe", "Give a short review of", "Say something about",
             "How was", "Write one line on", "Share your view of"]
@@ -57,8 +73,8 @@ def _prompts() -> list[str]:
 
 
 def preference_pairs(held_out: bool, n: int) -> list[dict]:
-    """Chosen = filler + GOOD, rejected = the same filler + BAD. Held-out pairs share no prompt and no filler
-    with the training pairs, so only the GOOD/BAD preference carries over."""
+    """Chosen = a filler sentence + GOOD, rejected = the same filler + BAD. Held-out pairs share no prompt and no
+    filler with the training pairs, so only the GOOD-over-BAD preference carries over to them."""
     prompts, fillers = (_prompts()[64:], _HELD_OUT_FILLERS) if held_out else (_prompts()[:64], _TRAIN_FILLERS)
     rng = random.Random(1 if held_out else 0)
     rows = []
@@ -73,14 +89,11 @@ def _write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def _seeds() -> list[str]:
-    return [f"trainer.seed={SEED}", f"eval.seed={1234 + SEED}"]
-
-
-# --- negating a loss -----------------------------------------------------------------------------------------
+# --- negating a loss -------------------------------------------------------------------------------------------
 
 def _negate_compute_loss(monkeypatch, trainer_cls) -> None:
-    """trainer_cls.compute_loss returning minus its loss: gradient ascent on the algorithm's own objective."""
+    """trainer_cls.compute_loss returning minus its loss: gradient ascent on the algorithm's own objective. The
+    zoo trains with subclasses of these TRL classes (zoo.algos.base.guarded), which inherit the patch."""
     original = trainer_cls.compute_loss
 
     def negated(self, *args, **kwargs):
@@ -91,9 +104,9 @@ def _negate_compute_loss(monkeypatch, trainer_cls) -> None:
 
 
 def _negate_ppo_policy_loss(monkeypatch) -> None:
-    """The zoo's PPOTrainer forms its loss as pg_loss + vf_coef * vf_loss (zoo/rl/ppo_trainer.py, _optimise); only
-    the clipped surrogate decides which way the policy moves, so that term is the one negated (negating the value
-    loss as well would only wreck the critic)."""
+    """The zoo's PPOTrainer forms its loss as pg_loss + vf_coef * vf_loss in `_optimise`, pg_loss coming from
+    zoo.rl.math.clipped_policy_loss. Only that surrogate decides which way the policy moves, so it is the term
+    negated (negating the value loss as well would only wreck the critic)."""
     import zoo.rl.math as rlm
 
     original = rlm.clipped_policy_loss
@@ -105,39 +118,44 @@ def _negate_ppo_policy_loss(monkeypatch) -> None:
     monkeypatch.setattr(rlm, "clipped_policy_loss", negated)
 
 
-# The negated variants: each proves its check can fail.
-NEGATE = [False, True]
+# --- measuring exported models ---------------------------------------------------------------------------------
+
+def _tokenizer(tiny_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_dir)
 
 
-# --- measuring exported models -------------------------------------------------------------------------------
-
-def _tokenize(tokenizer, texts: list[str]) -> list[list[int]]:
+def _ids(tokenizer, texts: list[str]) -> list[list[int]]:
     return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
 
 
-def _completion_logprobs(model_dir, tokenizer, prompts: list[str], completions: list[str]) -> list[torch.Tensor]:
+def _completion_logprobs(model_dir, tokenizer, rows: list[dict], key: str) -> list[torch.Tensor]:
     from transformers import AutoModelForCausalLM
 
     from zoo.generation import completion_logprobs
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    return completion_logprobs(model, _tokenize(tokenizer, prompts), _tokenize(tokenizer, completions),
-                               tokenizer.pad_token_id, temperature=1.0, batch_size=64)
+    return completion_logprobs(model, _ids(tokenizer, [r["prompt"] for r in rows]),
+                               _ids(tokenizer, [r[key] for r in rows]), tokenizer.pad_token_id, temperature=1.0,
+                               batch_size=64)
 
 
-def _sequence_logprobs(model_dir, tokenizer, rows: list[dict], key: str) -> torch.Tensor:
-    logps = _completion_logprobs(model_dir, tokenizer, [r["prompt"] for r in rows], [r[key] for r in rows])
-    return torch.stack([lp.sum() for lp in logps])
+def _log_ratio(policy_dir, reference_dir, tokenizer, rows: list[dict], key: str) -> torch.Tensor:
+    """log pi(completion | prompt) - log pi_ref(completion | prompt), one value per row."""
+    policy = _completion_logprobs(policy_dir, tokenizer, rows, key)
+    reference = _completion_logprobs(reference_dir, tokenizer, rows, key)
+    return torch.stack([p.sum() - r.sum() for p, r in zip(policy, reference)])
 
 
 def _token_nll(model_dir, tokenizer, rows: list[dict]) -> float:
-    logps = _completion_logprobs(model_dir, tokenizer, [r["prompt"] for r in rows], [r["completion"] for r in rows])
-    return -torch.cat(logps).mean().item()
+    return -torch.cat(_completion_logprobs(model_dir, tokenizer, rows, "completion")).mean().item()
 
 
 @torch.no_grad()
 def _rm_scores(model_dir, tokenizer, rows: list[dict], key: str) -> torch.Tensor:
-    """Scalar rewards of prompt + completion + EOS, the text RewardTrainer scores (pooled at the last real token)."""
+    """Rewards of prompt + completion + EOS, the text RewardTrainer trains on (the head pools the last non-pad
+    token)."""
     from transformers import AutoModelForSequenceClassification
 
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1, dtype=torch.float32).eval()
@@ -146,108 +164,87 @@ def _rm_scores(model_dir, tokenizer, rows: list[dict], key: str) -> torch.Tensor
     return model(**enc).logits[:, 0]
 
 
-def _tokenizer(tiny_dir):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tiny_dir)
-
-
-# Offline algorithms are measured on their exported models; the harness eval is not needed beyond one token.
-_NO_EVAL = ("eval.num_prompts=1", "eval.max_new_tokens=1")
+# The offline algorithms are measured on their exported models, so the harness eval is cut to one token.
+_OFFLINE = ("peft=none", "data=trl", "data.max_rows=64", "trainer.per_device_train_batch_size=8",
+            "eval.num_prompts=1", "eval.max_new_tokens=1")
 
 
-# --- SFT -----------------------------------------------------------------------------------------------------
+# --- SFT -------------------------------------------------------------------------------------------------------
 
-# measured held-out NLL drop (nats/token, start 6.29): PLACEHOLDER
-SFT_MIN_DROP = 0.3
+# Held-out completion NLL, starting policy minus trained (nats/token; the random start is 6.29).
+# measured: +0.936..+0.958 plain, -0.943..-0.961 negated.
+SFT_MIN_DROP = 0.5
 
 
-@pytest.mark.parametrize("negate", NEGATE)
+@NEGATE
 def test_sft_lowers_held_out_nll(compose, tiny_dir, tmp_path, monkeypatch, negate):
     from trl import SFTTrainer
 
     if negate:
         _negate_compute_loss(monkeypatch, SFTTrainer)
     rows = [{"prompt": r["prompt"], "completion": r["chosen"]} for r in preference_pairs(False, 64)]
-    data = _write_jsonl(tmp_path / "sft.jsonl", rows)
     out = tmp_path / "run"
-    run(compose("algo=sft", "peft=none", "data=trl", f"data.path={data}", "data.max_rows=64", "trainer.max_steps=8",
-                "trainer.per_device_train_batch_size=8", "algo.args.learning_rate=1e-3", *_seeds(), *_NO_EVAL,
-                output_dir=out))
+    run(compose("algo=sft", *_OFFLINE, f"data.path={_write_jsonl(tmp_path / 'sft.jsonl', rows)}",
+                "trainer.max_steps=8", "algo.args.learning_rate=1e-3", *_seeds(), output_dir=out))
     tok = _tokenizer(tiny_dir)
     held_out = [{"prompt": r["prompt"], "completion": r["chosen"]} for r in preference_pairs(True, 32)]
     drop = _token_nll(tiny_dir, tok, held_out) - _token_nll(out / "stages" / "sft" / "model", tok, held_out)
-    print(f"sft negate={negate}: held-out NLL drop {drop:+.3f}")
-    if negate:
-        assert drop < 0, f"SFT with a negated loss still lowered held-out NLL ({drop:+.3f})"
-    else:
-        assert drop >= SFT_MIN_DROP, f"SFT lowered held-out NLL by only {drop:+.3f} nats/token"
+    _assert_direction(drop, SFT_MIN_DROP, negate, "SFT: drop in held-out NLL (nats/token)")
 
 
-# --- reward model --------------------------------------------------------------------------------------------
+# --- reward model ----------------------------------------------------------------------------------------------
 
-# measured held-out pairwise accuracy / mean margin: PLACEHOLDER
+# Pairwise accuracy on the held-out pairs (chance 0.5).
+# measured: 1.000 in every plain run (mean reward margin +3.94..+4.45), 0.000 in every negated one (-4.10..-4.78).
 RM_MIN_ACCURACY = 0.9
 
 
-@pytest.mark.parametrize("negate", NEGATE)
+@NEGATE
 def test_reward_model_ranks_held_out_pairs(compose, tiny_dir, tmp_path, monkeypatch, negate):
     from trl import RewardTrainer
 
     if negate:
         _negate_compute_loss(monkeypatch, RewardTrainer)
-    data = _write_jsonl(tmp_path / "pairs.jsonl", preference_pairs(False, 64))
-    out = tmp_path / "run"
-    run(compose("algo=rm", "peft=none", "data=trl", f"data.path={data}", "data.max_rows=64", "trainer.max_steps=8",
-                "trainer.per_device_train_batch_size=8", "algo.args.learning_rate=1e-3", *_seeds(), *_NO_EVAL,
-                output_dir=out))
-    tok, model_dir = _tokenizer(tiny_dir), out / "stages" / "rm" / "model"
-    held_out = preference_pairs(True, 32)
+    out, pairs = tmp_path / "run", _write_jsonl(tmp_path / "pairs.jsonl", preference_pairs(False, 64))
+    run(compose("algo=rm", *_OFFLINE, f"data.path={pairs}", "trainer.max_steps=8", "algo.args.learning_rate=1e-3",
+                *_seeds(), output_dir=out))
+    tok, model_dir, held_out = _tokenizer(tiny_dir), out / "stages" / "rm" / "model", preference_pairs(True, 32)
     margin = _rm_scores(model_dir, tok, held_out, "chosen") - _rm_scores(model_dir, tok, held_out, "rejected")
     accuracy = (margin > 0).float().mean().item()
-    print(f"rm negate={negate}: held-out accuracy {accuracy:.3f}, mean margin {margin.mean().item():+.3f}")
-    if negate:
-        assert accuracy < 0.5, f"a reward model trained with a negated loss still ranks held-out pairs ({accuracy})"
-    else:
-        assert accuracy >= RM_MIN_ACCURACY, f"held-out pairwise accuracy {accuracy} (chance is 0.5)"
+    _assert_direction(accuracy - 0.5, RM_MIN_ACCURACY - 0.5, negate, "RM: held-out pairwise accuracy above chance")
 
 
-# --- DPO -----------------------------------------------------------------------------------------------------
+# --- DPO -------------------------------------------------------------------------------------------------------
 
-# measured held-out chosen-minus-rejected log-ratio (nats, 0 at the start): PLACEHOLDER
-DPO_MIN_MARGIN = 2.0
+# Held-out mean of (log-ratio of chosen) - (log-ratio of rejected), log-ratio = policy logp - reference logp summed
+# over the completion (nats; 0 at the start). measured: sigmoid +10.47..+10.95 plain, -10.50..-11.46 negated;
+# ipo +10.49..+10.94 plain, -10.50..-11.45 negated. (The two stay close because Adam's first steps follow the
+# gradient's sign, which both losses share at the start; ipo's train loss is ~22 against sigmoid's ~0.5.)
+DPO_MIN_MARGIN = 5.0
 
 
-@pytest.mark.parametrize("negate", NEGATE)
+@NEGATE
 @pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
 def test_dpo_raises_held_out_log_ratio_margin(compose, tiny_dir, tmp_path, monkeypatch, loss_type, negate):
     from trl import DPOTrainer
 
     if negate:
         _negate_compute_loss(monkeypatch, DPOTrainer)
-    data = _write_jsonl(tmp_path / "pairs.jsonl", preference_pairs(False, 64))
-    out = tmp_path / "run"
-    run(compose("algo=dpo", "peft=none", "data=trl", f"data.path={data}", "data.max_rows=64",
-                f"algo.args.loss_type={loss_type}", "algo.args.beta=0.1", "algo.args.learning_rate=1e-3",
-                "trainer.max_steps=4", "trainer.per_device_train_batch_size=8", *_seeds(), *_NO_EVAL,
-                output_dir=out))
-    tok, policy = _tokenizer(tiny_dir), out / "stages" / "dpo" / "model"
-    held_out = preference_pairs(True, 32)
-    ratio = {k: _sequence_logprobs(policy, tok, held_out, k) - _sequence_logprobs(tiny_dir, tok, held_out, k)
-             for k in ("chosen", "rejected")}
-    margin = (ratio["chosen"] - ratio["rejected"]).mean().item()
-    print(f"dpo {loss_type} negate={negate}: held-out log-ratio margin {margin:+.3f}")
-    if negate:
-        assert margin < 0, f"DPO ({loss_type}) with a negated loss still raised the held-out margin ({margin:+.3f})"
-    else:
-        assert margin >= DPO_MIN_MARGIN, f"DPO ({loss_type}) held-out log-ratio margin only {margin:+.3f}"
+    out, pairs = tmp_path / "run", _write_jsonl(tmp_path / "pairs.jsonl", preference_pairs(False, 64))
+    run(compose("algo=dpo", *_OFFLINE, f"data.path={pairs}", f"algo.args.loss_type={loss_type}", "algo.args.beta=0.1",
+                "algo.args.learning_rate=1e-3", "trainer.max_steps=4", *_seeds(), output_dir=out))
+    tok, policy, held_out = _tokenizer(tiny_dir), out / "stages" / "dpo" / "model", preference_pairs(True, 32)
+    margin = (_log_ratio(policy, tiny_dir, tok, held_out, "chosen")
+              - _log_ratio(policy, tiny_dir, tok, held_out, "rejected")).mean().item()
+    _assert_direction(margin, DPO_MIN_MARGIN, negate, f"DPO ({loss_type}): held-out chosen-minus-rejected log-ratio")
 
 
-# --- online algorithms on a dense toy reward -----------------------------------------------------------------
+# --- online algorithms on a dense toy reward -------------------------------------------------------------------
 
 def early_letters(prompts, completions, **columns):
-    """Share of a completion's letters that lie in a..m: about 0.5 for the random model and dense (every sample
-    scores differently), so a handful of policy-gradient steps can move it either way."""
+    """Share of a completion's letters in a..m: about 0.5 under the random model and different for every sample,
+    so a few policy-gradient steps move it either way (the conftest's fraction_of_a starts near 0.06 and gained
+    +0.14 where this gained +0.33 in otherwise identical 10-step GRPO runs)."""
     from zoo.generation import as_text
 
     out = []
@@ -266,34 +263,36 @@ def toy_reward(monkeypatch):
     return "+reward.functions.early_letters=1.0"
 
 
-def _prompt_file(tmp_path) -> Path:
-    # data=trl wants a completion (or a pair) per row; the online algorithms only read the prompts.
-    return _write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": p, "completion": GOOD} for p in _prompts()])
-
-
-# The harness holds eval.num_prompts prompts out of training and samples both the starting and the trained policy
-# on them with the same seed; proxy_reward is the toy reward there.
-_ONLINE_EVAL = ("eval.num_prompts=32", "eval.max_new_tokens=8", "data.max_rows=96")
+def _online(tmp_path, toy_reward) -> tuple[str, ...]:
+    """Prompt-only rows from a file. The harness keeps eval.num_prompts of them out of training and samples the
+    starting and the trained policy on them with one seed; its proxy_reward is the toy reward there."""
+    rows = [{"prompt": p} for p in _prompts()]
+    return ("peft=none", "data=trl", f"data.path={_write_jsonl(tmp_path / 'prompts.jsonl', rows)}", "data.max_rows=96",
+            toy_reward, "eval.num_prompts=32", "eval.max_new_tokens=8", *_seeds())
 
 
 def _reward_gain(metrics: dict) -> float:
     return metrics["eval/proxy_reward"] - metrics["before/proxy_reward"]
 
 
-ONLINE = {
-    "ppo": ["trainer.max_steps=10", "trainer.per_device_train_batch_size=16", "algo.args.learning_rate=1e-2",
-            "algo.args.max_completion_length=8"],
-    "grpo": ["trainer.max_steps=10", "trainer.per_device_train_batch_size=16", "algo.args.learning_rate=1e-2",
-             "algo.args.max_completion_length=8"],
-    "rloo": ["trainer.max_steps=10", "trainer.per_device_train_batch_size=16", "algo.args.learning_rate=1e-2",
-             "algo.args.max_completion_length=8"],
+# Held-out toy reward, trained minus starting policy (the start scores 0.51..0.57).
+# measured: ppo +0.420..+0.473 plain, -0.181..-0.569 negated; grpo +0.343..+0.488, -0.428..-0.552;
+# rloo +0.393..+0.444, -0.405..-0.552; online_dpo +0.252..+0.443, -0.206..-0.531.
+ONLINE_MIN_GAIN = 0.15
+
+# No KL term in any of the three (ppo kl_coef=0, grpo's default beta=0, rloo beta=0): the check is about the sign of
+# the policy-gradient term. At PPO's default kl_coef=0.05 the k1 penalty summed over 8 tokens grew as large as the
+# [0, 1] reward and gains fell to +0.08..+0.32; RLOO at its default beta=0.05 gained +0.05..+0.25 in 20 steps.
+_RL = ("trainer.per_device_train_batch_size=16", "algo.args.learning_rate=1e-2", "algo.args.max_completion_length=8")
+ONLINE_RL = {
+    "ppo": [*_RL, "trainer.max_steps=10", "algo.args.kl_coef=0.0"],
+    "grpo": [*_RL, "trainer.max_steps=20"],
+    "rloo": [*_RL, "trainer.max_steps=20", "algo.args.beta=0.0"],
 }
-# measured held-out reward gain (start 0.52): PLACEHOLDER
-ONLINE_MIN_GAIN = 0.05
 
 
-@pytest.mark.parametrize("negate", NEGATE)
-@pytest.mark.parametrize("algo", sorted(ONLINE))
+@NEGATE
+@pytest.mark.parametrize("algo", sorted(ONLINE_RL))
 def test_online_rl_raises_held_out_reward(compose, toy_reward, tmp_path, monkeypatch, algo, negate):
     if negate:
         if algo == "ppo":
@@ -302,37 +301,22 @@ def test_online_rl_raises_held_out_reward(compose, toy_reward, tmp_path, monkeyp
             from trl import GRPOTrainer, RLOOTrainer
 
             _negate_compute_loss(monkeypatch, {"grpo": GRPOTrainer, "rloo": RLOOTrainer}[algo])
-    metrics = run(compose(f"algo={algo}", "peft=none", "data=trl", f"data.path={_prompt_file(tmp_path)}", toy_reward,
-                          *ONLINE[algo], *_seeds(), *_ONLINE_EVAL, output_dir=tmp_path / "run"))
-    gain = _reward_gain(metrics)
-    print(f"{algo} negate={negate}: held-out reward {metrics['before/proxy_reward']:.3f} -> "
-          f"{metrics['eval/proxy_reward']:.3f} ({gain:+.3f})")
-    if negate:
-        assert gain < 0, f"{algo} with a negated loss still raised the held-out reward ({gain:+.3f})"
-    else:
-        assert gain >= ONLINE_MIN_GAIN, f"{algo} raised the held-out reward by only {gain:+.3f}"
+    metrics = run(compose(f"algo={algo}", *_online(tmp_path, toy_reward), *ONLINE_RL[algo],
+                          output_dir=tmp_path / "run"))
+    _assert_direction(_reward_gain(metrics), ONLINE_MIN_GAIN, negate, f"{algo}: held-out toy reward gain")
 
 
-# measured: PLACEHOLDER
-ONLINE_DPO_MIN_GAIN = 0.05
-
-
-@pytest.mark.parametrize("negate", NEGATE)
+@NEGATE
 def test_online_dpo_raises_its_judges_score(compose, toy_reward, tmp_path, monkeypatch, negate):
     from trl import DPOTrainer
 
     if negate:
         _negate_compute_loss(monkeypatch, DPOTrainer)
-    # A small beta keeps DPO's sigmoid from saturating on the fresh, noisy pairs of each round.
-    metrics = run(compose("algo=online_dpo", "peft=none", "data=trl", f"data.path={_prompt_file(tmp_path)}",
-                          toy_reward, "algo.judge.kind=reward", "algo.judge.reward=early_letters", "algo.rounds=4",
-                          "algo.steps_per_round=2", "trainer.max_steps=-1", "trainer.per_device_train_batch_size=16",
+    # beta=0.01 keeps DPO's sigmoid from saturating on each round's fresh, noisy pairs (at 0.1 the gain was
+    # +0.06 after 10 steps); 4 rounds of 2 steps gained +0.21..+0.33 but the negated runs only -0.02..-0.26.
+    metrics = run(compose("algo=online_dpo", *_online(tmp_path, toy_reward), "algo.judge.kind=reward",
+                          "algo.judge.reward=early_letters", "algo.rounds=6", "algo.steps_per_round=2",
+                          "trainer.max_steps=-1", "trainer.per_device_train_batch_size=16",
                           "algo.pairs.max_new_tokens=8", "algo.args.max_length=64", "algo.args.beta=0.01",
-                          "algo.args.learning_rate=1e-2", *_seeds(), *_ONLINE_EVAL, output_dir=tmp_path / "run"))
-    gain = _reward_gain(metrics)
-    print(f"online_dpo negate={negate}: held-out judge score {metrics['before/proxy_reward']:.3f} -> "
-          f"{metrics['eval/proxy_reward']:.3f} ({gain:+.3f})")
-    if negate:
-        assert gain < 0, f"online DPO with a negated loss still raised the judge's score ({gain:+.3f})"
-    else:
-        assert gain >= ONLINE_DPO_MIN_GAIN, f"online DPO raised the judge's score by only {gain:+.3f}"
+                          "algo.args.learning_rate=1e-2", output_dir=tmp_path / "run"))
+    _assert_direction(_reward_gain(metrics), ONLINE_MIN_GAIN, negate, "online DPO: held-out judge score gain")

@@ -188,13 +188,16 @@ def adapt_gsm8k(rows: list[Row], source: str) -> list[dict]:
 def _trl_row(row: dict) -> dict:
     if row.get("prompt") in (None, "", []):
         raise _RowError("missing key 'prompt' (expected a string or a list of messages)")
-    if "completion" not in row and not ("chosen" in row and "rejected" in row):
-        raise _RowError("expected 'completion' (SFT) or 'chosen' and 'rejected' (preferences)")
+    if ("chosen" in row) != ("rejected" in row):
+        raise _RowError("expected 'completion' (SFT), 'chosen' and 'rejected' (preferences), or the prompt alone "
+                        "(online algorithms); got only one of chosen/rejected")
     return dict(row)
 
 
 def adapt_trl(rows: list[Row], source: str) -> list[dict]:
-    """Rows already in a TRL format (e.g. the zoo's own cai_sft.jsonl / cai_pairs.jsonl), checked and passed on."""
+    """Rows already in a TRL format (e.g. the zoo's own cai_sft.jsonl / cai_pairs.jsonl), checked and passed on: a
+    prompt with a completion, with chosen and rejected, or alone (prompt-only rows for PPO, GRPO, RLOO, online
+    DPO; an algorithm that needs more says so)."""
     return _adapt(rows, source, _trl_row)
 
 

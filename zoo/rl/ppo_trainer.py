@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from transformers import Trainer, get_scheduler
 from transformers.trainer_utils import TrainOutput
 
+from zoo.data import task_columns
 from zoo.generation import sample
 from zoo.rl import math as rlm
 
@@ -146,8 +147,7 @@ class PPOTrainer(Trainer):
         samples = sample(self.model, tok, prompts, max_new_tokens=a.max_completion_length,
                          temperature=a.temperature, top_p=a.top_p, top_k=a.top_k,
                          batch_size=len(prompts), seed=a.seed * 100003 + step)
-        columns = {k: [r.get(k) for r in rows] for k in rows[0] if k != "prompt"}
-        raw = self.reward_fn(samples.prompts, samples.completions, **columns)
+        raw = self.reward_fn(samples.prompts, samples.completions, **task_columns(rows))
         scores = torch.tensor([0.0 if s is None else float(s) for s in raw])
         finished = torch.tensor(samples.finished)
         if a.missing_eos_penalty is not None:
