@@ -48,16 +48,15 @@ def test_sigkill_mid_training_then_resume(tmp_path):
     assert (out / "stages" / "dpo" / "model" / "config.json").exists()
 
 
-def test_ppo_toy_reward_rises_within_a_minute(compose, dense_reward, tmp_path):
-    """PPO on the tiny model with a toy reward (share of the letter 'a'): the eval proxy reward clearly rises."""
+def test_ppo_toy_reward_rises_over_100_iterations(compose, dense_reward, tmp_path):
+    """PPO on the tiny model with a toy reward (share of the letter 'a'): the eval proxy reward clearly rises.
+    (How long it takes is the benchmarks' business, not a test's.)"""
     from zoo.train import run
 
-    t0 = time.time()
     metrics = run(compose("algo=ppo", "peft=none", dense_reward, "trainer.max_steps=100",
                           "algo.args.learning_rate=3e-3", "algo.args.max_completion_length=8",
                           "trainer.per_device_train_batch_size=16", "data.max_rows=64", "eval.num_prompts=16",
                           output_dir=tmp_path / "run"))
-    assert time.time() - t0 < 60
     assert metrics["eval/proxy_reward"] > 1.5 * metrics["before/proxy_reward"]
 
 
