@@ -83,13 +83,14 @@ def _spec(overrides: list[str], scratch: Path) -> dict:
     """Everything the plain worker needs, taken from the zoo's own composed config and data."""
     from omegaconf import OmegaConf
 
+    from zoo.config import training_arguments
     from zoo.data import load_task
     from zoo.model_cache import ensure_embedded
 
     cfg = _compose(overrides, str(scratch / "compose"))
     model_dir = ensure_embedded(cfg.paths.cache_dir)  # convert once here, so no worker pays for it
     rows = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in load_task(cfg).train]
-    dpo_args = {**OmegaConf.to_container(cfg.trainer, resolve=True), **OmegaConf.to_container(cfg.algo.args, resolve=True)}
+    dpo_args = {**training_arguments(cfg), **OmegaConf.to_container(cfg.algo.args, resolve=True)}
     peft = OmegaConf.to_container(cfg.peft, resolve=True)
     return {
         "overrides": overrides,

@@ -59,13 +59,14 @@ def _spec(a, bf16: bool, scratch: Path) -> dict:
     from omegaconf import OmegaConf
 
     from bench.dpo import _compose
+    from zoo.config import training_arguments
     from zoo.data import load_task
     from zoo.models import resolve_model_path
 
     overrides = _overrides(a, bf16)
     cfg = _compose(overrides, str(scratch / "compose"))
     model_dir = resolve_model_path(cfg.model, cfg.paths.cache_dir)
-    args = {**OmegaConf.to_container(cfg.trainer, resolve=True), **OmegaConf.to_container(cfg.algo.args, resolve=True)}
+    args = {**training_arguments(cfg), **OmegaConf.to_container(cfg.algo.args, resolve=True)}
     args.update(bf16=bf16, report_to=[])  # bf16 as the zoo resolves `auto`; no logger on either side
     peft = OmegaConf.to_container(cfg.peft, resolve=True)
     return {"model": a.model, "model_dir": str(model_dir), "dtype": cfg.model.dtype, "seed": cfg.trainer.seed,

@@ -19,7 +19,7 @@ LAYERS = [
     {"zoo.rl", "zoo.rlaif"},  # the zoo's PPO trainer; AI labelling
     {"zoo.eval"},  # harness
     {"zoo.rewards", "zoo.judges"},  # scorers (rewards may use judges, not the other way)
-    {"zoo.data", "zoo.models", "zoo.model_cache", "zoo.generation"},  # rows, weights, sampling
+    {"zoo.data", "zoo.models", "zoo.model_cache", "zoo.generation", "zoo.levers"},  # rows, weights, sampling, levers
     {"zoo.errors", "zoo.checks", "zoo.files", "zoo.named_yaml", "zoo.tracking"},  # leaves (checks: errors only)
 ]
 FORBIDDEN_SAME_LAYER = {("zoo.judges", "zoo.rewards")}

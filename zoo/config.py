@@ -46,6 +46,8 @@ _CLASS_RULES: dict[str, dict[str, tuple[typing.Callable[[Any], bool], str]]] = {
 
 # Keys the zoo sets itself from other parts of the config.
 _MANAGED = {"output_dir", "run_name", "report_to"}
+# trainer.zoo: the zoo's own performance levers (zoo.levers), beside the TrainingArguments fields, not one of them.
+ZOO_LEVERS = "zoo"
 
 # Override keys under which any field of the TRL config may be set from the command line without `+`.
 _OPEN_PREFIXES = ("algo.args.", "trainer.", "stages.")
@@ -150,6 +152,14 @@ def _check_field(path: str, field: dataclasses.Field, hint, value, rules=_RULES)
     return value
 
 
+def training_arguments(cfg: DictConfig) -> dict:
+    """trainer.* as plain TrainingArguments fields (without the zoo's own levers), for scripts that build a TRL
+    config themselves, e.g. the benchmarks' plain-TRL sides."""
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer.pop(ZOO_LEVERS, None)
+    return trainer
+
+
 def bf16_supported(use_cpu: bool) -> bool:
     """Whether bf16 autocast pays off here: a CUDA GPU with bf16, or a CPU with native bf16 (AVX512-BF16/AMX).
 
@@ -172,6 +182,8 @@ def trl_args(config_cls, sections: list[tuple[str, Any]], **managed):
         section = OmegaConf.to_container(section, resolve=True) if isinstance(section, DictConfig) else section
         for key, value in (section or {}).items():
             path = f"{prefix}.{key}"
+            if key == ZOO_LEVERS and prefix == "trainer":
+                continue
             if key in _MANAGED:
                 raise ConfigError(f"{path}: set by the zoo from paths/logger config; remove it")
             if key not in fields:
@@ -197,6 +209,7 @@ def validate(cfg: DictConfig) -> None:
     from zoo.checks import require
     from zoo.data import check_data_config
     from zoo.eval import check_eval_config
+    from zoo.levers import check_levers
     from zoo.models import check_model_config, check_peft_config
     from zoo.rlaif.judging import check_judge
 
@@ -213,6 +226,7 @@ def validate(cfg: DictConfig) -> None:
             check_judge(stage.judge, f"{path}.judge")
         if hasattr(module, "check_config"):
             module.check_config(stage, path)
+    check_levers(cfg.trainer.get(ZOO_LEVERS), f"trainer.{ZOO_LEVERS}")
     check_model_config(cfg.model)
     check_peft_config(cfg.peft)
     check_data_config(cfg.data)

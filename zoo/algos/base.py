@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 from transformers import TrainerCallback
 
 from zoo.errors import NonFiniteLossError
+from zoo.levers import completion_only_logits, lever
 
 
 @dataclass
@@ -112,7 +113,8 @@ def fit(trainer, ctx: Context) -> dict:
     whole_run = getattr(trainer, "reports_whole_run", False)  # the zoo's own trainers keep their totals
     if not whole_run:
         trainer.add_callback(_WholeRun(trainer))
-    result = trainer.train(resume_from_checkpoint=last if ctx.resume else None)
+    with completion_only_logits(lever(ctx.cfg.trainer, "completion_only_logits")):
+        result = trainer.train(resume_from_checkpoint=last if ctx.resume else None)
     metrics = dict(result.metrics)
     if not whole_run:
         history = trainer.state.log_history

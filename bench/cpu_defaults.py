@@ -1,0 +1,418 @@
+"""The zoo's CPU defaults against TRL's own defaults and against a plain TRL script with the obvious settings.
+
+    python -m bench.cpu_defaults                      # part of `make bench`; writes results/bench/cpu_defaults.json
+    python -m bench.cpu_defaults --algos dpo --repeats 3 --steps 8
+
+For each algorithm (sft, rm, dpo, grpo), three sides train the embedded SmolLM2-135M + LoRA r16 (all-linear) on the
+same rows, batch, learning rate, seed and algorithm settings (the zoo's composed ones), each in a fresh subprocess,
+the order alternating (side order reversed every repeat) because the machine is noisy:
+
+  trl_defaults  a plain TRL script with TRL's own defaults plus `use_cpu` (TRL 1.16: bf16 and gradient
+                checkpointing on)
+  obvious       the same script with what a careful user would set: bf16 only where the CPU has it natively,
+                no gradient checkpointing
+  zoo           `zoo.train.run(cfg)` with `trainer=cpu` as composed (the zoo's defaults), stopped once training
+                returns
+
+Per run: wall time of every optimizer step (the first WARMUP dropped), the time spent before the first step
+inside the trainer (e.g. precomputing reference log-probs, which a per-step time would hide), the matmul FLOPs of
+one step (torch's FlopCounterMode around step 2, a warm-up step, so the count's overhead is never timed), peak
+RSS, and the final training loss (speed must not cost quality: same seed, same batches). The driver measures the
+machine's matmul ceiling (fp32 and bf16 GFLOP/s, same thread count) in the same run, so every effective GFLOP/s
+comes with its share of the ceiling of the precision that run used.
+
+Ratios: `speedup_vs_defaults` and `speedup_vs_obvious` = the other side's time / the zoo's (> 1: the zoo is
+faster), for the median step and for the whole training time per step (steps + in-trainer setup), each with its
+per-repeat values, so the spread is on record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import write_result
+
+_T0 = time.perf_counter()
+
+REPO = Path(__file__).resolve().parents[1]
+RESULT = REPO / "results" / "bench" / "cpu_defaults.json"
+WARMUP = 2
+SIDES = ("trl_defaults", "obvious", "zoo")
+ALGOS = ("sft", "rm", "dpo", "grpo")
+# Where the zoo's algorithm calls `fit` (the bench wraps it to attach its timers).
+FIT_MODULE = {"sft": "zoo.algos.sft", "rm": "zoo.algos.preference", "dpo": "zoo.algos.preference",
+              "grpo": "zoo.algos.online"}
+DATA = {"sft": "arithmetic", "rm": "arithmetic", "dpo": "arithmetic", "grpo": "sentiment"}
+# Algorithm fields every side gets from the zoo's composed config, so all three do the same work.
+SHARED_FIELDS = ("learning_rate", "max_length", "beta", "loss_type", "completion_only_loss", "num_generations",
+                 "max_completion_length", "temperature", "top_p", "scale_rewards", "epsilon", "num_iterations",
+                 "mask_truncated_completions", "lr_scheduler_type", "per_device_train_batch_size", "seed",
+                 "gradient_accumulation_steps")
+
+
+# ----------------------------------------------------------------------------------------------- driver
+
+
+def _compose(overrides: list[str], output_dir: str):
+    from hydra import compose, initialize_config_dir
+
+    from zoo.config import normalize_overrides
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name="train",
+                       overrides=normalize_overrides([*overrides, f"paths.output_dir={output_dir}"]))
+
+
+def _spec(algo: str, steps: int, batch_size: int, scratch: Path) -> dict:
+    """What every side of `algo` needs, from the zoo's own composed config and data."""
+    from omegaconf import OmegaConf
+
+    from zoo.config import bf16_supported, training_arguments
+    from zoo.data import load_task
+    from zoo.model_cache import ensure_embedded
+
+    overrides = [f"algo={algo}", "model=smollm2-135m", "peft=lora", f"data={DATA[algo]}", "logger=none",
+                 f"trainer.max_steps={steps}", f"trainer.per_device_train_batch_size={batch_size}",
+                 "trainer.save_strategy=no", "trainer.logging_steps=1"]
+    cfg = _compose(overrides, str(scratch / "compose"))
+    model_dir = ensure_embedded(cfg.paths.cache_dir)
+    keep = {"sft": ("prompt", "completion"), "rm": ("prompt", "chosen", "rejected"),
+            "dpo": ("prompt", "chosen", "rejected"), "grpo": ("prompt",)}[algo]
+    rows = [{k: r[k] for k in keep} for r in load_task(cfg).train]
+    composed = {**training_arguments(cfg), **OmegaConf.to_container(cfg.algo.args, resolve=True)}
+    shared = {k: composed[k] for k in SHARED_FIELDS if k in composed}
+    peft = OmegaConf.to_container(cfg.peft, resolve=True)
+    return {
+        "algo": algo, "overrides": overrides, "model_dir": str(model_dir), "rows": rows, "steps": steps,
+        "shared": shared, "native_bf16": bf16_supported(use_cpu=True),
+        "lora": {k: peft[k] for k in ("r", "lora_alpha", "lora_dropout", "target_modules")},
+    }
+
+
+def _ceiling(threads: int) -> dict:
+    """Matmul GFLOP/s of this machine in fp32 and bf16 (median of 20, a SmolLM2-sized product), in a fresh
+    process with the workers' thread count."""
+    code = (
+        "import json, time, torch\n"
+        f"torch.set_num_threads({threads})\n"
+        "out = {}\n"
+        "for name, dt in (('float32', torch.float32), ('bfloat16', torch.bfloat16)):\n"
+        "    a, b = torch.randn(2048, 576, dtype=dt), torch.randn(576, 1536, dtype=dt)\n"
+        "    for _ in range(3): a @ b\n"
+        "    ts = []\n"
+        "    for _ in range(20):\n"
+        "        t = time.perf_counter(); a @ b; ts.append(time.perf_counter() - t)\n"
+        "    out[name] = 2 * 2048 * 576 * 1536 / sorted(ts)[10] / 1e9\n"
+        "print(json.dumps(out))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _run_worker(algo: str, side: str, spec_path: Path, scratch: Path, tag: str, threads: int) -> dict:
+    workdir = scratch / tag
+    workdir.mkdir()
+    out, log = workdir / "result.json", workdir / "worker.log"
+    t = time.perf_counter()
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TQDM_DISABLE": "1"}
+    with open(log, "w") as f:
+        proc = subprocess.run([sys.executable, "-m", "bench.cpu_defaults", "--worker", side, "--spec",
+                               str(spec_path), "--workdir", str(workdir), "--out", str(out)],
+                              cwd=REPO, stdout=f, stderr=subprocess.STDOUT, timeout=1800, env=env)
+    if proc.returncode != 0:
+        sys.stderr.write(log.read_text()[-6000:])
+        raise SystemExit(f"bench: {algo}/{side} worker failed (exit {proc.returncode}); log above")
+    res = json.loads(out.read_text())
+    res["process_s"] = time.perf_counter() - t
+    return res
+
+
+def _stats(xs: list[float]) -> dict:
+    return {"median": statistics.median(xs), "mean": statistics.fmean(xs), "min": min(xs), "max": max(xs),
+            "stdev": statistics.stdev(xs) if len(xs) > 1 else 0.0, "n": len(xs)}
+
+
+def _summarise(runs: list[dict], ceiling: dict) -> dict:
+    by = {s: [r for r in runs if r["side"] == s] for s in SIDES}
+    summary = {}
+    for side, rs in by.items():
+        steps = [x for r in rs for x in r["step_s"][WARMUP:]]
+        per_step_total = [r["train_s"] / r["global_step"] for r in rs]
+        flops = statistics.median(r["step_flops"] for r in rs)
+        precision = "bfloat16" if rs[0]["bf16"] else "float32"
+        gflops = flops / statistics.median(steps) / 1e9
+        summary[side] = {
+            "step_s": _stats(steps), "train_s_per_step": _stats(per_step_total),
+            "before_first_step_s": _stats([r["before_first_step_s"] for r in rs]),
+            "peak_rss_mb": _stats([r["peak_rss_mb"] for r in rs]),
+            "final_loss": _stats([r["final_loss"] for r in rs]),
+            "train_loss": _stats([r["train_loss"] for r in rs]),
+            "step_gflop": flops / 1e9, "precision": precision, "bf16": rs[0]["bf16"],
+            "gradient_checkpointing": rs[0]["gradient_checkpointing"], "effective_gflops": gflops,
+            "share_of_ceiling": gflops / ceiling[precision],
+            "settings": rs[0]["settings"],
+        }
+    z = by["zoo"]
+    ratios = {}
+    for other, name in (("trl_defaults", "speedup_vs_defaults"), ("obvious", "speedup_vs_obvious")):
+        per_repeat_step = [statistics.median(o["step_s"][WARMUP:]) / statistics.median(m["step_s"][WARMUP:])
+                           for o, m in zip(by[other], z)]
+        per_repeat_total = [(o["train_s"] / o["global_step"]) / (m["train_s"] / m["global_step"])
+                            for o, m in zip(by[other], z)]
+        ratios[name] = {
+            "step_median": summary[other]["step_s"]["median"] / summary["zoo"]["step_s"]["median"],
+            "step_per_repeat": per_repeat_step,
+            "train_time_per_step": summary[other]["train_s_per_step"]["median"]
+            / summary["zoo"]["train_s_per_step"]["median"],
+            "train_time_per_step_per_repeat": per_repeat_total,
+        }
+    return {"summary": summary, **ratios}
+
+
+def drive(algos: list[str], repeats: int, steps: int, batch_size: int, threads: int, result_path: Path) -> dict:
+    from importlib.metadata import version
+
+    t_start = time.perf_counter()
+    load_before = os.getloadavg()
+    scratch = Path(tempfile.mkdtemp(prefix="zoo-bench-cpu-"))
+    ceiling = _ceiling(threads)
+    print(f"[bench] matmul ceiling with {threads} threads: {ceiling}", flush=True)
+    results = {}
+    for algo in algos:
+        spec = _spec(algo, steps, batch_size, scratch)
+        spec_path = scratch / f"{algo}-spec.json"
+        spec_path.write_text(json.dumps(spec))
+        runs = []
+        for repeat in range(repeats):
+            for side in (SIDES if repeat % 2 == 0 else SIDES[::-1]):
+                tag = f"{algo}-{side}-{repeat}"
+                print(f"[bench] {tag} ...", flush=True)
+                res = _run_worker(algo, side, spec_path, scratch, tag, threads)
+                res.update(side=side, repeat=repeat)
+                runs.append(res)
+                print(f"[bench] {tag}: median step {statistics.median(res['step_s'][WARMUP:]):.2f} s, "
+                      f"before first step {res['before_first_step_s']:.1f} s, train loss {res['train_loss']:.4f}",
+                      flush=True)
+        results[algo] = {**_summarise(runs, ceiling), "rows": len(spec["rows"]), "zoo_overrides": spec["overrides"],
+                         "shared_settings": spec["shared"],
+                         "runs": [{k: r[k] for k in ("side", "repeat", "step_s", "train_s", "before_first_step_s",
+                                                     "global_step", "peak_rss_mb", "final_loss", "train_loss",
+                                                     "process_s")} for r in runs]}
+    result = {
+        "benchmark": "CPU defaults: zoo (trainer=cpu) vs TRL's defaults vs a plain TRL script with obvious settings",
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": f"python -m bench.cpu_defaults --algos {','.join(algos)} --repeats {repeats} --steps {steps} "
+                   f"--batch-size {batch_size} --threads {threads}",
+        "settings": {"model": "smollm2-135m (embedded SmolLM2-135M-Instruct)", "peft": "lora r16 all-linear",
+                     "steps_per_run": steps, "warmup_steps_dropped": WARMUP, "repeats": repeats,
+                     "batch_size": batch_size, "threads": threads, "sides": SIDES},
+        "ceiling_gflops": ceiling,
+        "algos": results,
+        "machine": {"cpu": _cpu_model(), "flags": _cpu_flags(), "cores": os.cpu_count(),
+                    "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+        "env": {"python": sys.version.split()[0],
+                **{p: version(p) for p in ("torch", "transformers", "trl", "peft", "accelerate")}},
+        "bench_seconds": time.perf_counter() - t_start,
+    }
+    write_result(result, result_path)
+    _print_table(result, result_path)
+    return result
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def _cpu_flags() -> list[str]:
+    flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("flags")), [])
+    return sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2")))
+
+
+def _print_table(res: dict, path: Path) -> None:
+    print(f"\n{'algo':5s} {'side':13s} {'step s':>8s} {'train s/step':>12s} {'GFLOP/s':>8s} {'ceiling':>8s} "
+          f"{'RSS MiB':>8s} {'loss':>8s}")
+    for algo, r in res["algos"].items():
+        for side in SIDES:
+            s = r["summary"][side]
+            print(f"{algo:5s} {side:13s} {s['step_s']['median']:8.2f} {s['train_s_per_step']['median']:12.2f} "
+                  f"{s['effective_gflops']:8.1f} {s['share_of_ceiling']:8.1%} {s['peak_rss_mb']['median']:8.0f} "
+                  f"{s['final_loss']['median']:8.4f}")
+        print(f"      zoo speedup vs defaults {r['speedup_vs_defaults']['step_median']:.2f} (per repeat "
+              f"{[round(x, 2) for x in r['speedup_vs_defaults']['step_per_repeat']]}), vs obvious "
+              f"{r['speedup_vs_obvious']['step_median']:.2f} (per repeat "
+              f"{[round(x, 2) for x in r['speedup_vs_obvious']['step_per_repeat']]})")
+    print(f"[bench] wrote {path} in {res['bench_seconds']:.0f} s")
+
+
+# ----------------------------------------------------------------------------------------------- workers
+
+
+class _TrainingDone(Exception):
+    """Raised from the wrapped `fit` to end `zoo.train.run` once training is over (skip export and eval)."""
+
+
+def _probe():
+    """Timers and the FLOP count as one callback (imports transformers, so only inside a worker)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bench.common import StepTimer
+
+    class Probe(StepTimer):
+        def __init__(self):
+            super().__init__()
+            self.flops, self._counter, self.t_constructed = None, None, None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 1:  # a warm-up step: its time is dropped anyway
+                self._counter = FlopCounterMode(display=False)
+                self._counter.__enter__()
+            super().on_step_begin(args, state, control, **kwargs)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            super().on_step_end(args, state, control, **kwargs)
+            if self._counter is not None:
+                self._counter.__exit__(None, None, None)
+                self.flops, self._counter = self._counter.get_total_flops(), None
+
+    return Probe()
+
+
+def _finish(probe, trainer, t_before_trainer: float, train_loss: float) -> dict:
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    a = trainer.args
+    return {**probe.result(), "step_flops": probe.flops, "train_loss": train_loss,
+            "final_loss": losses[-1] if losses else float("nan"), "global_step": trainer.state.global_step,
+            # trainer construction + everything in train() before the first step (dataset tokenising, precomputed
+            # reference log-probs, ...): part of what a user waits for, hidden from a per-step time
+            "before_first_step_s": probe._t_train - t_before_trainer,
+            "bf16": bool(a.bf16), "gradient_checkpointing": bool(a.gradient_checkpointing),
+            "settings": {k: v for k, v in a.to_dict().items() if k in (
+                "bf16", "gradient_checkpointing", "precompute_ref_log_probs", "padding_free", "torch_compile",
+                "group_by_length", "dataloader_pin_memory", "max_length", "pad_to_multiple_of")}}
+
+
+def _plain_worker(spec: dict, side: str, workdir: Path) -> dict:
+    """The script a user would write with TRL alone (TRL's defaults, or the obvious CPU settings)."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, set_seed
+    import trl
+
+    algo = spec["algo"]
+    config_cls, trainer_cls = {"sft": (trl.SFTConfig, trl.SFTTrainer), "rm": (trl.RewardConfig, trl.RewardTrainer),
+                               "dpo": (trl.DPOConfig, trl.DPOTrainer),
+                               "grpo": (trl.GRPOConfig, trl.GRPOTrainer)}[algo]
+    settings = dict(spec["shared"], max_steps=spec["steps"], use_cpu=True, save_strategy="no", report_to=[],
+                    logging_steps=1, output_dir=str(workdir / "out"))
+    if side == "obvious":
+        settings.update(bf16=spec["native_bf16"], gradient_checkpointing=False)
+    args = config_cls(**settings)
+    set_seed(args.seed)
+    tokenizer = AutoTokenizer.from_pretrained(spec["model_dir"])
+    if algo == "rm":
+        model = AutoModelForSequenceClassification.from_pretrained(spec["model_dir"], num_labels=1)
+        model.config.pad_token_id = tokenizer.pad_token_id
+    else:
+        model = AutoModelForCausalLM.from_pretrained(spec["model_dir"])
+    kwargs = {}
+    if algo == "grpo":
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+        analyzer = SentimentIntensityAnalyzer()
+
+        def sentiment(prompts, completions, **_):
+            return [analyzer.polarity_scores(c if isinstance(c, str) else c[-1]["content"])["compound"]
+                    for c in completions]
+
+        kwargs["reward_funcs"] = [sentiment]
+    probe = _probe()
+    t = time.perf_counter()
+    trainer = trainer_cls(model=model, args=args, train_dataset=Dataset.from_list(spec["rows"]),
+                          processing_class=tokenizer, callbacks=[probe],
+                          peft_config=LoraConfig(**spec["lora"], bias="none",
+                                                 task_type="SEQ_CLS" if algo == "rm" else "CAUSAL_LM"), **kwargs)
+    result = trainer.train()
+    return _finish(probe, trainer, t, result.training_loss)
+
+
+def _zoo_worker(spec: dict, workdir: Path) -> dict:
+    import importlib
+
+    from zoo import train as zoo_train
+
+    module = importlib.import_module(FIT_MODULE[spec["algo"]])
+    cfg = _compose(spec["overrides"], str(workdir / "run"))
+    probe, holder, real_fit = _probe(), {}, module.fit
+    t = {}
+
+    def timed_fit(trainer, ctx):
+        trainer.add_callback(probe)
+        metrics = real_fit(trainer, ctx)
+        holder.update(trainer=trainer, loss=metrics[f"{ctx.stage}/train_loss"])
+        raise _TrainingDone
+
+    # The stage builds its trainer (tokenising, any precomputation) before calling fit: time from the stage's
+    # start, as the plain script is timed from its trainer's construction.
+    algo_module = importlib.import_module(f"zoo.algos.{spec['algo']}")
+    real_train = algo_module.train
+
+    def timed_train(ctx):
+        t["stage_start"] = time.perf_counter()
+        return real_train(ctx)
+
+    module.fit, algo_module.train = timed_fit, timed_train
+    try:
+        zoo_train.run(cfg)
+        raise RuntimeError(f"zoo.train.run returned without training through {FIT_MODULE[spec['algo']]}.fit")
+    except _TrainingDone:
+        pass
+    finally:
+        module.fit, algo_module.train = real_fit, real_train
+    return _finish(probe, holder["trainer"], t["stage_start"], holder["loss"])
+
+
+def _worker(side: str, spec_path: Path, workdir: Path, out: Path) -> None:
+    spec = json.loads(spec_path.read_text())
+    res = _zoo_worker(spec, workdir) if side == "zoo" else _plain_worker(spec, side, workdir)
+    res.pop("t_train_begin", None)
+    out.write_text(json.dumps(res))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--algos", default=",".join(ALGOS), help=f"comma-separated, of {ALGOS}")
+    ap.add_argument("--repeats", type=int, default=2, help="runs per side; side order reversed every repeat")
+    ap.add_argument("--steps", type=int, default=6, help=f"optimizer steps per run (first {WARMUP} dropped)")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="OMP_NUM_THREADS of every worker")
+    ap.add_argument("--out", type=Path, default=RESULT)
+    ap.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
+    ap.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.worker:
+        _worker(a.worker, a.spec, a.workdir, a.out)
+        return
+    algos = [x for x in a.algos.split(",") if x]
+    unknown = sorted(set(algos) - set(ALGOS))
+    if unknown:
+        ap.error(f"--algos: unknown {unknown}; known: {list(ALGOS)}")
+    if a.steps <= WARMUP + 1:
+        ap.error(f"--steps must be > {WARMUP + 1} (the first {WARMUP} are dropped)")
+    drive(algos, a.repeats, a.steps, a.batch_size, a.threads, a.out)
+
+
+if __name__ == "__main__":
+    main()
