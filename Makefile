@@ -30,6 +30,7 @@ bench: setup
 	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m bench.dpo
 	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m bench.ppo
 	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m bench.grpo
+	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m bench.cpu_defaults
 
 contract: setup
 	bash ../shared/checks/contract.sh

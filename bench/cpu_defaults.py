@@ -88,6 +88,10 @@ def _spec(algo: str, steps: int, batch_size: int, scratch: Path) -> dict:
     keep = {"sft": ("prompt", "completion"), "rm": ("prompt", "chosen", "rejected"),
             "dpo": ("prompt", "chosen", "rejected"), "grpo": ("prompt",)}[algo]
     rows = [{k: r[k] for k in keep} for r in load_task(cfg).train]
+    if algo == "rm":  # the zoo's RM holds out eval_fraction of the pairs: every side trains on the same rest
+        from zoo.algos.preference import split_pairs
+
+        rows = split_pairs(rows, cfg.algo.eval_fraction, cfg.data.seed)[0]
     composed = {**training_arguments(cfg), **OmegaConf.to_container(cfg.algo.args, resolve=True)}
     shared = {k: composed[k] for k in SHARED_FIELDS if k in composed}
     peft = OmegaConf.to_container(cfg.peft, resolve=True)
