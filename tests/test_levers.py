@@ -76,3 +76,54 @@ def test_trainer_cpu_sets_what_the_bench_chose(compose):
     assert cfg.trainer.gradient_checkpointing is False and cfg.trainer.bf16 == "auto"
     assert cfg.trainer.zoo.completion_only_logits is True
     assert "zoo" not in config.training_arguments(cfg)  # never handed to TRL
+
+
+@pytest.mark.parametrize("peft", ["none", "lora"])
+def test_ppo_completion_only_head_matches_the_full_head(compose, peft):
+    """The zoo's PPO applies the LM head at response positions only: same log-probs and entropies as the full
+    head gathered afterwards, for the policy and for the adapter-disabled reference."""
+    from zoo.models import load_policy, wrap_peft
+    from zoo.rl.ppo_trainer import _Disabled, pack, policy_forward
+
+    import torch
+
+    bundle = load_policy(compose(f"peft={peft}"))
+    model = wrap_peft(bundle).eval()  # as the PPO trainer runs it: dropout off
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.05)  # a trained-looking adapter, so disabling it changes the outputs
+    tok = bundle.tokenizer
+    prompts = [tok.encode(t) for t in ("The film was", "A long and winding story about the sea", "Hi")]
+    responses = [tok.encode(t) for t in (" very good indeed", " and", " there, how are you today")]
+    batch = pack(prompts, responses, tok.pad_token_id)
+    full = policy_forward(model, batch, 0.7, with_entropy=True, completion_only=False)
+    part = policy_forward(model, batch, 0.7, with_entropy=True, completion_only=True)
+    mask = batch.mask.bool()
+    for a, b in zip(full, part):
+        assert torch.allclose(a[mask], b[mask], atol=1e-4), (a[mask] - b[mask]).abs().max()
+    if peft == "lora":
+        with _Disabled(model) as ref:
+            ref_part = policy_forward(ref, batch, 0.7, completion_only=True)[0]
+            ref_full = policy_forward(ref, batch, 0.7, completion_only=False)[0]
+        assert torch.allclose(ref_part[mask], ref_full[mask], atol=1e-4)
+        assert not torch.allclose(ref_part[mask], part[0][mask], atol=1e-3)  # the adapter really was off
+
+
+def test_harness_logprobs_head_on_completions_matches_the_full_head(compose):
+    """zoo.generation.completion_logprobs (the harness's KL) scores completions with the head at their positions
+    only; the same per-token log-probs as the full head, rows of different prompt and completion lengths."""
+    import torch
+
+    from zoo.generation import completion_logprobs
+    from zoo.models import load_policy
+
+    bundle = load_policy(compose())
+    tok = bundle.tokenizer
+    prompts = [tok.encode(t) for t in ("The film was", "A long and winding story about the sea", "Hi")]
+    completions = [tok.encode(t) for t in (" very good indeed", " and", " there, how are you today")]
+    part = completion_logprobs(bundle.model, prompts, completions, tok.pad_token_id, 0.7, batch_size=2)
+    full = completion_logprobs(bundle.model, prompts, completions, tok.pad_token_id, 0.7, batch_size=2,
+                               completion_only=False)
+    assert [len(x) for x in part] == [len(c) for c in completions]
+    for a, b in zip(part, full):
+        assert torch.allclose(a, b, atol=1e-4)

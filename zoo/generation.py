@@ -117,9 +117,32 @@ def sample(model, tokenizer, prompts: list, *, max_new_tokens: int, temperature:
                    completions=[completion_text(p, t) for p, t in zip(flat, texts)], finished=finished)
 
 
+def _plain_head(model) -> bool:
+    """Whether the logits are the output embedding applied to the last hidden state and nothing more (no final
+    soft-capping or logit scaling), so the head may be applied to a subset of positions."""
+    config = model.config
+    return not getattr(config, "final_logit_softcapping", None) and getattr(config, "logit_scale", 1.0) in (None, 1.0)
+
+
+def logits_at(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, index: torch.Tensor,
+              completion_only: bool = True) -> torch.Tensor:
+    """Logits [B, T, V] at positions `index` [B, T] of each row. `completion_only`: run the LM head at those
+    positions alone (with a 49k vocabulary the head over every prompt position is much of a forward) rather
+    than at every position and gathering; the same numbers to float rounding. PEFT-wrapped models (adapter on
+    or disabled) go through their base model's body and head, where the adapter layers live."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    expand = index.unsqueeze(-1)
+    if completion_only and _plain_head(base):
+        hidden = base.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return base.get_output_embeddings()(hidden.gather(1, expand.expand(-1, -1, hidden.shape[-1])))
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    return logits.gather(1, expand.expand(-1, -1, logits.shape[-1]))
+
+
 @torch.no_grad()
 def completion_logprobs(model, prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int,
-                        temperature: float = 1.0, batch_size: int = 16) -> list[torch.Tensor]:
+                        temperature: float = 1.0, batch_size: int = 16,
+                        completion_only: bool = True) -> list[torch.Tensor]:
     """Per-token log-probabilities of each completion given its prompt, logits divided by `temperature`.
 
     Dividing by the sampling temperature scores tokens under the distribution they were sampled from, which
@@ -132,16 +155,18 @@ def completion_logprobs(model, prompt_ids: list[list[int]], completion_ids: list
             p_batch = prompt_ids[start: start + batch_size]
             c_batch = completion_ids[start: start + batch_size]
             seqs = [p + c for p, c in zip(p_batch, c_batch)]
-            width = max(len(s) for s in seqs)
+            width, steps = max(len(s) for s in seqs), max(1, max(len(c) for c in c_batch))
             ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
             mask = torch.zeros_like(ids)
-            for i, s in enumerate(seqs):  # right padding: positions stay 0..n-1 for every row
-                ids[i, : len(s)] = torch.tensor(s)
-                mask[i, : len(s)] = 1
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-            logps = torch.log_softmax(logits[:, :-1] / temperature, dim=-1)
-            token_logps = logps.gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1).cpu()
-            for i, (p, c) in enumerate(zip(p_batch, c_batch)):
-                # token t is predicted at position t-1
-                out.append(token_logps[i, len(p) - 1: len(p) - 1 + len(c)])
+            index = torch.zeros((len(seqs), steps), dtype=torch.long)
+            targets = torch.zeros((len(seqs), steps), dtype=torch.long)
+            for i, (p, c) in enumerate(zip(p_batch, c_batch)):  # right padding: positions stay 0..n-1 for every row
+                ids[i, : len(p) + len(c)] = torch.tensor(p + c)
+                mask[i, : len(p) + len(c)] = 1
+                index[i, : len(c)] = torch.arange(len(p) - 1, len(p) - 1 + len(c))  # token t is predicted at t-1
+                targets[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+            logits = logits_at(model, ids.to(device), mask.to(device), index.to(device), completion_only).float()
+            logps = torch.log_softmax(logits / temperature, dim=-1)
+            token_logps = logps.gather(-1, targets.to(device).unsqueeze(-1)).squeeze(-1).cpu()
+            out += [token_logps[i, : len(c)] for i, c in enumerate(c_batch)]
     return out

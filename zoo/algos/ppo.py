@@ -3,7 +3,8 @@
 The reward is, in order: `reward.functions` if configured, else the reward model of an earlier `rm` stage,
 else the task's gold signal (zoo.algos.online.reward_to_optimise). The value model is a scalar-head sequence
 classifier initialised from that reward model when there is one (InstructGPT), else from the policy's
-starting weights; under LoRA it gets its own adapter. The reference policy is the policy with its adapter disabled (or a frozen copy).
+starting weights; under LoRA it gets its own adapter. The reference policy is the policy with its adapter
+disabled (or a frozen copy).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from zoo import rewards
 from zoo.algos.base import Context, fit, guarded
 from zoo.algos.online import reward_reports, reward_to_optimise
 from zoo.data import prompt_rows
+from zoo.levers import lever
 from zoo.models import load_reference, load_reward_model, wrap_peft
 from zoo.rl.ppo_config import PPOConfig
 from zoo.rl.ppo_trainer import PPOTrainer
@@ -30,5 +32,6 @@ def train(ctx: Context):
     trainer = guarded(PPOTrainer)(
         model=policy, value_model=value, args=ctx.args, processing_class=ctx.policy.tokenizer,
         prompts=prompt_rows(ctx.rows), reward_fn=reward, ref_model=ref,
+        completion_only_logits=lever(ctx.cfg.trainer, "completion_only_logits"),
     )
     return trainer.model, {**fit(trainer, ctx), **reward_reports([reward])}

@@ -25,7 +25,7 @@ from transformers import Trainer, get_scheduler
 from transformers.trainer_utils import TrainOutput
 
 from zoo.data import task_columns
-from zoo.generation import sample
+from zoo.generation import logits_at, sample
 from zoo.rl import math as rlm
 
 CHECKPOINT_FILE = "ppo_state.pt"
@@ -70,9 +70,12 @@ def _gather_positions(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
-def policy_forward(model, batch: Batch, temperature: float, with_entropy: bool = False):
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-    logits = _gather_positions(logits, batch.index).float() / temperature
+def policy_forward(model, batch: Batch, temperature: float, with_entropy: bool = False,
+                   completion_only: bool = True):
+    """Log-probs (and entropy) of the response tokens. `completion_only` (trainer.zoo.completion_only_logits):
+    the LM head at the response positions alone, not at every position (zoo.generation.logits_at)."""
+    logits = logits_at(model, batch.input_ids, batch.attention_mask, batch.index, completion_only)
+    logits = logits.float() / temperature
     logprobs = torch.log_softmax(logits, dim=-1).gather(-1, batch.targets.unsqueeze(-1)).squeeze(-1)
     entropy = rlm.entropy_from_logits(logits) if with_entropy else None
     return logprobs, entropy
@@ -97,11 +100,12 @@ class PPOTrainer(Trainer):
     reports_whole_run = True  # checkpoints carry every step's loss, so a resumed run's train_loss is the whole run's
 
     def __init__(self, model, value_model, args, processing_class, prompts: list[dict], reward_fn,
-                 ref_model=None, callbacks=None):
+                 ref_model=None, callbacks=None, completion_only_logits: bool = True):
         super().__init__(model=model, args=args, processing_class=processing_class, callbacks=callbacks)
         self.value_model = value_model.to(self.args.device)
         self.ref_model = ref_model.to(self.args.device) if ref_model is not None else None
         self.prompts, self.reward_fn = prompts, reward_fn
+        self.completion_only_logits = completion_only_logits
         if args.adaptive_kl:
             self.kl_ctl = rlm.AdaptiveKLController(args.kl_coef, args.target_kl, args.kl_horizon)
         else:
@@ -157,9 +161,10 @@ class PPOTrainer(Trainer):
         batch = pack(samples.prompt_ids, samples.completion_ids, tok.pad_token_id)
         batch = Batch(*(t.to(a.device) for t in vars(batch).values()))
         with self._autocast():
-            logprobs, entropy = policy_forward(self.model, batch, a.temperature, with_entropy=True)
+            logprobs, entropy = policy_forward(self.model, batch, a.temperature, with_entropy=True,
+                                               completion_only=self.completion_only_logits)
             with self._reference() as ref:
-                ref_logprobs, _ = policy_forward(ref, batch, a.temperature)
+                ref_logprobs, _ = policy_forward(ref, batch, a.temperature, completion_only=self.completion_only_logits)
             values = value_forward(self.value_model, batch)
         mask = batch.mask.float()
         kl = rlm.kl_per_token(logprobs, ref_logprobs, a.kl_estimator) * mask
@@ -199,7 +204,8 @@ class PPOTrainer(Trainer):
                 mb = roll["batch"].select(rows)
                 mask = mb.mask.float()
                 with self._autocast():
-                    logprobs, entropy = policy_forward(self.model, mb, a.temperature, with_entropy=a.entropy_coef > 0)
+                    logprobs, entropy = policy_forward(self.model, mb, a.temperature, with_entropy=a.entropy_coef > 0,
+                                                       completion_only=self.completion_only_logits)
                     values = value_forward(self.value_model, mb)
                 pg_loss, pg_stats = rlm.clipped_policy_loss(logprobs, roll["logprobs"][rows],
                                                             roll["advantages"][rows], mask, a.cliprange)
