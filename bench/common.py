@@ -84,6 +84,34 @@ class IterationTimer(StepTimer):
         self._t_last_end = now
 
 
+def run_worker(module: str, side: str, spec_path, scratch, tag: str, threads: int | None = None,
+               extra_env: dict | None = None, timeout: int = 1800) -> dict:
+    """Run `python -m <module> --worker <side>` in a fresh process (its own workdir under `scratch`) and return its
+    result JSON plus `process_s`; on failure, print the end of its log and stop the bench."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    workdir = Path(scratch) / tag
+    workdir.mkdir()
+    out, log = workdir / "result.json", workdir / "worker.log"
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}), **(extra_env or {})}
+    t = time.perf_counter()
+    with open(log, "w") as f:
+        proc = subprocess.run([sys.executable, "-m", module, "--worker", side, "--spec", str(spec_path),
+                               "--workdir", str(workdir), "--out", str(out)],
+                              cwd=Path(__file__).resolve().parents[1], stdout=f, stderr=subprocess.STDOUT,
+                              timeout=timeout, env=env)
+    if proc.returncode != 0:
+        sys.stderr.write(log.read_text()[-6000:])
+        raise SystemExit(f"bench: {module} {side} worker failed (exit {proc.returncode}); log above")
+    res = json.loads(out.read_text())
+    res["process_s"] = time.perf_counter() - t
+    return res
+
+
 def write_result(result: dict, path) -> None:
     """Write the result JSON atomically (a killed bench never leaves a truncated file behind)."""
     import json

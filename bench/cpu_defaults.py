@@ -39,7 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import write_result
+from bench.common import run_worker, write_result
+from bench.dpo import alternating
 
 _T0 = time.perf_counter()
 
@@ -121,24 +122,6 @@ def _ceiling(threads: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _run_worker(algo: str, side: str, spec_path: Path, scratch: Path, tag: str, threads: int) -> dict:
-    workdir = scratch / tag
-    workdir.mkdir()
-    out, log = workdir / "result.json", workdir / "worker.log"
-    t = time.perf_counter()
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TQDM_DISABLE": "1"}
-    with open(log, "w") as f:
-        proc = subprocess.run([sys.executable, "-m", "bench.cpu_defaults", "--worker", side, "--spec",
-                               str(spec_path), "--workdir", str(workdir), "--out", str(out)],
-                              cwd=REPO, stdout=f, stderr=subprocess.STDOUT, timeout=1800, env=env)
-    if proc.returncode != 0:
-        sys.stderr.write(log.read_text()[-6000:])
-        raise SystemExit(f"bench: {algo}/{side} worker failed (exit {proc.returncode}); log above")
-    res = json.loads(out.read_text())
-    res["process_s"] = time.perf_counter() - t
-    return res
-
-
 def _stats(xs: list[float]) -> dict:
     return {"median": statistics.median(xs), "mean": statistics.fmean(xs), "min": min(xs), "max": max(xs),
             "stdev": statistics.stdev(xs) if len(xs) > 1 else 0.0, "n": len(xs)}
@@ -195,16 +178,16 @@ def drive(algos: list[str], repeats: int, steps: int, batch_size: int, threads: 
         spec_path = scratch / f"{algo}-spec.json"
         spec_path.write_text(json.dumps(spec))
         runs = []
-        for repeat in range(repeats):
-            for side in (SIDES if repeat % 2 == 0 else SIDES[::-1]):
-                tag = f"{algo}-{side}-{repeat}"
-                print(f"[bench] {tag} ...", flush=True)
-                res = _run_worker(algo, side, spec_path, scratch, tag, threads)
-                res.update(side=side, repeat=repeat)
-                runs.append(res)
-                print(f"[bench] {tag}: median step {statistics.median(res['step_s'][WARMUP:]):.2f} s, "
-                      f"before first step {res['before_first_step_s']:.1f} s, train loss {res['train_loss']:.4f}",
-                      flush=True)
+        for repeat, side in alternating(SIDES, repeats):
+            tag = f"{algo}-{side}-{repeat}"
+            print(f"[bench] {tag} ...", flush=True)
+            res = run_worker("bench.cpu_defaults", side, spec_path, scratch, tag, threads,
+                             extra_env={"TQDM_DISABLE": "1"})
+            res.update(side=side, repeat=repeat)
+            runs.append(res)
+            print(f"[bench] {tag}: median step {statistics.median(res['step_s'][WARMUP:]):.2f} s, "
+                  f"before first step {res['before_first_step_s']:.1f} s, train loss {res['train_loss']:.4f}",
+                  flush=True)
         results[algo] = {**_summarise(runs, ceiling), "rows": len(spec["rows"]), "zoo_overrides": spec["overrides"],
                          "shared_settings": spec["shared"],
                          "runs": [{k: r[k] for k in ("side", "repeat", "step_s", "train_s", "before_first_step_s",

@@ -36,12 +36,11 @@ import platform
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import write_result
+from bench.common import run_worker, write_result
 
 _T0 = time.perf_counter()  # worker start (after interpreter start-up), for the setup time
 
@@ -102,23 +101,6 @@ def _spec(overrides: list[str], scratch: Path) -> dict:
         "run_name": f"{cfg.logger.run_name}/{cfg.algo.name}",  # what the zoo passes
         "lora": {k: peft[k] for k in ("r", "lora_alpha", "lora_dropout", "target_modules")},
     }
-
-
-def _run_worker(side: str, spec_path: Path, scratch: Path, tag: str) -> dict:
-    workdir = scratch / tag
-    workdir.mkdir()
-    out, log = workdir / "result.json", workdir / "worker.log"
-    t = time.perf_counter()
-    with open(log, "w") as f:
-        proc = subprocess.run([sys.executable, "-m", "bench.dpo", "--worker", side, "--spec", str(spec_path),
-                               "--workdir", str(workdir), "--out", str(out)],
-                              cwd=REPO, stdout=f, stderr=subprocess.STDOUT, timeout=900)
-    if proc.returncode != 0:
-        sys.stderr.write(log.read_text()[-6000:])
-        raise SystemExit(f"bench: {side} worker failed (exit {proc.returncode}); log above")
-    res = json.loads(out.read_text())
-    res["process_s"] = time.perf_counter() - t
-    return res
 
 
 RUN_SCALARS = ("peak_rss_mb", "rss_imports_mb", "rss_train_begin_mb", "setup_s", "process_s")
@@ -189,7 +171,7 @@ def drive(repeats: int, steps: int, batch_size: int, bf16: bool, result_path: Pa
         for rep in range(repeats):
             for side in SIDES:  # zoo, trl, zoo, trl, ...
                 print(f"[bench] repeat {rep + 1}/{repeats}: {side} ...", flush=True)
-                res = _run_worker(side, spec_path, scratch, f"{side}-{rep}")
+                res = run_worker("bench.dpo", side, spec_path, scratch, f"{side}-{rep}", timeout=900)
                 kept = res["step_s"][WARMUP:]
                 res.update(side=side, repeat=rep, order=len(runs), step_s_median=statistics.median(kept),
                            step_s_mean=statistics.fmean(kept),

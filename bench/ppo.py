@@ -45,12 +45,11 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench.common import write_result
+from bench.common import run_worker, write_result
 
 _T0 = time.perf_counter()  # worker start (after interpreter start-up), for the setup time
 
@@ -114,26 +113,6 @@ def _spec(a, bf16: bool, scratch: Path) -> dict:
     }
 
 
-def _run_worker(side: str, spec_path: Path, scratch: Path, tag: str, threads: int | None,
-                module: str = "bench.ppo") -> dict:
-    """Run `python -m <module> --worker <side>` in a fresh process and return its result (plus process_s)."""
-    workdir = scratch / tag
-    workdir.mkdir()
-    out, log = workdir / "result.json", workdir / "worker.log"
-    t = time.perf_counter()
-    with open(log, "w") as f:
-        proc = subprocess.run([sys.executable, "-m", module, "--worker", side, "--spec", str(spec_path),
-                               "--workdir", str(workdir), "--out", str(out)],
-                              cwd=REPO, stdout=f, stderr=subprocess.STDOUT, timeout=1800,
-                              env={**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})})
-    if proc.returncode != 0:
-        sys.stderr.write(log.read_text()[-6000:])
-        raise SystemExit(f"bench: {side} worker failed (exit {proc.returncode}); log above")
-    res = json.loads(out.read_text())
-    res["process_s"] = time.perf_counter() - t
-    return res
-
-
 def run_sides(spec: dict, scratch: Path, sides: tuple[str, ...], repeats: int, threads: int | None,
               module: str = "bench.ppo"):
     """Write the workers' spec, then (repeat, side, result) for one fresh worker process per run, sides
@@ -144,7 +123,7 @@ def run_sides(spec: dict, scratch: Path, sides: tuple[str, ...], repeats: int, t
     spec_path.write_text(json.dumps(spec))
     for rep, side in alternating(sides, repeats):
         print(f"[bench] repeat {rep + 1}/{repeats}: {side} ...", flush=True)
-        yield rep, side, _run_worker(side, spec_path, scratch, f"{side}-{rep}", threads, module=module)
+        yield rep, side, run_worker(module, side, spec_path, scratch, f"{side}-{rep}", threads)
 
 
 def _ratio(a: float, b: float) -> float:

@@ -25,3 +25,24 @@ def test_paired_ratio_per_iteration_index():
     zoo = [{"interval_s": pad + [2.0, 4.0]}, {"interval_s": pad + [4.0, 4.0]}]
     trl = [{"interval_s": pad + [3.0, 2.0]}, {"interval_s": pad + [3.0, 6.0]}]
     assert paired_ratios(zoo, trl) == pytest.approx([1.0, 1.0])  # (2+4)/2 / 3 and (4+4)/2 / 4
+
+
+def test_cpu_defaults_speedups_are_the_other_sides_time_over_the_zoos():
+    from bench.cpu_defaults import WARMUP, _summarise
+
+    def run(side, steps, repeat):
+        return {"side": side, "repeat": repeat, "step_s": [9.0] * WARMUP + steps, "train_s": sum(steps) + 1.0,
+                "global_step": len(steps), "step_flops": 4e9, "bf16": side != "trl_defaults",
+                "gradient_checkpointing": side == "trl_defaults", "before_first_step_s": 1.0, "peak_rss_mb": 1.0,
+                "final_loss": 0.5, "train_loss": 0.5, "settings": {}}
+
+    runs = [run("trl_defaults", [4.0, 4.0], 0), run("obvious", [3.0, 3.0], 0), run("zoo", [2.0, 2.0], 0),
+            run("zoo", [1.0, 1.0], 1), run("obvious", [3.0, 3.0], 1), run("trl_defaults", [2.0, 2.0], 1)]
+    out = _summarise(runs, {"float32": 10.0, "bfloat16": 20.0})
+    assert out["speedup_vs_defaults"]["step_per_repeat"] == [2.0, 2.0]
+    assert out["speedup_vs_obvious"]["step_per_repeat"] == [1.5, 3.0]
+    assert out["speedup_vs_obvious"]["step_median"] == pytest.approx(3.0 / 1.5)  # medians: 3.0 vs 1.5
+    zoo = out["summary"]["zoo"]
+    assert zoo["precision"] == "bfloat16" and zoo["effective_gflops"] == pytest.approx(4.0 / 1.5)
+    assert zoo["share_of_ceiling"] == pytest.approx(4.0 / 1.5 / 20.0)
+    assert out["summary"]["trl_defaults"]["precision"] == "float32"

@@ -25,9 +25,11 @@ def check_gold_pairs(algo, path: str) -> None:
     number(block, "num_samples", path, lambda v: v >= 2, "an integer >= 2 (a pair needs two samples)", integer=True)
     number(block, "max_new_tokens", path, lambda v: v >= 1, "an integer >= 1", integer=True)
     number(block, "temperature", path, lambda v: v > 0, "a sampling temperature > 0 (greedy samples all tie)")
-    number(block, "top_p", path, lambda v: 0 < v <= 1, "a value in (0, 1]")
     number(block, "min_margin", path, lambda v: v >= 0, "a gold-score margin >= 0")
-    number(block, "batch_size", path, lambda v: v >= 1, "an integer >= 1", integer=True)
+    if block.get("top_p") is not None:  # optional: sample_pairs defaults them
+        number(block, "top_p", path, lambda v: 0 < v <= 1, "a value in (0, 1]")
+    if block.get("batch_size") is not None:
+        number(block, "batch_size", path, lambda v: v >= 1, "an integer >= 1", integer=True)
 
 
 def check_judge_pairs(algo, path: str) -> None:
