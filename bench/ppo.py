@@ -79,8 +79,10 @@ def _spec(a, bf16: bool, scratch: Path) -> dict:
     from omegaconf import OmegaConf
 
     from bench.dpo import _compose
+    from zoo.config import trl_args
     from zoo.data import load_task
     from zoo.models import resolve_model_path
+    from zoo.rl.ppo_config import PPOConfig
 
     ppo = _zoo_overrides("ppo", a.model, a.steps, a.batch_size, bf16, a.max_completion_length)
     dpo = _zoo_overrides("dpo", a.model, a.dpo_steps, a.batch_size, bf16, a.max_completion_length)
@@ -88,7 +90,9 @@ def _spec(a, bf16: bool, scratch: Path) -> dict:
     # smollm2-135m: converts the embedded GGUF once (ensure_embedded); tiny: builds it once (build_tiny).
     model_dir = resolve_model_path(cfg.model, cfg.paths.cache_dir)
     prompts = [r["prompt"] for r in load_task(cfg).train]
-    pa = OmegaConf.to_container(cfg.algo.args, resolve=True)
+    # The PPOConfig the zoo builds (conf/algo/ppo.yaml sets only what differs from PPOConfig's defaults).
+    pa = trl_args(PPOConfig, [("trainer", cfg.trainer), ("algo.args", cfg.algo.args)],
+                  output_dir=str(scratch / "ppo-args")).to_dict()
     peft = OmegaConf.to_container(cfg.peft, resolve=True)
     if a.batch_size % a.num_generations:
         raise SystemExit(f"--batch-size {a.batch_size} must be divisible by --num-generations {a.num_generations}")
