@@ -84,6 +84,16 @@ class IterationTimer(StepTimer):
         self._t_last_end = now
 
 
+def add_worker_args(ap, sides) -> None:
+    """The hidden arguments run_worker passes to a bench module's worker process (with its visible --out)."""
+    import argparse
+    from pathlib import Path
+
+    ap.add_argument("--worker", choices=sides, help=argparse.SUPPRESS)
+    ap.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+
+
 def run_worker(module: str, side: str, spec_path, scratch, tag: str, threads: int | None = None,
                extra_env: dict | None = None, timeout: int = 1800) -> dict:
     """Run `python -m <module> --worker <side>` in a fresh process (its own workdir under `scratch`) and return its

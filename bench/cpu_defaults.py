@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import run_worker, write_result
+from bench.common import add_worker_args, run_worker, write_result
 from bench.dpo import alternating
 
 _T0 = time.perf_counter()
@@ -385,9 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="OMP_NUM_THREADS of every worker")
     ap.add_argument("--out", type=Path, default=RESULT)
-    ap.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
-    ap.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
-    ap.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    add_worker_args(ap, SIDES)
     a = ap.parse_args(argv)
     if a.worker:
         _worker(a.worker, a.spec, a.workdir, a.out)

@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import write_result
+from bench.common import add_worker_args, write_result
 
 _T0 = time.perf_counter()
 
@@ -199,9 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bf16", choices=("auto", "true", "false"), default="auto")
     ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for every worker")
     ap.add_argument("--out", type=Path, default=RESULT)
-    ap.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
-    ap.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
-    ap.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    add_worker_args(ap, SIDES)
     a = ap.parse_args(argv)
     if a.worker:
         _worker(a.worker, a.spec, a.workdir, a.out)

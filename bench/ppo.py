@@ -49,7 +49,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import run_worker, write_result
+from bench.common import add_worker_args, run_worker, write_result
 
 _T0 = time.perf_counter()  # worker start (after interpreter start-up), for the setup time
 
@@ -375,9 +375,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=None,
                     help="OMP_NUM_THREADS for every worker (default: torch's own choice, one per core)")
     ap.add_argument("--out", type=Path, default=RESULT, help="result JSON (driver) or worker result file")
-    ap.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
-    ap.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
-    ap.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    add_worker_args(ap, SIDES)
     a = ap.parse_args(argv)
     if a.worker:
         _worker(a.worker, a.spec, a.workdir, a.out)

@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.errors import ConfigError
+from zoo.levers import BLOCK as LEVERS_BLOCK
 
 
 # Value rules TRL/transformers would only enforce deep inside a trainer (or not at all).
@@ -46,8 +47,8 @@ _CLASS_RULES: dict[str, dict[str, tuple[typing.Callable[[Any], bool], str]]] = {
 
 # Keys the zoo sets itself from other parts of the config.
 _MANAGED = {"output_dir", "run_name", "report_to"}
-# trainer.zoo: the zoo's own performance levers (zoo.levers), beside the TrainingArguments fields, not one of them.
-ZOO_LEVERS = "zoo"
+# trainer.zoo: the zoo's own performance levers, beside the TrainingArguments fields, not one of them.
+ZOO_LEVERS = LEVERS_BLOCK
 
 # Override keys under which any field of the TRL config may be set from the command line without `+`.
 _OPEN_PREFIXES = ("algo.args.", "trainer.", "stages.")

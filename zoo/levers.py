@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 from zoo.checks import known_keys, require
 
+BLOCK = "zoo"  # trainer.zoo: the levers' block, beside the TrainingArguments fields
 LEVERS = {"completion_only_logits": True}  # name -> default where trainer.zoo does not say
 
 
@@ -19,7 +20,7 @@ def check_levers(block, path: str) -> None:
 
 
 def lever(trainer_cfg, name: str) -> bool:
-    block = trainer_cfg.get("zoo") or {}
+    block = trainer_cfg.get(BLOCK) or {}
     return bool(block.get(name, LEVERS[name]))
 
 
