@@ -127,3 +127,165 @@ def test_harness_logprobs_head_on_completions_matches_the_full_head(compose):
     assert [len(x) for x in part] == [len(c) for c in completions]
     for a, b in zip(part, full):
         assert torch.allclose(a, b, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------- sampling levers
+
+
+def _levers(**on):
+    """A trainer block with only the named sampling levers on."""
+    from omegaconf import OmegaConf
+
+    from zoo.levers import SAMPLING
+
+    return OmegaConf.create({"zoo": {name: bool(on.get(name, False)) for name in SAMPLING}})
+
+
+def _adapted(compose, dtype=None):
+    """The tiny model under a LoRA adapter that changes its outputs (as a trained one would)."""
+    import torch
+
+    from zoo.models import load_policy, wrap_peft
+
+    bundle = load_policy(compose("peft=lora"))
+    model = wrap_peft(bundle)
+    if dtype is not None:
+        model.to(dtype)
+    torch.manual_seed(0)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.05)
+    return model, bundle.tokenizer
+
+
+PROMPTS = ["The film was", "A long and winding story about the sea", "Hi"]
+
+
+def _sample(model, tok, trainer_cfg, temperature=1.0):
+    from zoo import levers
+    from zoo.generation import sample
+
+    with levers.using(trainer_cfg):
+        return sample(model, tok, PROMPTS, max_new_tokens=12, temperature=temperature, num_return_sequences=2,
+                      seed=3).completion_ids
+
+
+def test_contiguous_head_gives_the_same_tokens(compose, monkeypatch):
+    model, tok = _adapted(compose)
+    strided = []
+    head = model.get_output_embeddings()
+    real = type(head).forward
+    monkeypatch.setattr(type(head), "forward", lambda self, x: (strided.append(not x.is_contiguous()), real(self, x))[1])
+    off = _sample(model, tok, _levers())
+    assert any(strided)  # the prompt's last position does reach the head as a strided view without the lever
+    strided.clear()
+    on = _sample(model, tok, _levers(contiguous_head=True))
+    assert on == off and strided and not any(strided)
+    assert not head._forward_pre_hooks  # removed after sampling
+
+
+def test_cdf_multinomial_draws_from_the_distribution():
+    import torch
+
+    from zoo.levers import cdf_multinomial
+
+    probs = torch.tensor([[0.5, 0.0, 0.3, 0.2, 0.0], [0.0, 0.0, 0.0, 2.0, 2.0]])  # rows need not be normalised
+    torch.manual_seed(0)
+    n = 20000
+    draws = torch.cat([cdf_multinomial(probs, 1) for _ in range(n)], dim=1)
+    assert draws.shape == (2, n)
+    for row, p in zip(draws, probs / probs.sum(-1, keepdim=True)):
+        freq = torch.bincount(row, minlength=5).double() / n
+        sigma = (p * (1 - p) / n).sqrt()
+        assert torch.all((freq - p).abs() <= 5 * sigma + 1e-12), (freq, p)
+        assert torch.all(freq[p == 0] == 0)  # zero-probability tokens never drawn
+    # Several samples per row are not its job: torch.multinomial answers them.
+    assert cdf_multinomial(probs, 2).shape == (2, 2)
+
+
+def test_cdf_sampling_is_used_in_generate_and_restored(compose, monkeypatch):
+    import torch
+
+    from zoo import levers
+
+    model, tok = _adapted(compose)
+    calls = []
+    real = levers.cdf_multinomial
+    monkeypatch.setattr(levers, "cdf_multinomial", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    original = torch.multinomial
+    _sample(model, tok, _levers(cdf_sampling=True))
+    assert len(calls) >= 12  # one draw per generated position
+    assert torch.multinomial is original
+    calls.clear()
+    _sample(model, tok, _levers())
+    assert not calls
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_merged_lora_sampling_same_tokens_base_untouched(compose, dtype):
+    """Greedy samples (same logits up to rounding) with the adapter folded in and not; the frozen base weights are
+    bit-identical afterwards and the adapter is unmerged again."""
+    import torch
+
+    model, tok = _adapted(compose, getattr(torch, dtype))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    off = _sample(model, tok, _levers(), temperature=0)
+    on = _sample(model, tok, _levers(merged_lora_sampling=True), temperature=0)
+    if dtype == "float32":
+        assert on == off
+    else:  # bf16 rounding of the folded weight may flip a near-tie late in a greedy sequence: the starts agree
+        assert [a[:4] for a in on] == [b[:4] for b in off]
+    for n, p in model.named_parameters():
+        assert torch.equal(p, before[n]), n
+    from peft.tuners.lora import Linear as LoraLinear
+
+    layers = [m for m in model.modules() if isinstance(m, LoraLinear)]
+    assert layers and not any(m.merged for m in layers)
+    assert "generate" not in model.__dict__  # the wrapper is gone
+
+
+def test_merged_lora_really_folds_the_adapter(compose, monkeypatch):
+    """While generate runs under the lever, LoRA layers skip their adapter matmuls (the base weight holds them)."""
+    from peft.tuners.lora import Linear as LoraLinear
+
+    model, tok = _adapted(compose)
+    merged_seen = []
+    layer = next(m for m in model.modules() if isinstance(m, LoraLinear))
+    layer.register_forward_pre_hook(lambda m, args: merged_seen.append(m.merged))
+    _sample(model, tok, _levers(merged_lora_sampling=True))
+    assert merged_seen and all(merged_seen)
+    merged_seen.clear()
+    _sample(model, tok, _levers())
+    assert merged_seen and not any(merged_seen)
+
+
+def test_trainer_cpu_turns_the_sampling_levers_on(compose):
+    from zoo.levers import SAMPLING, lever
+
+    cfg = compose()
+    assert all(lever(cfg.trainer, name) for name in SAMPLING)
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_trl_grpo_samples_under_the_levers(compose, dense_reward, tmp_path, monkeypatch, on):
+    """TRL's GRPO calls the policy's generate itself: `fit` puts the sampling levers around it, as trainer.zoo says."""
+    from zoo import levers
+
+    folded = []
+    real = levers._merged_lora
+
+    def counting(model):
+        folded.append(len(levers._lora_layers(model)))
+        return real(model)
+
+    monkeypatch.setattr(levers, "_merged_lora", counting)
+    flag = str(on).lower()
+    run(compose("algo=grpo", "data=arithmetic", "trainer.max_steps=2", "+reward.functions.fraction_of_a=1.0",
+                f"trainer.zoo.merged_lora_sampling={flag}", f"trainer.zoo.cdf_sampling={flag}",
+                output_dir=tmp_path))
+    if on:
+        # One generate call per training step with the adapters folded in (then the harness samples the merged
+        # export, which has no adapter left to fold).
+        assert sum(n > 0 for n in folded) == 2
+    else:
+        assert not folded

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from zoo.levers import fast_generate
+
 
 def is_conversational(prompt) -> bool:
     return isinstance(prompt, list)
@@ -103,7 +105,7 @@ def sample(model, tokenizer, prompts: list, *, max_new_tokens: int, temperature:
         gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k)
     out_ids, finished = [], []
     starts = range(0, len(flat), batch_size)
-    with _eval_mode(model):
+    with _eval_mode(model), fast_generate(model):
         for start in tqdm(starts, desc=progress, disable=progress is None, leave=False):
             batch = encoded[start: start + batch_size]
             ids, mask = _left_pad(batch, tokenizer.pad_token_id)

@@ -5,12 +5,18 @@ with it on and off and compares the losses.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
 
 from zoo.checks import known_keys, require
 
 BLOCK = "zoo"  # trainer.zoo: the levers' block, beside the TrainingArguments fields
-LEVERS = {"completion_only_logits": True}  # name -> default where trainer.zoo does not say
+LEVERS = {  # name -> default where trainer.zoo does not say
+    "completion_only_logits": True,
+    "contiguous_head": True,
+    "cdf_sampling": True,
+    "merged_lora_sampling": True,
+}
 
 
 def check_levers(block, path: str) -> None:
@@ -45,3 +51,144 @@ def completion_only_logits(enabled: bool = True):
         yield
     finally:
         trl_utils._use_triton = original
+
+
+# ------------------------------------------------------------------------------------------------- sampling
+# The sampling levers act wherever the zoo samples (zoo.generation.sample: the harness, preference pairs, PPO
+# rollouts, critique/revise) and around TRL's own `generate` calls (GRPO/RLOO, through `fit`). `train.run` sets
+# them for the whole run from trainer.zoo; outside a run their defaults hold.
+SAMPLING = ("contiguous_head", "cdf_sampling", "merged_lora_sampling")
+_ACTIVE: ContextVar[dict] = ContextVar("zoo_levers", default={})
+
+
+@contextmanager
+def using(trainer_cfg):
+    """Make trainer.zoo's settings the ones `active` reports, for the duration of the block."""
+    token = _ACTIVE.set({name: lever(trainer_cfg, name) for name in LEVERS})
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+def active(name: str) -> bool:
+    return bool(_ACTIVE.get().get(name, LEVERS[name]))
+
+
+def _contiguous_input(module, args):
+    return (args[0].contiguous(), *args[1:])
+
+
+def cdf_multinomial(probs, num_samples, replacement=False, *, generator=None, out=None):
+    """One draw per row of `probs` by inverse CDF: a uniform number against the running sum (in float64, so tokens
+    of probability ~1e-12 keep their share). Rows need not sum to 1; zero-probability entries are never drawn.
+    Other calls (several samples, `out=`) go to torch.multinomial."""
+    import torch
+
+    if num_samples != 1 or out is not None:
+        kw = {} if out is None else {"out": out}
+        fallback = _TORCH_MULTINOMIAL or torch.multinomial  # torch's own, whether or not it is patched now
+        return fallback(probs, num_samples, replacement, generator=generator, **kw)
+    cdf = probs.to(torch.float64).cumsum(-1)
+    u = torch.rand((*probs.shape[:-1], 1), dtype=torch.float64, device=probs.device, generator=generator)
+    return torch.searchsorted(cdf, u * cdf[..., -1:], right=True).clamp_(max=probs.shape[-1] - 1)
+
+
+def _lora_layers(model) -> list:
+    """LoRA-wrapped plain Linear layers with unmerged active adapters (4-bit bases merge lossily: left alone)."""
+    import torch
+
+    try:
+        from peft.tuners.lora import Linear as LoraLinear
+    except ImportError:  # pragma: no cover - peft is a dependency
+        return []
+    return [m for m in model.modules() if isinstance(m, LoraLinear) and not m.merged
+            and type(m.base_layer) is torch.nn.Linear and not m.disable_adapters
+            and all(a in m.lora_A for a in m.active_adapters)]
+
+
+@contextmanager
+def _merged_lora(model):
+    """Sample with each adapter folded into a temporary copy of its base weight: one matmul per layer instead of
+    three. The base tensors are swapped back afterwards, never merged and unmerged in place (that round trip would
+    drift frozen bf16 weights). Sampling is in eval mode everywhere the zoo samples, so LoRA dropout is off either
+    way; TRL's GRPO samples in train mode, where this also leaves the dropout out (as its vLLM path does)."""
+    import torch
+
+    layers = _lora_layers(model)
+    saved = []
+    try:
+        with torch.no_grad():
+            for layer in layers:
+                weight = layer.base_layer.weight
+                merged = weight.data.clone()
+                for name in layer.active_adapters:
+                    merged += layer.get_delta_weight(name).to(merged.dtype)
+                saved.append((layer, weight.data))
+                weight.data = merged
+                layer.merged_adapters = list(layer.active_adapters)  # peft's forward then uses the base layer only
+        yield
+    finally:
+        for layer, data in saved:
+            layer.base_layer.weight.data = data
+            layer.merged_adapters = []
+
+
+@contextmanager
+def fast_generate(model):
+    """The active sampling levers around `model.generate` calls inside the block. Each is result-preserving:
+    `contiguous_head` gives the same tokens (tests/test_levers.py), `cdf_sampling` draws from the same
+    distribution with another random stream, `merged_lora_sampling` the same logits up to rounding."""
+    hooks, original = [], model.__dict__.get("generate")
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if active("contiguous_head") and head is not None:
+        # Transformers scores the prompt's last position as hidden[:, -1:, :], a strided view; a Linear on a
+        # strided 3-D input falls back to a batched matmul that copies the whole head once per row (49k x 576 x
+        # batch), which cost more than the rest of a 32-token sample on 2 cores.
+        hooks.append(head.register_forward_pre_hook(_contiguous_input))
+    wrap_cdf, wrap_merge = active("cdf_sampling"), active("merged_lora_sampling")
+    wrap = (wrap_cdf or wrap_merge) and callable(getattr(model, "generate", None))  # reward models do not sample
+    if wrap:
+        inner = model.generate
+
+        def generate(*args, **kwargs):
+            with ExitStack() as stack:
+                if wrap_merge:
+                    stack.enter_context(_merged_lora(model))
+                if wrap_cdf:
+                    stack.enter_context(_patched_multinomial())
+                return inner(*args, **kwargs)
+
+        model.generate = generate
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+        if wrap:
+            if original is None:
+                del model.generate
+            else:
+                model.generate = original
+
+
+_TORCH_MULTINOMIAL = None  # torch.multinomial itself, while cdf_multinomial stands in for it
+
+
+@contextmanager
+def _patched_multinomial():
+    """Transformers' sampler draws each token with torch.multinomial, which on CPU fills an exponential variate per
+    vocabulary entry: 14 ms per draw for 16 rows x 49k tokens on 2 cores (a third of a 32-token sample). The inverse
+    CDF takes 0.3 ms."""
+    global _TORCH_MULTINOMIAL
+    import torch
+
+    if _TORCH_MULTINOMIAL is not None:  # already in place (nested generate)
+        yield
+        return
+    _TORCH_MULTINOMIAL = torch.multinomial
+    torch.multinomial = cdf_multinomial
+    try:
+        yield
+    finally:
+        torch.multinomial, _TORCH_MULTINOMIAL = _TORCH_MULTINOMIAL, None

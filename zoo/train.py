@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from zoo import config, tracking
+from zoo import config, levers, tracking
 from zoo.files import write_json, write_jsonl
 
 
@@ -132,23 +132,24 @@ def run(cfg: DictConfig) -> dict:
     metrics: dict = {}
     try:
         set_seed(cfg.trainer.seed)
-        gold_fn = rewards.get(task.gold) if task.gold else None
-        policy, policy_dirs, named = _train_stages(cfg, stage_args, shares, gold_fn, out, metrics)
-        # The baseline (the run's starting weights, or a named stage's output) is the "before" column and the
-        # KL / win-rate reference of the others.
-        baseline_dir = policy_dirs[cfg.eval.baseline]
-        baseline = policy.model if baseline_dir == policy.path else load_reference(cfg, baseline_dir)
-        also = {stage: load_reference(cfg, policy_dirs[stage]) for stage in cfg.eval.get("also", None) or []}
-        columns, records = evaluate_columns(policy.model, baseline, policy.tokenizer, task.eval, cfg.eval,
-                                            gold_fn=gold_fn, proxy_fn=rewards.WeightedSum(named) if named else None,
-                                            also=also)
-        for column in columns.values():
-            metrics.update(column)
-        metrics["run/seconds"] = time.time() - t0
-        write_jsonl(out / "samples.jsonl", records)
-        write_json(out / "metrics.json", metrics)
-        print(format_table(columns))
-        print(f"[zoo] run dir: {out}")
+        with levers.using(cfg.trainer):  # trainer.zoo's sampling levers, wherever this run samples
+            gold_fn = rewards.get(task.gold) if task.gold else None
+            policy, policy_dirs, named = _train_stages(cfg, stage_args, shares, gold_fn, out, metrics)
+            # The baseline (the run's starting weights, or a named stage's output) is the "before" column and the
+            # KL / win-rate reference of the others.
+            baseline_dir = policy_dirs[cfg.eval.baseline]
+            baseline = policy.model if baseline_dir == policy.path else load_reference(cfg, baseline_dir)
+            also = {stage: load_reference(cfg, policy_dirs[stage]) for stage in cfg.eval.get("also", None) or []}
+            columns, records = evaluate_columns(policy.model, baseline, policy.tokenizer, task.eval, cfg.eval,
+                                                gold_fn=gold_fn, proxy_fn=rewards.WeightedSum(named) if named else None,
+                                                also=also)
+            for column in columns.values():
+                metrics.update(column)
+            metrics["run/seconds"] = time.time() - t0
+            write_jsonl(out / "samples.jsonl", records)
+            write_json(out / "metrics.json", metrics)
+            print(format_table(columns))
+            print(f"[zoo] run dir: {out}")
     finally:
         tracking.finish(wandb_run, metrics)
     return metrics

@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from transformers import TrainerCallback
 
 from zoo.errors import NonFiniteLossError
-from zoo.levers import completion_only_logits, lever
+from zoo.levers import completion_only_logits, fast_generate, lever
 
 
 @dataclass
@@ -113,7 +113,7 @@ def fit(trainer, ctx: Context) -> dict:
     whole_run = getattr(trainer, "reports_whole_run", False)  # the zoo's own trainers keep their totals
     if not whole_run:
         trainer.add_callback(_WholeRun(trainer))
-    with completion_only_logits(lever(ctx.cfg.trainer, "completion_only_logits")):
+    with completion_only_logits(lever(ctx.cfg.trainer, "completion_only_logits")), fast_generate(trainer.model):
         result = trainer.train(resume_from_checkpoint=last if ctx.resume else None)
     metrics = dict(result.metrics)
     if not whole_run:
