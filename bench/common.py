@@ -133,3 +133,23 @@ def write_result(result: dict, path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     os.replace(tmp, path)
+
+
+def machine(loadavg_before) -> dict:
+    """The CPU a bench ran on (model name, the vector/matrix flags that pick code paths) and how busy it was."""
+    import os
+    from pathlib import Path
+
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "unknown")
+    flags = next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), [])
+    return {"cpu": model, "flags": sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2"))),
+            "cores": os.cpu_count(), "loadavg_before": loadavg_before, "loadavg_after": os.getloadavg()}
+
+
+def versions() -> dict:
+    import sys
+    from importlib.metadata import version
+
+    return {"python": sys.version.split()[0],
+            **{p: version(p) for p in ("torch", "transformers", "trl", "peft", "accelerate")}}

@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import add_worker_args, run_worker, write_result
+from bench.common import add_worker_args, machine, run_worker, versions, write_result
 from bench.dpo import alternating
 
 _T0 = time.perf_counter()
@@ -48,11 +48,14 @@ REPO = Path(__file__).resolve().parents[1]
 RESULT = REPO / "results" / "bench" / "cpu_defaults.json"
 WARMUP = 2
 SIDES = ("trl_defaults", "obvious", "zoo")
-ALGOS = ("sft", "rm", "dpo", "grpo")
+ALGOS = ("sft", "rm", "dpo", "grpo", "ppo")
+# TRL 1.16 ships no PPO trainer, so PPO has no plain-TRL sides: its "obvious" side is the zoo's PPO with every
+# trainer.zoo lever off (full LM head, torch.multinomial draws, LoRA applied unmerged while sampling).
+SIDES_OF = {algo: SIDES for algo in ALGOS} | {"ppo": ("obvious", "zoo")}
 # Where the zoo's algorithm calls `fit` (the bench wraps it to attach its timers).
 FIT_MODULE = {"sft": "zoo.algos.sft", "rm": "zoo.algos.preference", "dpo": "zoo.algos.preference",
-              "grpo": "zoo.algos.online"}
-DATA = {"sft": "arithmetic", "rm": "arithmetic", "dpo": "arithmetic", "grpo": "sentiment"}
+              "grpo": "zoo.algos.online", "ppo": "zoo.algos.ppo"}
+DATA = {"sft": "arithmetic", "rm": "arithmetic", "dpo": "arithmetic", "grpo": "sentiment", "ppo": "sentiment"}
 # Algorithm fields every side gets from the zoo's composed config, so all three do the same work.
 SHARED_FIELDS = ("learning_rate", "max_length", "beta", "loss_type", "completion_only_loss", "num_generations",
                  "max_completion_length", "temperature", "top_p", "scale_rewards", "epsilon", "num_iterations",
@@ -87,7 +90,7 @@ def _spec(algo: str, steps: int, batch_size: int, scratch: Path) -> dict:
     cfg = _compose(overrides, str(scratch / "compose"))
     model_dir = ensure_embedded(cfg.paths.cache_dir)
     keep = {"sft": ("prompt", "completion"), "rm": ("prompt", "chosen", "rejected"),
-            "dpo": ("prompt", "chosen", "rejected"), "grpo": ("prompt",)}[algo]
+            "dpo": ("prompt", "chosen", "rejected"), "grpo": ("prompt",), "ppo": ("prompt",)}[algo]
     rows = [{k: r[k] for k in keep} for r in load_task(cfg).train]
     if algo == "rm":  # the zoo's RM holds out eval_fraction of the pairs: every side trains on the same rest
         from zoo.algos.preference import split_pairs
@@ -127,8 +130,8 @@ def _stats(xs: list[float]) -> dict:
             "stdev": statistics.stdev(xs) if len(xs) > 1 else 0.0, "n": len(xs)}
 
 
-def _summarise(runs: list[dict], ceiling: dict) -> dict:
-    by = {s: [r for r in runs if r["side"] == s] for s in SIDES}
+def _summarise(runs: list[dict], ceiling: dict, sides: tuple[str, ...]) -> dict:
+    by = {s: [r for r in runs if r["side"] == s] for s in sides}
     summary = {}
     for side, rs in by.items():
         steps = [x for r in rs for x in r["step_s"][WARMUP:]]
@@ -150,6 +153,8 @@ def _summarise(runs: list[dict], ceiling: dict) -> dict:
     z = by["zoo"]
     ratios = {}
     for other, name in (("trl_defaults", "speedup_vs_defaults"), ("obvious", "speedup_vs_obvious")):
+        if other not in by:
+            continue
         per_repeat_step = [statistics.median(o["step_s"][WARMUP:]) / statistics.median(m["step_s"][WARMUP:])
                            for o, m in zip(by[other], z)]
         per_repeat_total = [(o["train_s"] / o["global_step"]) / (m["train_s"] / m["global_step"])
@@ -165,7 +170,6 @@ def _summarise(runs: list[dict], ceiling: dict) -> dict:
 
 
 def drive(algos: list[str], repeats: int, steps: int, batch_size: int, threads: int, result_path: Path) -> dict:
-    from importlib.metadata import version
 
     t_start = time.perf_counter()
     load_before = os.getloadavg()
@@ -178,7 +182,7 @@ def drive(algos: list[str], repeats: int, steps: int, batch_size: int, threads: 
         spec_path = scratch / f"{algo}-spec.json"
         spec_path.write_text(json.dumps(spec))
         runs = []
-        for repeat, side in alternating(SIDES, repeats):
+        for repeat, side in alternating(SIDES_OF[algo], repeats):
             tag = f"{algo}-{side}-{repeat}"
             print(f"[bench] {tag} ...", flush=True)
             res = run_worker("bench.cpu_defaults", side, spec_path, scratch, tag, threads,
@@ -188,8 +192,8 @@ def drive(algos: list[str], repeats: int, steps: int, batch_size: int, threads: 
             print(f"[bench] {tag}: median step {statistics.median(res['step_s'][WARMUP:]):.2f} s, "
                   f"before first step {res['before_first_step_s']:.1f} s, train loss {res['train_loss']:.4f}",
                   flush=True)
-        results[algo] = {**_summarise(runs, ceiling), "rows": len(spec["rows"]), "zoo_overrides": spec["overrides"],
-                         "shared_settings": spec["shared"],
+        results[algo] = {**_summarise(runs, ceiling, SIDES_OF[algo]), "rows": len(spec["rows"]),
+                         "zoo_overrides": spec["overrides"], "shared_settings": spec["shared"],
                          "runs": [{k: r[k] for k in ("side", "repeat", "step_s", "train_s", "before_first_step_s",
                                                      "global_step", "peak_rss_mb", "final_loss", "train_loss",
                                                      "process_s")} for r in runs]}
@@ -200,13 +204,12 @@ def drive(algos: list[str], repeats: int, steps: int, batch_size: int, threads: 
                    f"--batch-size {batch_size} --threads {threads}",
         "settings": {"model": "smollm2-135m (embedded SmolLM2-135M-Instruct)", "peft": "lora r16 all-linear",
                      "steps_per_run": steps, "warmup_steps_dropped": WARMUP, "repeats": repeats,
-                     "batch_size": batch_size, "threads": threads, "sides": SIDES},
+                     "batch_size": batch_size, "threads": threads,
+                     "sides": {algo: SIDES_OF[algo] for algo in algos}},
         "ceiling_gflops": ceiling,
         "algos": results,
-        "machine": {"cpu": _cpu_model(), "flags": _cpu_flags(), "cores": os.cpu_count(),
-                    "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
-        "env": {"python": sys.version.split()[0],
-                **{p: version(p) for p in ("torch", "transformers", "trl", "peft", "accelerate")}},
+        "machine": machine(load_before),
+        "env": versions(),
         "bench_seconds": time.perf_counter() - t_start,
     }
     write_result(result, result_path)
@@ -214,32 +217,18 @@ def drive(algos: list[str], repeats: int, steps: int, batch_size: int, threads: 
     return result
 
 
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
-def _cpu_flags() -> list[str]:
-    flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("flags")), [])
-    return sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2")))
-
-
 def _print_table(res: dict, path: Path) -> None:
     print(f"\n{'algo':5s} {'side':13s} {'step s':>8s} {'train s/step':>12s} {'GFLOP/s':>8s} {'ceiling':>8s} "
           f"{'RSS MiB':>8s} {'loss':>8s}")
     for algo, r in res["algos"].items():
-        for side in SIDES:
-            s = r["summary"][side]
+        for side, s in r["summary"].items():
             print(f"{algo:5s} {side:13s} {s['step_s']['median']:8.2f} {s['train_s_per_step']['median']:12.2f} "
                   f"{s['effective_gflops']:8.1f} {s['share_of_ceiling']:8.1%} {s['peak_rss_mb']['median']:8.0f} "
                   f"{s['final_loss']['median']:8.4f}")
-        print(f"      zoo speedup vs defaults {r['speedup_vs_defaults']['step_median']:.2f} (per repeat "
-              f"{[round(x, 2) for x in r['speedup_vs_defaults']['step_per_repeat']]}), vs obvious "
-              f"{r['speedup_vs_obvious']['step_median']:.2f} (per repeat "
-              f"{[round(x, 2) for x in r['speedup_vs_obvious']['step_per_repeat']]})")
+        print("      zoo speedup " + ", ".join(
+            f"{key.removeprefix('speedup_')} {r[key]['step_median']:.2f} (per repeat "
+            f"{[round(x, 2) for x in r[key]['step_per_repeat']]})"
+            for key in ("speedup_vs_defaults", "speedup_vs_obvious") if key in r))
     print(f"[bench] wrote {path} in {res['bench_seconds']:.0f} s")
 
 
@@ -254,24 +243,23 @@ def _probe():
     """Timers and the FLOP count as one callback (imports transformers, so only inside a worker)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from bench.common import StepTimer
+    from bench.common import IterationTimer
 
-    class Probe(StepTimer):
+    class Probe(IterationTimer):  # step_s where the trainer has on_step_begin; interval_s always
         def __init__(self):
             super().__init__()
             self.flops, self._counter, self.t_constructed = None, None, None
 
-        def on_step_begin(self, args, state, control, **kwargs):
-            if state.global_step == 1:  # a warm-up step: its time is dropped anyway
-                self._counter = FlopCounterMode(display=False)
-                self._counter.__enter__()
-            super().on_step_begin(args, state, control, **kwargs)
-
         def on_step_end(self, args, state, control, **kwargs):
+            # Count the FLOPs of the second step's interval (end of step 1 -> end of step 2: everything a step
+            # does, a rollout included), a warm-up step whose time is dropped anyway.
             super().on_step_end(args, state, control, **kwargs)
             if self._counter is not None:
                 self._counter.__exit__(None, None, None)
                 self.flops, self._counter = self._counter.get_total_flops(), None
+            elif state.global_step == 1:
+                self._counter = FlopCounterMode(display=False)
+                self._counter.__enter__()
 
     return Probe()
 
@@ -279,7 +267,10 @@ def _probe():
 def _finish(probe, trainer, t_before_trainer: float, train_loss: float) -> dict:
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     a = trainer.args
-    return {**probe.result(), "step_flops": probe.flops, "train_loss": train_loss,
+    timing = probe.result()
+    if not timing["step_s"]:  # the zoo's PPO loop has no on_step_begin: its step is the whole iteration interval
+        timing["step_s"] = timing["interval_s"]
+    return {**timing, "step_flops": probe.flops, "train_loss": train_loss,
             "final_loss": losses[-1] if losses else float("nan"), "global_step": trainer.state.global_step,
             # trainer construction + everything in train() before the first step (dataset tokenising, precomputed
             # reference log-probs, ...): part of what a user waits for, hidden from a per-step time
@@ -334,13 +325,15 @@ def _plain_worker(spec: dict, side: str, workdir: Path) -> dict:
     return _finish(probe, trainer, t, result.training_loss)
 
 
-def _zoo_worker(spec: dict, workdir: Path) -> dict:
+def _zoo_worker(spec: dict, workdir: Path, levers_on: bool = True) -> dict:
     import importlib
 
     from zoo import train as zoo_train
+    from zoo.levers import LEVERS
 
     module = importlib.import_module(FIT_MODULE[spec["algo"]])
-    cfg = _compose(spec["overrides"], str(workdir / "run"))
+    off = [] if levers_on else [f"trainer.zoo.{name}=false" for name in LEVERS]
+    cfg = _compose([*spec["overrides"], *off], str(workdir / "run"))
     probe, holder, real_fit = _probe(), {}, module.fit
     t = {}
 
@@ -372,7 +365,12 @@ def _zoo_worker(spec: dict, workdir: Path) -> dict:
 
 def _worker(side: str, spec_path: Path, workdir: Path, out: Path) -> None:
     spec = json.loads(spec_path.read_text())
-    res = _zoo_worker(spec, workdir) if side == "zoo" else _plain_worker(spec, side, workdir)
+    if side == "zoo":
+        res = _zoo_worker(spec, workdir)
+    elif spec["algo"] == "ppo":  # no TRL PPO to script: the zoo's own, levers off
+        res = _zoo_worker(spec, workdir, levers_on=False)
+    else:
+        res = _plain_worker(spec, side, workdir)
     res.pop("t_train_begin", None)
     out.write_text(json.dumps(res))
 

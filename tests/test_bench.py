@@ -38,7 +38,7 @@ def test_cpu_defaults_speedups_are_the_other_sides_time_over_the_zoos():
 
     runs = [run("trl_defaults", [4.0, 4.0], 0), run("obvious", [3.0, 3.0], 0), run("zoo", [2.0, 2.0], 0),
             run("zoo", [1.0, 1.0], 1), run("obvious", [3.0, 3.0], 1), run("trl_defaults", [2.0, 2.0], 1)]
-    out = _summarise(runs, {"float32": 10.0, "bfloat16": 20.0})
+    out = _summarise(runs, {"float32": 10.0, "bfloat16": 20.0}, ("trl_defaults", "obvious", "zoo"))
     assert out["speedup_vs_defaults"]["step_per_repeat"] == [2.0, 2.0]
     assert out["speedup_vs_obvious"]["step_per_repeat"] == [1.5, 3.0]
     assert out["speedup_vs_obvious"]["step_median"] == pytest.approx(3.0 / 1.5)  # medians: 3.0 vs 1.5
@@ -46,3 +46,33 @@ def test_cpu_defaults_speedups_are_the_other_sides_time_over_the_zoos():
     assert zoo["precision"] == "bfloat16" and zoo["effective_gflops"] == pytest.approx(4.0 / 1.5)
     assert zoo["share_of_ceiling"] == pytest.approx(4.0 / 1.5 / 20.0)
     assert out["summary"]["trl_defaults"]["precision"] == "float32"
+
+    # PPO has no plain-TRL side: only the ratio against the obvious side exists.
+    ppo = _summarise([r for r in runs if r["side"] != "trl_defaults"], {"float32": 10.0, "bfloat16": 20.0},
+                     ("obvious", "zoo"))
+    assert "speedup_vs_defaults" not in ppo and ppo["speedup_vs_obvious"]["step_per_repeat"] == [1.5, 3.0]
+
+
+def test_sampling_bench_reports_per_decoding_step(monkeypatch):
+    """bench.sampling divides each call's time by its longest completion and compares every setting to none."""
+    import bench.sampling as sampling
+    from zoo.generation import Samples
+
+    clock = iter(range(1000))
+    monkeypatch.setattr(sampling.time, "perf_counter", lambda: float(next(clock)))  # each call takes 1 "second"
+
+    def fake_sample(model, tok, prompts, max_new_tokens, **kw):
+        n = 4 if sampling_levers()["merged_lora_sampling"] else 2  # longer completions: more steps per call
+        return Samples(prompts, [[0]] * len(prompts), [[1] * n, [1]] + [[1]] * (len(prompts) - 2), [], [])
+
+    from zoo import levers
+
+    def sampling_levers():
+        return {name: levers.active(name) for name in levers.SAMPLING}
+
+    monkeypatch.setattr("zoo.generation.sample", fake_sample)
+    res = sampling.measure(None, None, batch=3, tokens=8, rounds=2)
+    assert res["none"]["median_ms_per_step"] == pytest.approx(500.0)  # 1 s over 2 steps
+    assert res["merged_lora_sampling"]["median_ms_per_step"] == pytest.approx(250.0)
+    assert res["all"]["speedup_vs_none"] == pytest.approx(2.0)
+    assert res["cdf_sampling"]["per_round_speedup_vs_none"] == pytest.approx([1.0, 1.0])

@@ -221,16 +221,26 @@ def test_cdf_sampling_is_used_in_generate_and_restored(compose, monkeypatch):
     assert not calls
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "autocast"])
 def test_merged_lora_sampling_same_tokens_base_untouched(compose, dtype):
     """Greedy samples (same logits up to rounding) with the adapter folded in and not; the frozen base weights are
-    bit-identical afterwards and the adapter is unmerged again."""
+    bit-identical afterwards and the adapter is unmerged again. `autocast`: fp32 weights sampled under bf16
+    autocast (the zoo's PPO rollouts), where the folded weight is made in bf16."""
+    from contextlib import nullcontext
+
     import torch
 
-    model, tok = _adapted(compose, getattr(torch, dtype))
+    model, tok = _adapted(compose, None if dtype == "autocast" else getattr(torch, dtype))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    off = _sample(model, tok, _levers(), temperature=0)
-    on = _sample(model, tok, _levers(merged_lora_sampling=True), temperature=0)
+    amp = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "autocast" else nullcontext()
+    seen = []
+    layer = next(m for m in model.modules() if type(m).__name__ == "Linear" and hasattr(m, "base_layer"))
+    layer.register_forward_pre_hook(lambda m, args: seen.append(m.base_layer.weight.dtype))
+    with amp:
+        off = _sample(model, tok, _levers(), temperature=0)
+        seen.clear()
+        on = _sample(model, tok, _levers(merged_lora_sampling=True), temperature=0)
+    assert set(seen) == {torch.float32 if dtype == "float32" else torch.bfloat16}
     if dtype == "float32":
         assert on == off
     else:  # bf16 rounding of the folded weight may flip a near-tie late in a greedy sequence: the starts agree

@@ -107,10 +107,22 @@ def _lora_layers(model) -> list:
             and all(a in m.lora_A for a in m.active_adapters)]
 
 
+def _autocast_dtype(weight):
+    """The dtype autocast would cast `weight` to in this block (its own where autocast is off). Autocast keeps no
+    cast of frozen weights, so a bf16-autocast decode step re-casts every fp32 base weight: a folded weight made in
+    that dtype up front skips the cast."""
+    import torch
+
+    device = weight.device.type
+    if weight.is_floating_point() and torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return weight.dtype
+
+
 @contextmanager
 def _merged_lora(model):
-    """Sample with each adapter folded into a temporary copy of its base weight: one matmul per layer instead of
-    three. The base tensors are swapped back afterwards, never merged and unmerged in place (that round trip would
+    """Sample with each adapter folded into a temporary copy of its base weight (in the autocast dtype when autocast
+    is on): one matmul per layer instead of three, and no per-step weight cast. The base tensors are swapped back afterwards, never merged and unmerged in place (that round trip would
     drift frozen bf16 weights). Sampling is in eval mode everywhere the zoo samples, so LoRA dropout is off either
     way; TRL's GRPO samples in train mode, where this also leaves the dropout out (as its vLLM path does)."""
     import torch
@@ -124,6 +136,7 @@ def _merged_lora(model):
                 merged = weight.data.clone()
                 for name in layer.active_adapters:
                     merged += layer.get_delta_weight(name).to(merged.dtype)
+                merged = merged.to(_autocast_dtype(weight))
                 saved.append((layer, weight.data))
                 weight.data = merged
                 layer.merged_adapters = list(layer.active_adapters)  # peft's forward then uses the base layer only

@@ -148,9 +148,10 @@ class PPOTrainer(Trainer):
     def _rollout(self, rows: list[dict], step: int) -> dict:
         a, tok = self.args, self.processing_class
         prompts = [r["prompt"] for r in rows]
-        samples = sample(self.model, tok, prompts, max_new_tokens=a.max_completion_length,
-                         temperature=a.temperature, top_p=a.top_p, top_k=a.top_k,
-                         batch_size=len(prompts), seed=a.seed * 100003 + step)
+        with self._autocast():  # sampled at the precision the rollout is then scored at (bf16 where set)
+            samples = sample(self.model, tok, prompts, max_new_tokens=a.max_completion_length,
+                             temperature=a.temperature, top_p=a.top_p, top_k=a.top_k,
+                             batch_size=len(prompts), seed=a.seed * 100003 + step)
         raw = self.reward_fn(samples.prompts, samples.completions, **task_columns(rows))
         scores = torch.tensor([0.0 if s is None else float(s) for s in raw])
         finished = torch.tensor(samples.finished)
