@@ -136,6 +136,18 @@ BAD = [
     (("algo=ppo", "algo.args.temperature=0"), "algo.args.temperature"),
     (("+data.typo=1",), ("data", "typo")),
     (("+eval.typo=1",), ("eval", "typo")),
+    # The rest of the offline preference family: loss types checked against TRL's own choices, cross-field rules
+    # the trainers would only enforce after loading.
+    (("algo=kto", "algo.args.loss_type=sigmoid"), "algo.args.loss_type"),
+    (("algo=cpo", "algo.args.loss_type=kto"), "algo.args.loss_type"),
+    (("algo=simpo", "algo.args.loss_type=nope"), "algo.args.loss_type"),
+    (("algo=simpo", "algo.args.loss_type=sigmoid"), "algo.args.loss_type"),  # that is algo=cpo
+    (("algo=orpo", "algo.args.not_a_field=1"), ("algo.args", "not_a_field")),
+    (("algo=orpo", "algo.args.learning_rate=-1"), "algo.args.learning_rate"),
+    (("algo=kto", "algo.unpaired_fraction=1.5"), "algo.unpaired_fraction"),
+    (("algo=kto", "trainer.per_device_train_batch_size=1"), "algo.args.per_device_train_batch_size"),
+    (("algo=kto", "algo.args.train_sampling_strategy=random"), "algo.args.train_sampling_strategy"),
+    (("algo=simpo", "algo.pairs.num_samples=1"), "algo.pairs.num_samples"),
 ]
 
 

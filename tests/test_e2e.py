@@ -64,8 +64,8 @@ def watch_training(monkeypatch):
 
     monkeypatch.setattr(base, "fit", spying_fit)
     # Where each algorithm calls fit: its own module, or the shared online (GRPO, RLOO) / preference (DPO, RM,
-    # RLAIF, online DPO) helpers.
-    for name in ("sft", "ppo", "cai", "online", "preference"):
+    # RLAIF, online DPO) / experimental (ORPO, CPO, SimPO) helpers.
+    for name in ("sft", "ppo", "cai", "online", "preference", "kto", "experimental"):
         monkeypatch.setattr(f"zoo.algos.{name}.fit", spying_fit)
     return seen
 
@@ -112,7 +112,8 @@ def _check_run_dir(out, metrics):
 @pytest.mark.parametrize("algo,peft", [(a, p) for a in ("sft", "rm", "dpo") for p in ("none", "lora", "qlora")]
                          + [("ppo", "none"), ("ppo", "lora"), ("ppo", "qlora"), ("grpo", "lora"), ("grpo", "qlora"),
                             ("rloo", "lora"), ("cai", "lora"), ("rlaif", "lora"), ("rlaif_rm", "lora"),
-                            ("online_dpo", "none"), ("online_dpo", "lora")])
+                            ("online_dpo", "none"), ("online_dpo", "lora"), ("kto", "none"), ("kto", "lora"),
+                            ("kto", "qlora"), ("orpo", "lora"), ("orpo", "qlora"), ("simpo", "lora"), ("cpo", "lora")])
 def test_algorithm_end_to_end(compose, watch_training, dense_reward, tmp_path, algo, peft):
     out = tmp_path / "run"
     # Online algorithms get a dense toy reward: a random tiny model's samples all score 0 on VADER, and a

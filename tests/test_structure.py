@@ -14,7 +14,7 @@ ZOO = ROOT / "zoo"
 
 # Top to bottom; a unit may import units of its own layer or below, never above.
 LAYERS = [
-    {"zoo.train", "zoo.launch", "zoo.config"},  # entry: compose, validate, run stages, write the run dir
+    {"zoo.train", "zoo.launch", "zoo.config", "zoo.compare"},  # entry: compose, validate, run stages, write the run dir
     {"zoo.algos"},  # one module per algorithm
     {"zoo.rl", "zoo.rlaif"},  # the zoo's PPO trainer; AI labelling
     {"zoo.eval"},  # harness
@@ -23,7 +23,7 @@ LAYERS = [
     {"zoo.errors", "zoo.checks", "zoo.files", "zoo.named_yaml", "zoo.tracking"},  # leaves (checks: errors only)
 ]
 FORBIDDEN_SAME_LAYER = {("zoo.judges", "zoo.rewards")}
-NOT_ALGORITHMS = {"__init__", "base", "online", "preference"}  # shared by several algorithms
+NOT_ALGORITHMS = {"__init__", "base", "experimental", "online", "preference"}  # shared by several algorithms
 
 
 def _unit(module: str) -> str:

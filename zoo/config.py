@@ -70,6 +70,8 @@ def normalize_overrides(overrides: list[str]) -> list[str]:
 def _choices(field: dataclasses.Field, hint) -> list[str] | None:
     if typing.get_origin(hint) is typing.Literal:
         return [str(a) for a in typing.get_args(hint)]
+    if field.metadata.get("choices"):  # declared by the dataclass (TRL's KTO/CPO loss types, samplers, ...)
+        return [str(c) for c in field.metadata["choices"]]
     help_text = field.metadata.get("help", "")
     m = re.search(r"Possible values are:?(.*?)(?:\.\s|\.$|$)", help_text, re.S)
     if not m:

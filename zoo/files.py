@@ -24,3 +24,15 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 def read_jsonl(path: Path) -> list[dict]:
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def read_complete_jsonl(path: Path) -> list[dict]:
+    """The complete lines of an append-only log (history.jsonl, curve.jsonl); a crash mid-append can leave a
+    partial last line, which is dropped. A missing file reads as empty."""
+    rows = []
+    for line in Path(path).read_text().splitlines() if Path(path).exists() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows

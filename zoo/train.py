@@ -47,7 +47,8 @@ def _data_shares(cfg: DictConfig, task) -> dict:
     return partition(task.train, names) if len(names) > 1 else {names[0]: task.train}
 
 
-def _run_stage(cfg, name, algo, args, policy, rows, gold_fn, artifacts, named_rewards, out) -> tuple[str, dict]:
+def _run_stage(cfg, name, algo, args, policy, rows, gold_fn, artifacts, named_rewards, out,
+               curve=None) -> tuple[str, dict]:
     """Train one stage, or pick up its finished output on resume. Returns (exported dir, stage metrics)."""
     from zoo.algos import REGISTRY
     from zoo.algos.base import Context
@@ -65,7 +66,7 @@ def _run_stage(cfg, name, algo, args, policy, rows, gold_fn, artifacts, named_re
     stage_dir.mkdir(parents=True, exist_ok=True)
     ctx = Context(cfg=cfg, stage=name, config_path=config.stage_path(cfg, name), algo=algo, args=args,
                   policy=policy, rows=rows, gold_fn=gold_fn, stage_dir=stage_dir, resume=bool(cfg.resume),
-                  artifacts=artifacts, rewards=named_rewards)
+                  artifacts=artifacts, rewards=named_rewards, curve=curve)
     print(f"[zoo] stage {name}: {algo.name} on {len(rows)} rows")
     trained, metrics = module.train(ctx)
     # Metrics first: the exported model dir appears last (atomically), so its existence means all is written.
@@ -76,7 +77,21 @@ def _run_stage(cfg, name, algo, args, policy, rows, gold_fn, artifacts, named_re
     return str(done), metrics
 
 
-def _train_stages(cfg, stage_args, shares, gold_fn, out, metrics: dict):
+def _curve(cfg, out, eval_rows, policy, gold_fn, named, baseline_dir):
+    """The harness along training for a policy stage (eval.every_steps / eval.at_steps), or None: off, or the
+    run's baseline (eval.baseline) is a stage that has not run yet."""
+    from zoo import rewards
+    from zoo.eval.curve import Curve
+    from zoo.models import load_reference
+
+    if not (cfg.eval.get("every_steps") or cfg.eval.get("at_steps")) or baseline_dir is None:
+        return None
+    return Curve(out / "curve.jsonl", eval_rows, cfg.eval, policy.tokenizer, gold_fn=gold_fn,
+                 proxy_fn=rewards.WeightedSum(named) if named else None,
+                 baseline_loader=lambda: load_reference(cfg, baseline_dir))
+
+
+def _train_stages(cfg, stage_args, shares, eval_rows, gold_fn, out, metrics: dict):
     """Run every stage in order. Returns (final policy bundle, {policy stage: exported dir}, the run's reward).
 
     The run's reward functions (reward.functions, or the reward model an `rm` stage trained) are built once and
@@ -94,8 +109,12 @@ def _train_stages(cfg, stage_args, shares, gold_fn, out, metrics: dict):
     for name, algo in config.iter_stages(cfg):
         module = REGISTRY[algo.name]
         set_seed(cfg.trainer.seed)
+        curve = (_curve(cfg, out, eval_rows, policy, gold_fn, named, policy_dirs.get(cfg.eval.baseline))
+                 if module.PRODUCES == "policy" else None)
         done, stage_metrics = _run_stage(cfg, name, algo, stage_args[name], policy, shares[name], gold_fn,
-                                         artifacts, named, out)
+                                         artifacts, named, out, curve)
+        if curve is not None:
+            curve.close()
         metrics.update(stage_metrics)
         if module.PRODUCES == "policy":
             # The next stage (and the eval) start from the exported weights, not the in-memory wrapper.
@@ -134,7 +153,7 @@ def run(cfg: DictConfig) -> dict:
         set_seed(cfg.trainer.seed)
         with levers.using(cfg.trainer):  # trainer.zoo's sampling levers, wherever this run samples
             gold_fn = rewards.get(task.gold) if task.gold else None
-            policy, policy_dirs, named = _train_stages(cfg, stage_args, shares, gold_fn, out, metrics)
+            policy, policy_dirs, named = _train_stages(cfg, stage_args, shares, task.eval, gold_fn, out, metrics)
             # The baseline (the run's starting weights, or a named stage's output) is the "before" column and the
             # KL / win-rate reference of the others.
             baseline_dir = policy_dirs[cfg.eval.baseline]

@@ -1,11 +1,15 @@
 """Algorithm registry: `algo=<name>` selects `zoo/algos/<name>.py` (see zoo.algos.base for the module contract)."""
 
-from zoo.algos import cai, dpo, grpo, online_dpo, ppo, rlaif, rlaif_rm, rloo, rm, sft
+from zoo.algos import cai, cpo, dpo, grpo, kto, online_dpo, orpo, ppo, rlaif, rlaif_rm, rloo, rm, sft, simpo
 
 REGISTRY = {
     "sft": sft,
     "rm": rm,
     "dpo": dpo,
+    "kto": kto,
+    "orpo": orpo,
+    "simpo": simpo,
+    "cpo": cpo,
     "ppo": ppo,
     "grpo": grpo,
     "rloo": rloo,

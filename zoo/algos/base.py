@@ -12,6 +12,7 @@ Modules that are not algorithms (shared by several) live beside them: online.py,
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from omegaconf import DictConfig
 from transformers import TrainerCallback
 
 from zoo.errors import NonFiniteLossError
+from zoo.files import read_complete_jsonl, write_jsonl
 from zoo.levers import completion_only_logits, fast_generate, lever
 
 
@@ -42,6 +44,8 @@ class Context:
     # The run's reward as (name, weight, fn), built once by the entry point (zoo.rewards.for_run) and shared with
     # the harness's proxy column; empty when neither reward.functions nor a reward model is configured.
     rewards: list = field(default_factory=list)
+    # zoo.eval.curve.Curve when eval.every_steps / eval.at_steps ask for the harness along training, else None
+    curve: Any = None
 
 
 def guarded(trainer_cls):
@@ -88,6 +92,49 @@ class _WholeRun(TrainerCallback):
             control.should_log = True
 
 
+class _History(TrainerCallback):
+    """`stages/<name>/history.jsonl`: every log entry (loss, rewards/margins, KL, lr, ...) with its global step,
+    appended as it is logged, so a killed run keeps what it logged. A resumed stage first drops the entries logged
+    after the checkpoint it resumes from (the resumed process logs those steps again): no duplicates."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_jsonl(self.path, [e for e in read_complete_jsonl(self.path) if e.get("step", 0) <= state.global_step])
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        entry = {"step": state.global_step, "epoch": state.epoch, **(logs or {})}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(entry, default=float) + "\n")
+
+
+class _CurvePoints(TrainerCallback):
+    """The harness on the live policy at the steps `eval.every_steps` / `eval.at_steps` name (zoo.eval.curve)."""
+
+    def __init__(self, trainer, ctx: Context):
+        self.trainer, self.ctx = trainer, ctx
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.ctx.curve.begin_stage(self.ctx.stage, state.global_step)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.ctx.curve.due(state.global_step):
+            point = self.ctx.curve.measure(self.trainer.model, self.ctx.stage, state.global_step)
+            _log_to_wandb({f"curve/{k}": v for k, v in point.items() if isinstance(v, (int, float))},
+                          state.global_step)
+
+
+def _log_to_wandb(values: dict, step: int) -> None:
+    """Curve points beside the trainer's own W&B charts, against the same global-step axis."""
+    import sys
+
+    wandb = sys.modules.get("wandb")  # imported only when the run logs to W&B
+    if wandb is not None and wandb.run is not None:
+        wandb.log({**values, "train/global_step": step})
+
+
 def history_train_loss(log_history: list[dict]) -> float | None:
     """Mean training loss over every optimizer step, from the logged interval means (each `loss` entry averages
     the steps since the previous one)."""
@@ -113,6 +160,9 @@ def fit(trainer, ctx: Context) -> dict:
     whole_run = getattr(trainer, "reports_whole_run", False)  # the zoo's own trainers keep their totals
     if not whole_run:
         trainer.add_callback(_WholeRun(trainer))
+    trainer.add_callback(_History(ctx.stage_dir / "history.jsonl"))
+    if ctx.curve is not None:
+        trainer.add_callback(_CurvePoints(trainer, ctx))
     with completion_only_logits(lever(ctx.cfg.trainer, "completion_only_logits")), fast_generate(trainer.model):
         result = trainer.train(resume_from_checkpoint=last if ctx.resume else None)
     metrics = dict(result.metrics)

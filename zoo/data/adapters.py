@@ -191,13 +191,18 @@ def _trl_row(row: dict) -> dict:
     if ("chosen" in row) != ("rejected" in row):
         raise _RowError("expected 'completion' (SFT), 'chosen' and 'rejected' (preferences), or the prompt alone "
                         "(online algorithms); got only one of chosen/rejected")
+    if "label" in row:  # unpaired preference rows (KTO): a completion marked desirable or not
+        if "completion" not in row:
+            raise _RowError("a row with 'label' (unpaired preferences, KTO) needs a 'completion'")
+        if not isinstance(row["label"], bool):
+            raise _RowError(f"'label' must be true (desirable) or false (undesirable), got {row['label']!r}")
     return dict(row)
 
 
 def adapt_trl(rows: list[Row], source: str) -> list[dict]:
     """Rows already in a TRL format (e.g. the zoo's own cai_sft.jsonl / cai_pairs.jsonl), checked and passed on: a
-    prompt with a completion, with chosen and rejected, or alone (prompt-only rows for PPO, GRPO, RLOO, online
-    DPO; an algorithm that needs more says so)."""
+    prompt with a completion, with chosen and rejected, with a completion and a boolean label (unpaired, KTO), or
+    alone (prompt-only rows for PPO, GRPO, RLOO, online DPO; an algorithm that needs more says so)."""
     return _adapt(rows, source, _trl_row)
 
 

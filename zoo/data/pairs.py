@@ -32,3 +32,25 @@ def sample_pairs(model, tokenizer, rows: list[dict], reward_fn, pairs_cfg, seed:
         out.append({**row, "chosen": best[1], "rejected": worst[1],
                     "score_chosen": best[0], "score_rejected": worst[0]})
     return out
+
+
+def unpaired_rows(pairs: list[dict], unpaired_fraction: float, seed: int) -> list[dict]:
+    """KTO's rows from preference pairs: each pair becomes a desirable row (its chosen completion, label true) and
+    an undesirable one (rejected, false), TRL's convention. For a share `unpaired_fraction` of the pairs (drawn
+    with `seed`), only one side is kept, desirable or undesirable at random: the labels a thumbs-up/down interface
+    would collect, fewer of them and never both for one prompt. The rows come back shuffled, so TRL's KL estimate
+    (each completion scored against its neighbour's prompt in a sequential batch) never pairs a completion with
+    its own prompt's other side."""
+    import random
+
+    rng = random.Random(seed)
+    drop_one = set(rng.sample(range(len(pairs)), round(len(pairs) * unpaired_fraction)))
+    out = []
+    for i, pair in enumerate(pairs):
+        base = {k: v for k, v in pair.items() if k not in ("chosen", "rejected", "score_chosen", "score_rejected")}
+        sides = [(pair["chosen"], True), (pair["rejected"], False)]
+        if i in drop_one:
+            sides = [rng.choice(sides)]
+        out += [{**base, "completion": completion, "label": label} for completion, label in sides]
+    rng.shuffle(out)
+    return out

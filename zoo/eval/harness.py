@@ -28,7 +28,8 @@ HARNESS_KEYS = ("gold_reward", "proxy_reward", "kl", "win_rate", "length", "eos_
                 "accuracy")
 
 
-EVAL_KEYS = ("num_prompts", "max_new_tokens", "temperature", "top_p", "batch_size", "seed", "baseline", "also")
+EVAL_KEYS = ("num_prompts", "max_new_tokens", "temperature", "top_p", "batch_size", "seed", "baseline", "also",
+             "every_steps", "at_steps")
 
 
 def check_eval_config(eval_cfg, policy_stages: list[str]) -> None:
@@ -42,6 +43,11 @@ def check_eval_config(eval_cfg, policy_stages: list[str]) -> None:
     number(eval_cfg, "seed", "eval", lambda v: True, "an integer", integer=True)
     require(eval_cfg.baseline == "start" or eval_cfg.baseline in policy_stages,
             f"eval.baseline={eval_cfg.baseline!r}: expected 'start' or a policy stage of this run {policy_stages}")
+    if eval_cfg.get("every_steps") is not None:
+        number(eval_cfg, "every_steps", "eval", lambda v: v >= 0, "an integer >= 0 (0: no curve)", integer=True)
+    for step in eval_cfg.get("at_steps", None) or []:
+        require(isinstance(step, int) and not isinstance(step, bool) and step >= 1,
+                f"eval.at_steps: {step!r} is not a global step (an integer >= 1)")
     for stage in eval_cfg.get("also", None) or []:
         require(stage in policy_stages, f"eval.also: {stage!r} is not a policy stage of this run {policy_stages}")
 

@@ -1,0 +1,245 @@
+"""zoo.compare on hand-built run dirs: grouping, seed statistics, paired win rates, the written files. No torch."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from zoo import compare
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG = b"\x89PNG\r\n\x1a\n"
+PROMPTS = ["p1", "p2", "p3"]
+
+# Hand-chosen so the answers can be worked out on paper.
+GOLD = {"dpo": [0.5, 0.6, 0.7], "kto": [0.2, 0.4, 0.9]}  # eval/gold_reward per seed
+ACCURACY = {"dpo": [0.8, None, 0.6], "kto": [0.1, 0.2, 0.3]}  # eval/accuracy: null in one dpo run
+# Per-prompt gold of the "after" completions, per seed. Means over seeds: dpo p1 0.8, p2 0.2, p3 0.5;
+# kto p1 0.3, p2 0.1, p3 0.5 -> dpo wins p1 and p2, ties p3: (1 + 1 + 0.5) / 3 = 5/6. On seed 0 alone kto would
+# win p1 (0.5 > 0.1), so only a mean over seeds gives 5/6.
+PROMPT_GOLD = {"dpo": {"p1": [0.1, 0.9, 1.4], "p2": [0.1, 0.2, 0.3], "p3": [0.5, 0.5, 0.5]},
+               "kto": {"p1": [0.5, 0.2, 0.2], "p2": [0.0, 0.1, 0.2], "p3": [0.25, 0.75, 0.5]}}
+
+
+def write_run(path: Path, config: dict, metrics: dict, samples: list[dict], history=None, curve=None) -> Path:
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(yaml.safe_dump(config))
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    (path / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+    for stage, rows in (history or {}).items():
+        (path / "stages" / stage).mkdir(parents=True)
+        (path / "stages" / stage / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if curve:
+        (path / "curve.jsonl").write_text("".join(json.dumps(r) + "\n" for r in curve))
+    return path
+
+
+def config(algo: str, seed: int, out: Path) -> dict:
+    args = {"beta": 0.1, "learning_rate": 5e-4} if algo == "dpo" else {"beta": 0.2, "desirable_weight": 1.0}
+    return {"algo": {"name": algo, "args": args}, "stages": {}, "resume": False, "objective": "eval/gold_reward",
+            "model": {"name": "smollm2-135m", "dtype": "float32"}, "peft": {"enabled": False},
+            "data": {"name": "sentiment", "seed": 0}, "trainer": {"seed": seed, "max_steps": 4},
+            "eval": {"seed": 100 + seed, "num_prompts": 3, "stop": ["\n"]},
+            "logger": {"run_name": f"{algo}-{seed}-{out.name}", "group": "sweep"},
+            "paths": {"output_dir": str(out), "cache_dir": "/tmp/cache"}, "hydra": {"job": {"num": seed}}}
+
+
+def samples(algo: str, seed: int, chat: bool) -> list[dict]:
+    def completion(text):
+        return [{"role": "assistant", "content": text}] if chat else text
+
+    before = [{"policy": "before", "prompt": p, "completion": completion(f"before {p}"),
+               "gold": 100.0 if algo == "kto" else -100.0,
+               "proxy": 1.0, "kl": 0.0, "finished": True} for p in PROMPTS]  # "before" must not count
+    after = [{"policy": "after", "prompt": p, "completion": completion(f"{algo} seed {seed} on {p}"),
+              "gold": PROMPT_GOLD[algo][p][seed], "proxy": 2.0, "kl": 1.0, "finished": True} for p in PROMPTS]
+    return before + after
+
+
+def make_sweep(root: Path, with_curves: bool = True) -> Path:
+    """Two algorithms x three seeds, as a Hydra multirun root with numbered run dirs."""
+    for i, (algo, seed) in enumerate((a, s) for a in ("dpo", "kto") for s in range(3)):
+        out = root / str(i)
+        metrics = {"before/gold_reward": 0.1, "before/kl": 0.0, "before/proxy_reward": 1.0,
+                   "eval/gold_reward": GOLD[algo][seed], "eval/accuracy": ACCURACY[algo][seed],
+                   "eval/kl": 1.0 + seed, "eval/win_rate": 0.5 + 0.1 * seed, "eval/length": None,
+                   "eval/proxy_reward": 2.0 if with_curves else None, "run/seconds": 10.0 * (i + 1),
+                   f"{algo}/train_loss": 0.7 - 0.1 * seed, f"{algo}/num_pairs": 64}
+        if i == 0:
+            metrics["run/peak_rss_mb"] = 900.0
+        history = {algo: [{"step": s, "epoch": s / 4, "loss": 0.7 - 0.05 * s} for s in range(1, 5)]}
+        curve = [{"stage": algo, "step": s, "gold_reward": 0.1 * s, "proxy_reward": 1.0 + s, "kl": 0.5 * s,
+                  "length": 10 + s} for s in range(3)]
+        write_run(out, config(algo, seed, out), metrics, samples(algo, seed, chat=algo == "kto"),
+                  history if with_curves else None, curve if with_curves else None)
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    (root / "0" / ".hydra").mkdir()
+    (root / "0" / ".hydra" / "config.yaml").write_text("a: 1\n")  # Hydra's own copy: no metrics.json, no run
+    return root
+
+
+@pytest.fixture
+def sweep(tmp_path) -> Path:
+    return make_sweep(tmp_path / "sweep")
+
+
+def _row(rows, group, metric):
+    found = [r for r in rows if r["group"] == group and r["metric"] == metric]
+    assert len(found) == 1, (group, metric, rows)
+    return found[0]
+
+
+def test_groups_by_the_differing_key_never_by_seeds_logger_or_paths(sweep):
+    runs = compare.load_runs([sweep])
+    assert [r.dir.name for r in runs] == ["0", "1", "2", "3", "4", "5"]
+    groups = compare.group_runs(runs)
+    # algo.args.* differ too, but algo.name already tells the groups apart, so the label names only it.
+    assert list(groups) == ["algo.name=dpo", "algo.name=kto"]
+    assert [r.dir.name for r in groups["algo.name=kto"]] == ["3", "4", "5"]
+    assert runs[0].config["algo.args.beta"] == 0.1 and runs[0].config["eval.stop"] == '["\\n"]'
+
+
+def test_seed_repeats_of_one_config_are_one_group(sweep):
+    runs = compare.group_runs(compare.load_runs([sweep / "0", sweep / "1", sweep / "2"]))
+    assert list(runs) == ["all"] and len(runs["all"]) == 3
+    # A seed key not named as one is an experimental arm.
+    by_seed = compare.group_runs(compare.load_runs([sweep / "0", sweep / "1"]), seed_keys=["eval.seed"])
+    assert list(by_seed) == ["trainer.seed=0", "trainer.seed=1"]
+
+
+def test_by_overrides_grouping(sweep):
+    runs = compare.load_runs([sweep])
+    assert {k: len(v) for k, v in compare.group_runs(runs, by=["model.name"]).items()} == {"model.name=smollm2-135m": 6}
+    assert list(compare.group_runs(runs, by=["data.name", "trainer.seed"])) == [
+        "data.name=sentiment, trainer.seed=0", "data.name=sentiment, trainer.seed=1",
+        "data.name=sentiment, trainer.seed=2"]
+    with pytest.raises(compare.CompareError, match="algo.nmae"):
+        compare.group_runs(runs, by=["algo.nmae"])
+
+
+def test_summary_statistics_by_hand(sweep):
+    rows = compare.summarise(compare.group_runs(compare.load_runs([sweep])))
+    dpo = _row(rows, "algo.name=dpo", "eval/gold_reward")
+    half = 4.303 * 0.1 / math.sqrt(3)
+    assert (dpo["n"], dpo["min"], dpo["max"]) == (3, 0.5, 0.7)
+    assert dpo["mean"] == pytest.approx(0.6) and dpo["std"] == pytest.approx(0.1)
+    assert (dpo["ci95_low"], dpo["ci95_high"]) == (pytest.approx(0.6 - half), pytest.approx(0.6 + half))
+    kto = _row(rows, "algo.name=kto", "eval/gold_reward")  # deviations -0.3, -0.1, 0.4: (0.09+0.01+0.16)/2
+    assert kto["mean"] == pytest.approx(0.5) and kto["std"] == pytest.approx(math.sqrt(0.13))
+    acc = _row(rows, "algo.name=dpo", "eval/accuracy")  # null in one run: n counts the other two
+    assert (acc["n"], acc["mean"], acc["std"]) == (2, pytest.approx(0.7), pytest.approx(math.sqrt(0.02)))
+    assert acc["ci95_high"] == pytest.approx(0.7 + 12.706 * math.sqrt(0.02) / math.sqrt(2))
+    rss = _row(rows, "algo.name=dpo", "run/peak_rss_mb")
+    assert (rss["n"], rss["std"], rss["ci95_low"]) == (1, None, None)
+    assert _row(rows, "algo.name=kto", "kto/train_loss")["mean"] == pytest.approx(0.6)
+    metrics = {r["metric"] for r in rows}
+    assert {"before/gold_reward", "eval/win_rate", "run/seconds", "dpo/train_loss"} <= metrics
+    assert not metrics & {"eval/length", "dpo/num_pairs", "kto/num_pairs"}  # all-null, not a tracked metric
+    assert not any(r["group"] == "algo.name=kto" and r["metric"] in ("run/peak_rss_mb", "dpo/train_loss")
+                   for r in rows)
+
+
+def test_t_quantile_falls_back_to_normal_beyond_30():
+    values = [0.0, 1.0] * 20  # n = 40: df 39
+    s = compare.stats(values)
+    assert s["ci95_high"] - s["mean"] == pytest.approx(1.96 * s["std"] / math.sqrt(40))
+
+
+def test_paired_win_rate_by_hand(sweep):
+    rates = compare.paired_win_rates(compare.group_runs(compare.load_runs([sweep])))
+    assert rates == {("algo.name=dpo", "algo.name=kto"): pytest.approx(5 / 6),
+                     ("algo.name=kto", "algo.name=dpo"): pytest.approx(1 / 6)}
+
+
+def test_paired_win_rate_matches_chat_prompts_and_uses_proxy_without_gold():
+    chat = [[{"role": "user", "content": q}] for q in ("a", "b")]
+
+    def run(name, proxies, prompts):
+        recs = [{"policy": "after", "prompt": p, "completion": "x", "gold": None, "proxy": v}
+                for p, v in zip(prompts, proxies)]
+        return compare.Run(dir=Path(name), config={}, metrics={}, samples=recs)
+
+    # "c" is answered by A only, so it is not compared; on a and b A wins one and ties one.
+    groups = {"A": [run("a", [2.0, 1.0, 9.0], chat + [[{"role": "user", "content": "c"}]])],
+              "B": [run("b", [1.0, 1.0], chat)]}
+    assert compare.score_field(groups) == "proxy"
+    assert compare.paired_win_rates(groups) == {("A", "B"): 0.75, ("B", "A"): 0.25}
+
+
+def test_main_writes_tables_samples_and_plots(sweep, tmp_path):
+    out = tmp_path / "out"
+    written = compare.main([str(sweep), "--out", str(out), "--samples", "2"])
+    names = {p.name for p in written}
+    assert names == {"compare.csv", "compare.md", "samples.md", "frontier.png", "curves.png", "proxy_vs_gold.png",
+                     "length.png"}
+    for name in names - {"compare.csv", "compare.md", "samples.md"}:
+        assert (out / name).read_bytes()[:8] == PNG, name
+
+    with open(out / "compare.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["group", "metric", "n", "mean", "std", "ci95_low", "ci95_high", "min", "max"]
+    dpo = _row(rows, "algo.name=dpo", "eval/gold_reward")
+    assert dpo["n"] == "3" and float(dpo["std"]) == pytest.approx(0.1)
+    assert _row(rows, "algo.name=dpo", "run/peak_rss_mb")["std"] == ""
+
+    md = (out / "compare.md").read_text()
+    assert ("| group | runs | eval/gold_reward | eval/proxy_reward | eval/kl | eval/win_rate | eval/accuracy | "
+            "run/seconds |") in md
+    assert "| algo.name=dpo | 3 | 0.6 ± 0.1 [0.3516, 0.8484] |" in md
+    assert "| algo.name=kto | 3 | 0.5 ± 0.3606 [-0.3957, 1.396] |" in md
+    assert "(n=2)" in md  # dpo's accuracy
+    assert "| algo.name=dpo | — | 0.833 |" in md and "| algo.name=kto | 0.167 | — |" in md
+    assert f"`{sweep / '3'}`" in md
+
+    text = (out / "samples.md").read_text()
+    first = text[text.index("## Prompt 1"): text.index("## Prompt 2")]
+    assert "dpo seed 0 on p1" in first and "kto seed 0 on p1" in first  # kto's is a message list: its content
+    assert "'role'" not in first and "seed 1" not in first
+    assert "## Prompt 3" not in text
+
+
+def test_plots_without_data_are_not_written(tmp_path):
+    sweep = make_sweep(tmp_path / "sweep", with_curves=False)
+    written = {p.name for p in compare.main([str(sweep), "--out", str(tmp_path / "out")])}
+    # Final eval points still make a frontier; no history, no curve.jsonl, no proxy: no other plot.
+    assert written == {"compare.csv", "compare.md", "samples.md", "frontier.png"}
+    assert not (tmp_path / "out" / "curves.png").exists() and not (tmp_path / "out" / "length.png").exists()
+
+
+def test_globs_and_single_run_dirs(sweep, tmp_path):
+    runs = compare.load_runs([str(sweep / "[34]"), sweep / "0", sweep / "0"])  # a glob, and one dir given twice
+    assert [r.dir.name for r in runs] == ["0", "3", "4"]
+
+
+def test_a_path_without_runs_is_a_clear_error(tmp_path):
+    empty = tmp_path / "not_a_run"
+    empty.mkdir()
+    (empty / "config.yaml").write_text("a: 1\n")
+    with pytest.raises(compare.CompareError, match="not_a_run.*config.yaml and metrics.json"):
+        compare.load_runs([empty])
+    with pytest.raises(SystemExit, match="not_a_run.*config.yaml and metrics.json"):
+        compare.main([str(empty), "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match="nothing"):
+        compare.main([str(tmp_path / "nope*"), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_malformed_jsonl_line_names_file_and_line(sweep):
+    path = sweep / "1" / "samples.jsonl"
+    path.write_text(path.read_text().replace("\n", "\n{oops\n", 1))
+    with pytest.raises(compare.CompareError, match=r"1/samples.jsonl: line 2"):
+        compare.load_runs([sweep])
+
+
+def test_compare_does_not_import_the_training_stack():
+    code = ("import sys, zoo.compare; loaded = {'torch', 'transformers', 'trl', 'matplotlib'} & set(sys.modules); "
+            "assert not loaded, loaded")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

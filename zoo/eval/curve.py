@@ -1,0 +1,85 @@
+"""The harness along training (`eval.every_steps`, `eval.at_steps`): reward-vs-KL frontiers and over-optimisation
+curves are drawn from these points.
+
+At the chosen global steps of each policy stage, the live policy is evaluated on the held-out prompts exactly as
+the harness evaluates the final one (same prompts, decoding and sampling seed; KL and win rate against the run's
+baseline) and one line goes to `<run>/curve.jsonl`: {"stage", "step", gold_reward, proxy_reward, kl, win_rate,
+length, eos_rate, distinct_1, distinct_2, accuracy}. Measuring must not change training: the random number
+generators are saved before and restored after, and sampling never touches the weights (tests compare the trained
+weights with the curve on and off). A resumed stage drops the points it logged after its last checkpoint, which
+the resumed process measures again.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from zoo.eval.harness import evaluate
+from zoo.files import read_complete_jsonl, write_jsonl
+
+
+def steps_due(eval_cfg, step: int) -> bool:
+    every = eval_cfg.get("every_steps") or 0
+    return bool(every and step % every == 0) or step in (eval_cfg.get("at_steps") or [])
+
+
+@contextmanager
+def preserved_rng():
+    """Sampling reseeds torch's generator; training must continue on the stream it was on."""
+    import numpy as np
+
+    states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+              torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+        if states[3] is not None:
+            torch.cuda.set_rng_state_all(states[3])
+
+
+class Curve:
+    """One run's curve: the held-out rows, the harness settings and scorers, and the baseline to compare with."""
+
+    def __init__(self, path: Path, rows: list[dict], eval_cfg, tokenizer, *, gold_fn=None, proxy_fn=None,
+                 baseline_loader=None):
+        self.path, self.rows, self.eval_cfg, self.tokenizer = Path(path), rows, eval_cfg, tokenizer
+        self.gold_fn, self.proxy_fn, self._load_baseline = gold_fn, proxy_fn, baseline_loader
+        self._baseline = self._baseline_result = None
+
+    def due(self, step: int) -> bool:
+        return steps_due(self.eval_cfg, step)
+
+    def begin_stage(self, stage: str, step: int) -> None:
+        """Keep only what a (re)started stage has not yet measured again: its points up to `step`."""
+        kept = [p for p in read_complete_jsonl(self.path) if p["stage"] != stage or p["step"] <= step]
+        write_jsonl(self.path, kept)
+
+    def _reference(self):
+        if self._baseline is None and self._load_baseline is not None:
+            self._baseline = self._load_baseline()
+            self._baseline_result = evaluate(self._baseline, self.tokenizer, self.rows, self.eval_cfg,
+                                             gold_fn=self.gold_fn, proxy_fn=self.proxy_fn, prefix="before")
+        return self._baseline, self._baseline_result
+
+    def measure(self, model, stage: str, step: int) -> dict:
+        with preserved_rng(), torch.no_grad():
+            reference, reference_result = self._reference()
+            result = evaluate(model, self.tokenizer, self.rows, self.eval_cfg, gold_fn=self.gold_fn,
+                              proxy_fn=self.proxy_fn, reference=reference, reference_result=reference_result,
+                              prefix="curve")
+        point = {"stage": stage, "step": step,
+                 **{k.split("/", 1)[1]: v for k, v in result["metrics"].items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(point) + "\n")
+        return point
+
+    def close(self) -> None:
+        self._baseline = self._baseline_result = None
