@@ -14,7 +14,7 @@ ZOO = ROOT / "zoo"
 
 # Top to bottom; a unit may import units of its own layer or below, never above.
 LAYERS = [
-    {"zoo.train", "zoo.launch", "zoo.config", "zoo.compare"},  # entry: compose, validate, run stages, write the run dir
+    {"zoo.train", "zoo.launch", "zoo.config", "zoo.compare", "zoo.sweep"},  # entry: compose, validate, run, compare
     {"zoo.algos"},  # one module per algorithm
     {"zoo.rl", "zoo.rlaif"},  # the zoo's PPO trainer; AI labelling
     {"zoo.eval"},  # harness

@@ -140,6 +140,9 @@ def run(cfg: DictConfig) -> dict:
     t0 = time.time()
     config.validate(cfg)
     out = Path(cfg.paths.output_dir)
+    if cfg.resume and (out / "metrics.json").exists():  # written last: the run finished (e.g. a rerun sweep job)
+        print(f"[zoo] {out} already finished (metrics.json); resume=true returns its metrics")
+        return json.loads((out / "metrics.json").read_text())
     stage_args = _stage_args(cfg, out)
     task = load_task(cfg)
     shares = _data_shares(cfg, task)
@@ -177,8 +180,13 @@ def run(cfg: DictConfig) -> dict:
 def main() -> None:
     import hydra
 
+    from zoo import sweep
+
     @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
     def _main(cfg: DictConfig):
+        info = sweep.job_info()
+        if info is not None:  # one job of -m: recorded in sweep.json, a failure does not end the sweep
+            return sweep.run_job(run, cfg, info)
         metrics = run(cfg)
         return metrics.get(cfg.objective) if cfg.get("objective") else None
 

@@ -1,0 +1,131 @@
+"""sweeps/: every sweep config composes (launchers included); a multirun writes sweep.json, records a failing
+job without losing the others, and a rerun with resume=true skips the finished jobs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEPS = sorted(p.stem for p in (ROOT / "sweeps").glob("*.yaml"))
+LAUNCHERS = {"joblib": "JoblibLauncher", "slurm": "SlurmLauncher", "ray": "RayLauncher"}
+PLUGINS = {"joblib": "hydra_plugins.hydra_joblib_launcher", "slurm": "hydra_plugins.hydra_submitit_launcher",
+           "ray": "hydra_plugins.hydra_ray_launcher", "optuna_dpo": "hydra_plugins.hydra_optuna_sweeper"}
+
+
+def _compose_hydra(*overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=[*overrides, "paths.output_dir=/tmp/unused"], return_hydra_config=True)
+
+
+def _plugin_missing(name: str) -> bool:
+    module = PLUGINS.get(name)
+    return module is not None and importlib.util.find_spec(module) is None
+
+
+def test_sweeps_are_a_config_group():
+    assert (ROOT / "conf" / "sweeps").resolve() == (ROOT / "sweeps").resolve()
+    assert {"sentiment_algos", "dpo_beta_loss", "ppo_kl", "grpo_loss_beta", "optuna_dpo"} <= set(SWEEPS)
+    assert set(LAUNCHERS) <= set(SWEEPS)
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_every_sweep_composes(name):
+    if _plugin_missing(name):  # ray's plugin is an extra of its own (ray is large): `pip install -e '.[ray]'`
+        pytest.skip(f"{PLUGINS[name]} not installed")
+    if name in LAUNCHERS:  # a launcher goes on top of a sweep
+        cfg = _compose_hydra(f"+sweeps=[sentiment_algos,{name}]")
+        assert cfg.hydra.launcher._target_.endswith(LAUNCHERS[name])
+    else:
+        cfg = _compose_hydra(f"+sweeps={name}")
+    params = cfg.hydra.sweeper.params
+    assert params, "a sweep without parameters runs one job"
+    if name == "optuna_dpo":
+        assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper") and cfg.hydra.sweeper.direction == "maximize"
+        assert cfg.objective == "eval/gold_reward"
+    else:
+        assert "trainer.seed" in params and len(str(params["trainer.seed"]).split(",")) >= 2  # repeats
+    if name == "joblib":
+        assert cfg.hydra.launcher.n_jobs == 2 and cfg.hydra.job.env_set.OMP_NUM_THREADS == "1"
+
+
+def test_sweep_grid_values_are_valid_configs():
+    """Every value a grid sweeps is accepted by the zoo's validation (composed one job at a time)."""
+    from zoo.config import validate
+
+    for name in ("sentiment_algos", "dpo_beta_loss", "ppo_kl", "grpo_loss_beta"):
+        params = _compose_hydra(f"+sweeps={name}").hydra.sweeper.params
+        fixed = [f"{k}={v}" for k, v in params.items() if "," not in str(v)]
+        for key, values in params.items():
+            for value in str(values).split(","):
+                from hydra import compose, initialize_config_dir
+
+                with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+                    from zoo.config import normalize_overrides
+
+                    cfg = compose("train", overrides=normalize_overrides(
+                        [f"+sweeps={name}", *fixed, f"{key}={value}", "paths.output_dir=/tmp/unused"]))
+                validate(cfg)
+
+
+def _multirun(tiny_dir, sweep_dir, *overrides, check=True):
+    return subprocess.run(
+        [sys.executable, "-m", "zoo.train", "-m", "algo=sft", "model=tiny", f"model.name_or_path={tiny_dir}",
+         "logger=none", "trainer.max_steps=1", "eval.num_prompts=2", "eval.max_new_tokens=2", "data.max_rows=8",
+         "data=arithmetic", f"hydra.sweep.dir={sweep_dir}", *overrides],
+        cwd=ROOT, capture_output=True, text=True, check=check)
+
+
+def test_failing_job_is_recorded_and_the_others_finish_then_resume_skips_them(tiny_dir, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = _multirun(tiny_dir, sweep_dir, "algo.args.learning_rate=1e-3,-1")
+    sweep = json.loads((sweep_dir / "sweep.json").read_text())
+    ok, failed = sweep["jobs"]
+    assert (ok["num"], ok["status"], failed["num"], failed["status"]) == (0, "ok", 1, "failed")
+    assert ok["overrides"][-1].lstrip("+") == "algo.args.learning_rate=0.001" and ok["error"] is None
+    metrics = json.loads((sweep_dir / "0" / "metrics.json").read_text())
+    assert ok["objective"] == metrics["eval/gold_reward"] and ok["run_dir"] == str(sweep_dir / "0")
+    assert failed["objective"] is None and "algo.args.learning_rate" in failed["error"]
+    assert failed["error"].startswith("ConfigError")
+    assert not (sweep_dir / "1" / "metrics.json").exists()
+    assert "failed; recorded in" in proc.stdout
+
+    # Rerun the same sweep into the same dir: the finished job is not trained again.
+    before = (sweep_dir / "0" / "metrics.json").stat().st_mtime_ns
+    proc = _multirun(tiny_dir, sweep_dir, "algo.args.learning_rate=1e-3,-1", "resume=true")
+    assert "already finished" in proc.stdout
+    assert (sweep_dir / "0" / "metrics.json").stat().st_mtime_ns == before
+    rerun = json.loads((sweep_dir / "sweep.json").read_text())["jobs"]
+    assert [j["status"] for j in rerun] == ["ok", "failed"] and rerun[0]["objective"] == ok["objective"]
+
+
+def test_jobs_are_named_and_grouped_per_sweep(tmp_path):
+    from omegaconf import OmegaConf
+
+    from zoo.sweep import name_run
+
+    cfg = OmegaConf.create({"logger": {"group": "sentiment-dpo", "run_name": "dpo-s0"}})
+    info = {"sweep_dir": str(tmp_path / "12-00-00"), "num": 3, "overrides": ["algo=ppo", "trainer.seed=2"]}
+    name_run(cfg, info)
+    assert cfg.logger.group == "sweep-12-00-00" and cfg.logger.run_name == "3:algo=ppo,trainer.seed=2"
+    cfg = OmegaConf.create({"logger": {"group": "mine", "run_name": "x"}})
+    name_run(cfg, {**info, "overrides": ["logger.group=mine", "algo=ppo"]})
+    assert cfg.logger.group == "mine"  # the user's own group wins
+
+
+def test_records_from_parallel_jobs_all_land(tmp_path):
+    """Jobs of a parallel launcher finish in any order; each rebuilds sweep.json from every record."""
+    from zoo.sweep import record
+
+    for num in (2, 0, 1):
+        record({"sweep_dir": str(tmp_path), "num": num, "overrides": [f"x={num}"]}, "ok", tmp_path / str(num),
+               objective=num / 10)
+    jobs = json.loads((tmp_path / "sweep.json").read_text())["jobs"]
+    assert [(j["num"], j["objective"]) for j in jobs] == [(0, 0.0), (1, 0.1), (2, 0.2)]
