@@ -122,9 +122,10 @@ def _autocast_dtype(weight):
 @contextmanager
 def _merged_lora(model):
     """Sample with each adapter folded into a temporary copy of its base weight (in the autocast dtype when autocast
-    is on): one matmul per layer instead of three, and no per-step weight cast. The base tensors are swapped back afterwards, never merged and unmerged in place (that round trip would
-    drift frozen bf16 weights). Sampling is in eval mode everywhere the zoo samples, so LoRA dropout is off either
-    way; TRL's GRPO samples in train mode, where this also leaves the dropout out (as its vLLM path does)."""
+    is on): one matmul per layer instead of three, and no per-step weight cast. The base tensors are swapped back
+    afterwards, never merged and unmerged in place (that round trip would drift frozen bf16 weights). Sampling is
+    in eval mode everywhere the zoo samples, so LoRA dropout is off either way; TRL's GRPO samples in train mode,
+    where this also leaves the dropout out (as its vLLM path does)."""
     import torch
 
     layers = _lora_layers(model)
