@@ -75,9 +75,9 @@ def test_sweep_grid_values_are_valid_configs():
                 validate(cfg)
 
 
-def _multirun(tiny_dir, sweep_dir, *overrides, check=True):
+def _multirun(tiny_dir, sweep_dir, *overrides, check=True, algo="sft"):
     return subprocess.run(
-        [sys.executable, "-m", "zoo.train", "-m", "algo=sft", "model=tiny", f"model.name_or_path={tiny_dir}",
+        [sys.executable, "-m", "zoo.train", "-m", f"algo={algo}", "model=tiny", f"model.name_or_path={tiny_dir}",
          "logger=none", "trainer.max_steps=1", "eval.num_prompts=2", "eval.max_new_tokens=2", "data.max_rows=8",
          "data=arithmetic", f"hydra.sweep.dir={sweep_dir}", *overrides],
         cwd=ROOT, capture_output=True, text=True, check=check)
@@ -129,3 +129,26 @@ def test_records_from_parallel_jobs_all_land(tmp_path):
                objective=num / 10)
     jobs = json.loads((tmp_path / "sweep.json").read_text())["jobs"]
     assert [(j["num"], j["objective"]) for j in jobs] == [(0, 0.0), (1, 0.1), (2, 0.2)]
+
+
+@pytest.mark.parametrize("launcher", ["optuna", "joblib"])
+def test_plugin_sweeps_run_on_the_tiny_model(tiny_dir, tmp_path, launcher):
+    """Optuna proposes trials from `objective` (2 trials here); joblib runs 2 jobs at once, 1 thread each. Both end
+    with every job in sweep.json."""
+    sweep_dir = tmp_path / "sweep"
+    if launcher == "optuna":
+        extra = ["+sweeps=optuna_dpo", "hydra.sweeper.n_trials=2", "objective=eval/length",
+                 "hydra.sweeper.direction=minimize"]
+    else:
+        extra = ["+sweeps=joblib", "trainer.seed=0,1"]
+    _multirun(tiny_dir, sweep_dir, *extra, algo="dpo" if launcher == "optuna" else "sft")
+    jobs = json.loads((sweep_dir / "sweep.json").read_text())["jobs"]
+    assert [j["status"] for j in jobs] == ["ok", "ok"]
+    for job in jobs:
+        metrics = json.loads((Path(job["run_dir"]) / "metrics.json").read_text())
+        objective = "eval/length" if launcher == "optuna" else "eval/gold_reward"
+        assert job["objective"] == metrics[objective]
+    if launcher == "optuna":
+        betas = [next(o for o in j["overrides"] if "algo.args.beta=" in o) for j in jobs]
+        assert len(set(betas)) == 2  # two different proposals
+        assert (sweep_dir / "optimization_results.yaml").exists()

@@ -115,3 +115,21 @@ def test_wandb_records_names_losses_and_harness_metrics(compose, tmp_path, offli
     assert summary["sft/train_loss"] == pytest.approx(metrics["sft/train_loss"], rel=1e-12)
 
     assert [e.exit_code for e in wb["exits"]] == [0]  # the run was finished, not left open
+
+
+def test_compare_logs_its_table_and_plots(tmp_path, offline_wandb):
+    """`python -m zoo.compare ... --wandb`: the CSV rows as a W&B table and the PNGs as images, in a compare job."""
+    import wandb
+
+    from test_compare import make_sweep  # tests/ is on sys.path under pytest
+    from zoo.compare import main
+
+    out = tmp_path / "report"
+    written = main([str(make_sweep(tmp_path / "sweep")), "--out", str(out), "--wandb"])
+    wandb.teardown()
+    (run_file,) = (out / "wandb").glob("offline-run-*/run-*.wandb")
+    wb = _read_run(run_file)
+    logged = {k.split("/")[0] for row in wb["history"] for k in row}
+    assert {"compare", "frontier"} <= logged, logged  # the table and a plot (W&B stores both as media entries)
+    assert [e.exit_code for e in wb["exits"]] == [0]
+    assert any(p.name == "frontier.png" for p in written)
