@@ -38,14 +38,27 @@ def test_resumed_history_drops_what_came_after_the_checkpoint(tmp_path):
 
     path = tmp_path / "history.jsonl"
     path.write_text("".join(json.dumps({"step": s, "loss": float(s)}) + "\n" for s in (1, 2, 3)) + '{"step": 4, "lo')
-    callback = _History(path)
+    callback = _History(path, "checkpoints")
     state = TrainerState()
     state.global_step = 2  # resuming from checkpoint-2: steps 3 and 4 will be logged again
     callback.on_train_begin(TrainingArguments(output_dir=str(tmp_path)), state, TrainerControl())
     assert [e["step"] for e in _lines(path)] == [1, 2]
     state.global_step, state.epoch = 3, 1.5
     callback.on_log(None, state, None, logs={"loss": 0.25})
-    assert _lines(path)[-1] == {"step": 3, "epoch": 1.5, "loss": 0.25}
+    assert _lines(path)[-1] == {"segment": "checkpoints", "step": 3, "epoch": 1.5, "loss": 0.25}
+
+
+def test_history_keeps_earlier_trainers_of_a_stage(tmp_path):
+    """Online DPO trains one TRL trainer per round, each starting at step 0: a new round keeps the others."""
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from zoo.algos.base import _History
+
+    path = tmp_path / "history.jsonl"
+    path.write_text("".join(json.dumps({"segment": "round_0", "step": s, "loss": 1.0}) + "\n" for s in (1, 2)))
+    _History(path, "round_1").on_train_begin(TrainingArguments(output_dir=str(tmp_path)), TrainerState(),
+                                            TrainerControl())
+    assert [(e["segment"], e["step"]) for e in _lines(path)] == [("round_0", 1), ("round_0", 2)]
 
 
 def test_curve_points_at_the_asked_steps_and_the_same_weights(compose, tmp_path):
@@ -55,7 +68,7 @@ def test_curve_points_at_the_asked_steps_and_the_same_weights(compose, tmp_path)
     run(compose(*base, output_dir=off))
     metrics = run(compose(*base, "eval.every_steps=2", "eval.at_steps=[1]", output_dir=on))
     points = _lines(on / "curve.jsonl")
-    assert [(p["stage"], p["step"]) for p in points] == [("dpo", 1), ("dpo", 2), ("dpo", 4)]
+    assert [(p["stage"], p["segment"], p["step"]) for p in points] == [("dpo", "checkpoints", s) for s in (1, 2, 4)]
     for p in points:
         assert {"gold_reward", "kl", "win_rate", "length", "eos_rate", "distinct_2"} <= set(p)
         assert math.isfinite(p["kl"]) and 0 <= p["win_rate"] <= 1  # k1 KL estimates can dip below 0
@@ -73,10 +86,11 @@ def test_curve_begin_stage_keeps_other_stages_and_earlier_points(tmp_path):
     from zoo.eval.curve import Curve
 
     path = tmp_path / "curve.jsonl"
-    rows = [{"stage": "sft", "step": 5}, {"stage": "dpo", "step": 2}, {"stage": "dpo", "step": 4}]
+    rows = [{"stage": "sft", "step": 5}, {"stage": "dpo", "step": 2}, {"stage": "dpo", "step": 4},
+            {"stage": "dpo", "segment": "round_0", "step": 4}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     Curve(path, [], None, None).begin_stage("dpo", 2)
-    assert _lines(path) == rows[:2]
+    assert _lines(path) == [rows[0], rows[1], rows[3]]
 
 
 @pytest.mark.parametrize("override", ["eval.every_steps=-1", "eval.at_steps=[0]", "eval.at_steps=[x]"])

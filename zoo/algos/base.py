@@ -94,18 +94,22 @@ class _WholeRun(TrainerCallback):
 
 class _History(TrainerCallback):
     """`stages/<name>/history.jsonl`: every log entry (loss, rewards/margins, KL, lr, ...) with its global step,
-    appended as it is logged, so a killed run keeps what it logged. A resumed stage first drops the entries logged
-    after the checkpoint it resumes from (the resumed process logs those steps again): no duplicates."""
+    appended as it is logged, so a killed run keeps what it logged. Entries carry their `segment` (the trainer's
+    output dir name: one per trainer, e.g. each online-DPO round). A (re)started trainer first drops its own
+    segment's entries logged after the step it starts from (a resumed process logs those steps again): no
+    duplicates, and other segments are kept."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, segment: str):
+        self.path, self.segment = path, segment
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_jsonl(self.path, [e for e in read_complete_jsonl(self.path) if e.get("step", 0) <= state.global_step])
+        mine = lambda e: e.get("segment", "checkpoints") == self.segment  # noqa: E731
+        write_jsonl(self.path, [e for e in read_complete_jsonl(self.path)
+                                if not mine(e) or e.get("step", 0) <= state.global_step])
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        entry = {"step": state.global_step, "epoch": state.epoch, **(logs or {})}
+        entry = {"segment": self.segment, "step": state.global_step, "epoch": state.epoch, **(logs or {})}
         with open(self.path, "a") as f:
             f.write(json.dumps(entry, default=float) + "\n")
 
@@ -117,13 +121,20 @@ class _CurvePoints(TrainerCallback):
         self.trainer, self.ctx = trainer, ctx
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.ctx.curve.begin_stage(self.ctx.stage, state.global_step)
+        self.ctx.curve.begin_stage(self.ctx.stage, state.global_step, _segment(self.trainer))
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.ctx.curve.due(state.global_step):
-            point = self.ctx.curve.measure(self.trainer.model, self.ctx.stage, state.global_step)
+            point = self.ctx.curve.measure(self.trainer.model, self.ctx.stage, state.global_step,
+                                           _segment(self.trainer))
             _log_to_wandb({f"curve/{k}": v for k, v in point.items() if isinstance(v, (int, float))},
                           state.global_step)
+
+
+def _segment(trainer) -> str:
+    """Which trainer of the stage logged an entry: its output dir's name ("checkpoints", or "round_<r>" for an
+    online-DPO round, whose steps restart at 0)."""
+    return Path(trainer.args.output_dir).name
 
 
 def _log_to_wandb(values: dict, step: int) -> None:
@@ -160,7 +171,7 @@ def fit(trainer, ctx: Context) -> dict:
     whole_run = getattr(trainer, "reports_whole_run", False)  # the zoo's own trainers keep their totals
     if not whole_run:
         trainer.add_callback(_WholeRun(trainer))
-    trainer.add_callback(_History(ctx.stage_dir / "history.jsonl"))
+    trainer.add_callback(_History(ctx.stage_dir / "history.jsonl", _segment(trainer)))
     if ctx.curve is not None:
         trainer.add_callback(_CurvePoints(trainer, ctx))
     with completion_only_logits(lever(ctx.cfg.trainer, "completion_only_logits")), fast_generate(trainer.model):

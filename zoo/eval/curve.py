@@ -57,9 +57,11 @@ class Curve:
     def due(self, step: int) -> bool:
         return steps_due(self.eval_cfg, step)
 
-    def begin_stage(self, stage: str, step: int) -> None:
-        """Keep only what a (re)started stage has not yet measured again: its points up to `step`."""
-        kept = [p for p in read_complete_jsonl(self.path) if p["stage"] != stage or p["step"] <= step]
+    def begin_stage(self, stage: str, step: int, segment: str = "checkpoints") -> None:
+        """Keep only what a (re)started trainer has not yet measured again: its own points up to `step` (a stage's
+        other trainers, e.g. earlier online-DPO rounds, are kept)."""
+        kept = [p for p in read_complete_jsonl(self.path)
+                if p["stage"] != stage or p.get("segment", "checkpoints") != segment or p["step"] <= step]
         write_jsonl(self.path, kept)
 
     def _reference(self):
@@ -69,13 +71,13 @@ class Curve:
                                              gold_fn=self.gold_fn, proxy_fn=self.proxy_fn, prefix="before")
         return self._baseline, self._baseline_result
 
-    def measure(self, model, stage: str, step: int) -> dict:
+    def measure(self, model, stage: str, step: int, segment: str = "checkpoints") -> dict:
         with preserved_rng(), torch.no_grad():
             reference, reference_result = self._reference()
             result = evaluate(model, self.tokenizer, self.rows, self.eval_cfg, gold_fn=self.gold_fn,
                               proxy_fn=self.proxy_fn, reference=reference, reference_result=reference_result,
                               prefix="curve")
-        point = {"stage": stage, "step": step,
+        point = {"stage": stage, "segment": segment, "step": step,
                  **{k.split("/", 1)[1]: v for k, v in result["metrics"].items()}}
         with open(self.path, "a") as f:
             f.write(json.dumps(point) + "\n")
