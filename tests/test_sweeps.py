@@ -18,11 +18,15 @@ PLUGINS = {"joblib": "hydra_plugins.hydra_joblib_launcher", "slurm": "hydra_plug
            "ray": "hydra_plugins.hydra_ray_launcher", "optuna_dpo": "hydra_plugins.hydra_optuna_sweeper"}
 
 
-def _compose_hydra(*overrides: str):
+def _compose_hydra(*overrides: str, hydra: bool = True):
+    """The composed config (with its `hydra` node, which holds the sweeper and launcher, unless hydra=False)."""
     from hydra import compose, initialize_config_dir
 
+    from zoo.config import normalize_overrides
+
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("train", overrides=[*overrides, "paths.output_dir=/tmp/unused"], return_hydra_config=True)
+        return compose("train", overrides=normalize_overrides([*overrides, "paths.output_dir=/tmp/unused"]),
+                       return_hydra_config=hydra)
 
 
 def _plugin_missing(name: str) -> bool:
@@ -65,14 +69,7 @@ def test_sweep_grid_values_are_valid_configs():
         fixed = [f"{k}={v}" for k, v in params.items() if "," not in str(v)]
         for key, values in params.items():
             for value in str(values).split(","):
-                from hydra import compose, initialize_config_dir
-
-                with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-                    from zoo.config import normalize_overrides
-
-                    cfg = compose("train", overrides=normalize_overrides(
-                        [f"+sweeps={name}", *fixed, f"{key}={value}", "paths.output_dir=/tmp/unused"]))
-                validate(cfg)
+                validate(_compose_hydra(f"+sweeps={name}", *fixed, f"{key}={value}", hydra=False))
 
 
 def _multirun(tiny_dir, sweep_dir, *overrides, check=True, algo="sft"):
