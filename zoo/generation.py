@@ -52,7 +52,7 @@ class Samples:
 
 
 @contextmanager
-def _eval_mode(model):
+def eval_mode(model):
     was_training = model.training
     model.eval()
     try:
@@ -105,7 +105,7 @@ def sample(model, tokenizer, prompts: list, *, max_new_tokens: int, temperature:
         gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k)
     out_ids, finished = [], []
     starts = range(0, len(flat), batch_size)
-    with _eval_mode(model), fast_generate(model):
+    with eval_mode(model), fast_generate(model):
         for start in tqdm(starts, desc=progress, disable=progress is None, leave=False):
             batch = encoded[start: start + batch_size]
             ids, mask = _left_pad(batch, tokenizer.pad_token_id)
@@ -142,17 +142,13 @@ def logits_at(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, inde
 
 
 @torch.no_grad()
-def completion_logprobs(model, prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int,
-                        temperature: float = 1.0, batch_size: int = 16,
-                        completion_only: bool = True) -> list[torch.Tensor]:
-    """Per-token log-probabilities of each completion given its prompt, logits divided by `temperature`.
-
-    Dividing by the sampling temperature scores tokens under the distribution they were sampled from, which
-    is what a sampled-token KL estimate needs.
-    """
+def per_completion_token(model, prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int, fn,
+                         batch_size: int = 16, completion_only: bool = True) -> list[torch.Tensor]:
+    """`fn(logits [B, T, V] float32, targets [B, T]) -> [B, T]` at each completion token's position (the logits
+    that predicted it), returned per completion (its own length)."""
     device = next(model.parameters()).device
     out: list[torch.Tensor] = []
-    with _eval_mode(model):
+    with eval_mode(model):
         for start in range(0, len(prompt_ids), batch_size):
             p_batch = prompt_ids[start: start + batch_size]
             c_batch = completion_ids[start: start + batch_size]
@@ -168,7 +164,20 @@ def completion_logprobs(model, prompt_ids: list[list[int]], completion_ids: list
                 index[i, : len(c)] = torch.arange(len(p) - 1, len(p) - 1 + len(c))  # token t is predicted at t-1
                 targets[i, : len(c)] = torch.tensor(c, dtype=torch.long)
             logits = logits_at(model, ids.to(device), mask.to(device), index.to(device), completion_only).float()
-            logps = torch.log_softmax(logits / temperature, dim=-1)
-            token_logps = logps.gather(-1, targets.to(device).unsqueeze(-1)).squeeze(-1).cpu()
-            out += [token_logps[i, : len(c)] for i, c in enumerate(c_batch)]
+            values = fn(logits, targets.to(device)).cpu()
+            out += [values[i, : len(c)] for i, c in enumerate(c_batch)]
     return out
+
+
+def completion_logprobs(model, prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int,
+                        temperature: float = 1.0, batch_size: int = 16,
+                        completion_only: bool = True) -> list[torch.Tensor]:
+    """Per-token log-probabilities of each completion given its prompt, logits divided by `temperature`.
+
+    Dividing by the sampling temperature scores tokens under the distribution they were sampled from, which
+    is what a sampled-token KL estimate needs.
+    """
+    def logps(logits, targets):
+        return torch.log_softmax(logits / temperature, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+    return per_completion_token(model, prompt_ids, completion_ids, pad_id, logps, batch_size, completion_only)

@@ -13,36 +13,18 @@ the resumed process measures again.
 from __future__ import annotations
 
 import json
-import random
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from zoo.eval.harness import evaluate
+from zoo.eval.rng import preserved_rng
 from zoo.files import read_complete_jsonl, write_jsonl
 
 
 def steps_due(eval_cfg, step: int) -> bool:
     every = eval_cfg.get("every_steps") or 0
     return bool(every and step % every == 0) or step in (eval_cfg.get("at_steps") or [])
-
-
-@contextmanager
-def preserved_rng():
-    """Sampling reseeds torch's generator; training must continue on the stream it was on."""
-    import numpy as np
-
-    states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
-              torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
-    try:
-        yield
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
-        if states[3] is not None:
-            torch.cuda.set_rng_state_all(states[3])
 
 
 class Curve:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from zoo.checks import known_keys, number, require
 from zoo.data import task_columns
+from zoo.eval import probes
 from zoo.eval.metrics import distinct_n, mean, sequence_kl, win_rate
 from zoo.generation import Samples, completion_logprobs, sample
 from zoo.rewards.verifiable import accuracy_reward
@@ -34,7 +35,7 @@ EVAL_KEYS = ("num_prompts", "max_new_tokens", "temperature", "top_p", "batch_siz
 
 def check_eval_config(eval_cfg, policy_stages: list[str]) -> None:
     """The `eval` group; `policy_stages`: the run's stages that produce a policy (baseline / extra columns)."""
-    known_keys(eval_cfg, EVAL_KEYS, "eval")
+    known_keys(eval_cfg, (*EVAL_KEYS, *probes.keys()), "eval")
     number(eval_cfg, "num_prompts", "eval", lambda v: v >= 1, "an integer >= 1", integer=True)
     number(eval_cfg, "max_new_tokens", "eval", lambda v: v >= 1, "an integer >= 1", integer=True)
     number(eval_cfg, "temperature", "eval", lambda v: v >= 0, ">= 0 (0 = greedy)")
@@ -50,6 +51,7 @@ def check_eval_config(eval_cfg, policy_stages: list[str]) -> None:
                 f"eval.at_steps: {step!r} is not a global step (an integer >= 1)")
     for stage in eval_cfg.get("also", None) or []:
         require(stage in policy_stages, f"eval.also: {stage!r} is not a policy stage of this run {policy_stages}")
+    probes.check(eval_cfg)
 
 
 def score(fn, samples: Samples, columns: dict) -> list[float | None]:
@@ -117,15 +119,23 @@ def evaluate_columns(trained, baseline, tokenizer, rows: list[dict], eval_cfg, *
                      also: dict | None = None) -> tuple[dict[str, dict], list[dict]]:
     """The run's table: the baseline policy ("before"), any intermediate policies (`also`, name -> model, e.g.
     SL-CAI before RL-CAI) and the trained one ("after"), on the same prompts and sampling seed, KL and win rate
-    against the baseline. Returns ({column: metrics}, sample records tagged with their policy)."""
+    against the baseline; each column also gets the probes (zoo/eval/probes.py). Returns ({column: metrics},
+    sample records tagged with their policy)."""
     kw = dict(gold_fn=gold_fn, proxy_fn=proxy_fn)
+
+    def probed(model, prefix: str) -> dict:
+        found = probes.run(model, tokenizer, eval_cfg, rows=rows, baseline=baseline)
+        return {f"{prefix}/{k}": v for k, v in found.items()}
+
     before = evaluate(baseline, tokenizer, rows, eval_cfg, prefix="before", **kw)
     against = dict(reference=baseline, reference_result=before) if baseline is not trained else {}
-    columns, records = {"before": before["metrics"]}, [{"policy": "before", **r} for r in before["records"]]
+    columns, records = {"before": {**before["metrics"], **probed(baseline, "before")}}, [
+        {"policy": "before", **r} for r in before["records"]]
     for name, model in (also or {}).items():
-        columns[name] = evaluate(model, tokenizer, rows, eval_cfg, prefix=f"eval_{name}", **against, **kw)["metrics"]
+        result = evaluate(model, tokenizer, rows, eval_cfg, prefix=f"eval_{name}", **against, **kw)
+        columns[name] = {**result["metrics"], **probed(model, f"eval_{name}")}
     after = evaluate(trained, tokenizer, rows, eval_cfg, prefix="eval", **against, **kw)
-    columns["after"] = after["metrics"]
+    columns["after"] = {**after["metrics"], **probed(trained, "eval")}
     records += [{"policy": "after", **r} for r in after["records"]]
     return columns, records
 
@@ -147,16 +157,20 @@ def safety_metrics(samples: Samples, categories: list[str]) -> dict:
     }
 
 
-def format_table(columns: dict[str, dict]) -> str:
-    """A plain-text table: one row per harness metric, one column per evaluated policy."""
+def format_table(columns: dict[str, dict], notes: dict[str, str] | None = None) -> str:
+    """A plain-text table: one row per metric (the harness's first, then safety and probe metrics in the order
+    they appear), one column per evaluated policy; `notes` (metric -> text) are printed beside their row, e.g.
+    `gold_reward  ... gold = training reward`."""
     names = list(columns)
-    lines = [f"{'metric':<14}" + "".join(f"{n:>14}" for n in names)]
-    extra = [k for k in ("harmless_rate", "helpful_rate", "refusal_f1")
-             if any(m.endswith("/" + k) for col in columns.values() for m in col)]
-    for key in (*HARNESS_KEYS, *extra):
+    found = [k.split("/", 1)[1] for col in columns.values() for k in col if "/" in k]
+    keys = list(dict.fromkeys([*HARNESS_KEYS, *found]))
+    width = max(14, *(len(k) + 1 for k in keys))
+    lines = [f"{'metric':<{width}}" + "".join(f"{n:>14}" for n in names)]
+    for key in keys:
         cells = []
         for n in names:
-            v = next((val for k, val in columns[n].items() if k.endswith("/" + key)), None)
+            v = next((val for k, val in columns[n].items() if k.split("/", 1)[-1] == key), None)
             cells.append(f"{'-':>14}" if v is None else f"{v:>14.4f}")
-        lines.append(f"{key:<14}" + "".join(cells))
+        note = f"   {notes[key]}" if notes and key in notes else ""
+        lines.append(f"{key:<{width}}" + "".join(cells) + note)
     return "\n".join(lines)
