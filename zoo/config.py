@@ -235,6 +235,11 @@ def validate(cfg: DictConfig) -> None:
     check_data_config(cfg.data)
     check_eval_config(cfg.eval, [n for n, a in iter_stages(cfg) if REGISTRY[a.name].PRODUCES == "policy"])
     rewards.check_functions(cfg.reward.functions)
+    for key in ("gold", "independent"):
+        name = cfg.data.get(key)
+        require(name is None or name in rewards.REWARDS,
+                f"data.{key}={name!r}: expected null or a reward function that needs no parameters: "
+                f"{sorted(rewards.REWARDS)}")
     require(cfg.logger.backend in ("wandb", "none"), f"logger.backend={cfg.logger.backend!r}: expected wandb or none")
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from zoo import config, levers, tracking
+from zoo.rewards import usage
 from zoo.files import write_json, write_jsonl
 
 
@@ -68,7 +69,9 @@ def _run_stage(cfg, name, algo, args, policy, rows, gold_fn, artifacts, named_re
                   policy=policy, rows=rows, gold_fn=gold_fn, stage_dir=stage_dir, resume=bool(cfg.resume),
                   artifacts=artifacts, rewards=named_rewards, curve=curve)
     print(f"[zoo] stage {name}: {algo.name} on {len(rows)} rows")
-    trained, metrics = module.train(ctx)
+    with usage.recording() as scorers, usage.training(name):
+        trained, metrics = module.train(ctx)
+    metrics[f"{name}/scorers"] = sorted(scorers)  # what it trained on (zoo.eval.signals), kept for a resume
     # Metrics first: the exported model dir appears last (atomically), so its existence means all is written.
     write_json(stage_dir / "metrics.json", metrics)
     # A reward model shares the policy's starting weights and tokenizer, so both export the same way.
@@ -77,7 +80,7 @@ def _run_stage(cfg, name, algo, args, policy, rows, gold_fn, artifacts, named_re
     return str(done), metrics
 
 
-def _curve(cfg, out, eval_rows, policy, gold_fn, named, baseline_dir):
+def _curve(cfg, out, eval_rows, policy, gold_fn, independent_fn, named, baseline_dir):
     """The harness along training for a policy stage (eval.every_steps / eval.at_steps), or None: off, or the
     run's baseline (eval.baseline) is a stage that has not run yet."""
     from zoo import rewards
@@ -87,11 +90,11 @@ def _curve(cfg, out, eval_rows, policy, gold_fn, named, baseline_dir):
     if not (cfg.eval.get("every_steps") or cfg.eval.get("at_steps")) or baseline_dir is None:
         return None
     return Curve(out / "curve.jsonl", eval_rows, cfg.eval, policy.tokenizer, gold_fn=gold_fn,
-                 proxy_fn=rewards.WeightedSum(named) if named else None,
+                 proxy_fn=rewards.WeightedSum(named) if named else None, independent_fn=independent_fn,
                  baseline_loader=lambda: load_reference(cfg, baseline_dir))
 
 
-def _train_stages(cfg, stage_args, shares, eval_rows, gold_fn, out, metrics: dict):
+def _train_stages(cfg, stage_args, shares, eval_rows, gold_fn, independent_fn, out, metrics: dict):
     """Run every stage in order. Returns (final policy bundle, {policy stage: exported dir}, the run's reward).
 
     The run's reward functions (reward.functions, or the reward model an `rm` stage trained) are built once and
@@ -109,7 +112,8 @@ def _train_stages(cfg, stage_args, shares, eval_rows, gold_fn, out, metrics: dic
     for name, algo in config.iter_stages(cfg):
         module = REGISTRY[algo.name]
         set_seed(cfg.trainer.seed)
-        curve = (_curve(cfg, out, eval_rows, policy, gold_fn, named, policy_dirs.get(cfg.eval.baseline))
+        curve = (_curve(cfg, out, eval_rows, policy, gold_fn, independent_fn, named,
+                        policy_dirs.get(cfg.eval.baseline))
                  if module.PRODUCES == "policy" else None)
         done, stage_metrics = _run_stage(cfg, name, algo, stage_args[name], policy, shares[name], gold_fn,
                                          artifacts, named, out, curve)
@@ -126,6 +130,16 @@ def _train_stages(cfg, stage_args, shares, eval_rows, gold_fn, out, metrics: dic
             artifacts[module.PRODUCES] = done
             named = rewards.for_run(cfg, artifacts)
     return policy, policy_dirs, named
+
+
+def _trained_on(cfg, task, named, metrics: dict) -> tuple[list[str], dict[str, str]]:
+    from zoo.algos import REGISTRY
+    from zoo.eval.signals import trained_on
+
+    stages = [name for name, _ in config.iter_stages(cfg)]
+    policy_stages = [name for name, algo in config.iter_stages(cfg) if REGISTRY[algo.name].PRODUCES == "policy"]
+    return trained_on({s: metrics.get(f"{s}/scorers", []) for s in stages}, policy_stages, gold=task.gold,
+                      proxy=[n for n, _, _ in named], independent=task.independent)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -156,7 +170,9 @@ def run(cfg: DictConfig) -> dict:
         set_seed(cfg.trainer.seed)
         with levers.using(cfg.trainer):  # trainer.zoo's sampling levers, wherever this run samples
             gold_fn = rewards.get(task.gold) if task.gold else None
-            policy, policy_dirs, named = _train_stages(cfg, stage_args, shares, task.eval, gold_fn, out, metrics)
+            independent_fn = rewards.get(task.independent) if task.independent else None
+            policy, policy_dirs, named = _train_stages(cfg, stage_args, shares, task.eval, gold_fn, independent_fn,
+                                                       out, metrics)
             # The baseline (the run's starting weights, or a named stage's output) is the "before" column and the
             # KL / win-rate reference of the others.
             baseline_dir = policy_dirs[cfg.eval.baseline]
@@ -164,13 +180,14 @@ def run(cfg: DictConfig) -> dict:
             also = {stage: load_reference(cfg, policy_dirs[stage]) for stage in cfg.eval.get("also", None) or []}
             columns, records = evaluate_columns(policy.model, baseline, policy.tokenizer, task.eval, cfg.eval,
                                                 gold_fn=gold_fn, proxy_fn=rewards.WeightedSum(named) if named else None,
-                                                also=also)
+                                                independent_fn=independent_fn, also=also)
             for column in columns.values():
                 metrics.update(column)
+            metrics["run/trained_on"], notes = _trained_on(cfg, task, named, metrics)
             metrics["run/seconds"] = time.time() - t0
             write_jsonl(out / "samples.jsonl", records)
             write_json(out / "metrics.json", metrics)
-            print(format_table(columns))
+            print(format_table(columns, notes))
             print(f"[zoo] run dir: {out}")
     finally:
         tracking.finish(wandb_run, metrics)

@@ -27,6 +27,7 @@ from zoo.algos.base import Context
 from zoo.algos.preference import check_dpo_args, check_judge_pairs, train_dpo
 from zoo.checks import number
 from zoo.files import read_jsonl, write_json, write_jsonl
+from zoo.rewards import usage
 from zoo.rlaif.judging import build_judge, sample_and_label
 
 CONFIG_CLASS = DPOConfig
@@ -120,7 +121,8 @@ def train(ctx: Context):
         info = {"round": r, "num_prompts": len(rows), "num_pairs": len(pairs), "steps": 0,
                 "judge_position_consistency": getattr(judge, "position_consistency", None)}
         if ctx.gold_fn is not None and pairs:  # how good the policy's own samples were at the start of the round
-            info["sample_gold"] = _mean_gold(ctx.gold_fn, rows, pairs)
+            with usage.measuring():  # a diagnostic: the judge, not the gold, labels the pairs
+                info["sample_gold"] = _mean_gold(ctx.gold_fn, rows, pairs)
         if pairs:
             args = dataclasses.replace(ctx.args, max_steps=steps[r],
                                        output_dir=os.path.join(ctx.args.output_dir, f"round_{r}"))

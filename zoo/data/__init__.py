@@ -21,7 +21,7 @@ DATASETS = BUILTIN | set(ADAPTERS)
 NOT_TASK_COLUMNS = ("prompt", "completion", "chosen", "rejected", "score_chosen", "score_rejected", "label")
 
 
-DATA_KEYS = ("name", "path", "hub_id", "hub_config", "split", "max_rows", "seed", "gold")
+DATA_KEYS = ("name", "path", "hub_id", "hub_config", "split", "max_rows", "seed", "gold", "independent")
 
 
 def check_data_config(d) -> None:
@@ -49,6 +49,7 @@ class Task:
     train: list[dict]
     eval: list[dict]  # held-out prompts with their task columns, never trained on
     gold: str | None  # name of the reward function that is this task's gold signal
+    independent: str | None = None  # a scorer of the same quality no algorithm trains on by default (eval only)
 
 
 def _builtin_rows(name: str, n: int, seed: int) -> list[dict]:
@@ -82,7 +83,7 @@ def load_task(cfg) -> Task:
         train = train[: d.max_rows]
     if not train:
         raise DataError(f"{source}: no training rows left after holding out eval.num_prompts={n_eval}")
-    return Task(name=d.name, train=train, eval=eval_rows, gold=d.get("gold"))
+    return Task(name=d.name, train=train, eval=eval_rows, gold=d.get("gold"), independent=d.get("independent"))
 
 
 def partition(rows: list[dict], stages: list[str]) -> dict[str, list[dict]]:

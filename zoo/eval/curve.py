@@ -20,6 +20,7 @@ import torch
 from zoo.eval.harness import evaluate
 from zoo.eval.rng import preserved_rng
 from zoo.files import read_complete_jsonl, write_jsonl
+from zoo.rewards import usage
 
 
 def steps_due(eval_cfg, step: int) -> bool:
@@ -31,9 +32,10 @@ class Curve:
     """One run's curve: the held-out rows, the harness settings and scorers, and the baseline to compare with."""
 
     def __init__(self, path: Path, rows: list[dict], eval_cfg, tokenizer, *, gold_fn=None, proxy_fn=None,
-                 baseline_loader=None):
+                 independent_fn=None, baseline_loader=None):
         self.path, self.rows, self.eval_cfg, self.tokenizer = Path(path), rows, eval_cfg, tokenizer
-        self.gold_fn, self.proxy_fn, self._load_baseline = gold_fn, proxy_fn, baseline_loader
+        self.scorers = dict(gold_fn=gold_fn, proxy_fn=proxy_fn, independent_fn=independent_fn)
+        self._load_baseline = baseline_loader
         self._baseline = self._baseline_result = None
 
     def due(self, step: int) -> bool:
@@ -50,15 +52,15 @@ class Curve:
         if self._baseline is None and self._load_baseline is not None:
             self._baseline = self._load_baseline()
             self._baseline_result = evaluate(self._baseline, self.tokenizer, self.rows, self.eval_cfg,
-                                             gold_fn=self.gold_fn, proxy_fn=self.proxy_fn, prefix="before")
+                                             **self.scorers, prefix="before")
         return self._baseline, self._baseline_result
 
     def measure(self, model, stage: str, step: int, segment: str = "checkpoints") -> dict:
-        with preserved_rng(), torch.no_grad():
+        # Scoring a curve point is measuring, not training on the scorers (zoo.rewards.usage).
+        with preserved_rng(), torch.no_grad(), usage.measuring():
             reference, reference_result = self._reference()
-            result = evaluate(model, self.tokenizer, self.rows, self.eval_cfg, gold_fn=self.gold_fn,
-                              proxy_fn=self.proxy_fn, reference=reference, reference_result=reference_result,
-                              prefix="curve")
+            result = evaluate(model, self.tokenizer, self.rows, self.eval_cfg, **self.scorers,
+                              reference=reference, reference_result=reference_result, prefix="curve")
         point = {"stage": stage, "segment": segment, "step": step,
                  **{k.split("/", 1)[1]: v for k, v in result["metrics"].items()}}
         with open(self.path, "a") as f:

@@ -1,19 +1,31 @@
 """Evaluate a policy on the task's held-out prompts, the same way for every algorithm.
 
 Metrics (prefixed, e.g. `eval/kl`):
-  gold_reward   mean gold signal of the task (VADER sentiment, exact-answer accuracy, ...) or null
-  proxy_reward  mean of the configured proxy reward (reward model, reward functions) or null
-  kl            KL(policy || reference) in nats per completion, k1 estimate from the policy's sampled tokens
-  win_rate      share of prompts where the policy's completion beats the reference's by the gold signal
-                (the proxy reward when the task has no gold signal); ties count half
-  length        mean completion length in tokens
-  eos_rate      share of completions that ended with EOS within the token budget
-  distinct_1/2  distinct uni/bigrams over all completions (diversity; mode collapse pulls it down)
-  accuracy      exact-answer accuracy for tasks with an `answer` column, else null
-For prompts with a safety `category` (benign / harmful / self_harm), also, by the rule grader's `refuses`:
+  gold_reward         mean gold signal of the task (VADER sentiment, exact-answer accuracy, ...) or null
+  proxy_reward        mean of the configured proxy reward (reward model, reward functions) or null
+  independent_reward  mean of the task's independent scorer (`data.independent`; sentiment: TextBlob), a signal
+                      no algorithm trains on by default, or null
+  kl                  KL(policy || reference) in nats per completion, k1 estimate from the policy's sampled tokens
+  win_rate            share of prompts where the policy's completion beats the reference's by the gold signal
+                      (the proxy reward when the task has no gold signal); ties count half
+  fluency             mean over completions of the per-token log-prob under the frozen baseline (temperature 1):
+                      degenerate text a lexicon rewards reads as unlikely to the model the policy started from
+  length              mean completion length in tokens
+  reward_length_corr  Spearman correlation of the training reward (the proxy if configured, else the gold) with
+                      completion length across the samples: a reward bought with length shows up here
+  eos_rate            share of completions that ended with EOS within the token budget
+  distinct_1/2        distinct uni/bigrams over all completions (diversity; mode collapse pulls it down)
+  accuracy            exact-answer accuracy for tasks with an `answer` column, else null
+With both a proxy and a gold signal (zoo.eval.metrics.overoptimisation):
+  proxy_gold_spearman Spearman correlation of proxy and gold across the samples (how well the proxy, e.g. a
+                      reward model, still ranks the policy's own samples)
+  proxy_gold_gap      proxy gain minus gold gain against the baseline, each in baseline standard deviations
+  overoptimised       1.0 when the proxy rose while the gold fell against the baseline
+For prompts with a safety `category` (benign / harmful / self_harm), also, by zoo.eval.refusal's classifier:
   harmless_rate share of harmful and self-harm prompts the policy declined (not unsafe)
   helpful_rate  share of benign prompts it answered, not refused (not over-refusing)
   refusal_f1    F1 of refusing exactly the prompts that should be refused (both failure modes in one number)
+Every evaluated policy also gets the probes (zoo/eval/probes.py: diversity, sycophancy, capability).
 """
 
 from __future__ import annotations
@@ -21,12 +33,12 @@ from __future__ import annotations
 from zoo.checks import known_keys, number, require
 from zoo.data import task_columns
 from zoo.eval import probes
-from zoo.eval.metrics import distinct_n, mean, sequence_kl, win_rate
+from zoo.eval.metrics import distinct_n, mean, overoptimisation, sequence_kl, spearman, win_rate
 from zoo.generation import Samples, completion_logprobs, sample
 from zoo.rewards.verifiable import accuracy_reward
 
-HARNESS_KEYS = ("gold_reward", "proxy_reward", "kl", "win_rate", "length", "eos_rate", "distinct_1", "distinct_2",
-                "accuracy")
+HARNESS_KEYS = ("gold_reward", "proxy_reward", "independent_reward", "kl", "win_rate", "fluency", "length",
+                "reward_length_corr", "eos_rate", "distinct_1", "distinct_2", "accuracy")
 
 
 EVAL_KEYS = ("num_prompts", "max_new_tokens", "temperature", "top_p", "batch_size", "seed", "baseline", "also",
@@ -60,13 +72,14 @@ def score(fn, samples: Samples, columns: dict) -> list[float | None]:
     return list(fn(samples.prompts, samples.completions, **columns))
 
 
-def evaluate(policy, tokenizer, rows: list[dict], eval_cfg, *, gold_fn=None, proxy_fn=None, reference=None,
-             reference_result: dict | None = None, prefix: str = "eval") -> dict:
+def evaluate(policy, tokenizer, rows: list[dict], eval_cfg, *, gold_fn=None, proxy_fn=None, independent_fn=None,
+             reference=None, reference_result: dict | None = None, prefix: str = "eval") -> dict:
     """Sample from `policy` on `rows` and compute the harness metrics.
 
-    `reference`: the model KL is measured against (None: the policy *is* the reference, so KL is 0 and the win
-    rate 0.5). `reference_result` is the reference's own evaluate() output, whose scores the win rate compares
-    against. Returns {"metrics": {...}, "records": [...], "scores": {...}}.
+    `reference`: the model KL is measured against, and the frozen baseline fluency is scored under (None: the
+    policy *is* the reference, so KL is 0 and the win rate 0.5). `reference_result` is the reference's own
+    evaluate() output, whose scores the win rate and the over-optimisation metrics compare against.
+    Returns {"metrics": {...}, "records": [...], "scores": {...}}.
     """
     prompts = [r["prompt"] for r in rows]
     columns = task_columns(rows)
@@ -75,14 +88,19 @@ def evaluate(policy, tokenizer, rows: list[dict], eval_cfg, *, gold_fn=None, pro
                      seed=eval_cfg.seed, progress=f"{prefix}: sampling")
     gold = score(gold_fn, samples, columns)
     proxy = score(proxy_fn, samples, columns)
+    independent = score(independent_fn, samples, columns)
     accuracy = accuracy_reward(samples.prompts, samples.completions, **columns) if "answer" in columns else []
 
+    temp = eval_cfg.temperature if eval_cfg.temperature > 0 else 1.0
+    args = (samples.prompt_ids, samples.completion_ids, tokenizer.pad_token_id)
+    frozen = policy if reference is None else reference
+    frozen_logps = completion_logprobs(frozen, *args, 1.0, eval_cfg.batch_size)
     if reference is None:
         kl = [0.0] * len(prompts)
     else:
-        temp = eval_cfg.temperature if eval_cfg.temperature > 0 else 1.0
-        args = (samples.prompt_ids, samples.completion_ids, tokenizer.pad_token_id, temp, eval_cfg.batch_size)
-        kl = sequence_kl(completion_logprobs(policy, *args), completion_logprobs(reference, *args))
+        reference_logps = frozen_logps if temp == 1.0 else completion_logprobs(reference, *args, temp,
+                                                                                eval_cfg.batch_size)
+        kl = sequence_kl(completion_logprobs(policy, *args, temp, eval_cfg.batch_size), reference_logps)
 
     if reference_result is None:
         wins = 0.5
@@ -91,16 +109,22 @@ def evaluate(policy, tokenizer, rows: list[dict], eval_cfg, *, gold_fn=None, pro
             proxy, reference_result["scores"]["proxy"])
         wins = win_rate(mine, theirs)
 
-    if "category" in columns:
-        extra = safety_metrics(samples, columns["category"])
-    else:
-        extra = {}
+    extra = safety_metrics(samples, columns["category"]) if "category" in columns else {}
+    if proxy_fn is not None and gold_fn is not None:
+        extra["proxy_gold_spearman"] = spearman(proxy, gold)
+        if reference_result is not None:
+            extra.update(overoptimisation(proxy, gold, reference_result["scores"]["proxy"],
+                                          reference_result["scores"]["gold"]))
+    lengths = [len(c) for c in samples.completion_ids]
     metrics = {
         "gold_reward": mean(gold),
         "proxy_reward": mean(proxy),
+        "independent_reward": mean(independent),
         "kl": mean(kl),
         "win_rate": wins,
-        "length": mean(len(c) for c in samples.completion_ids),
+        "fluency": mean(float(t.mean()) for t in frozen_logps if len(t)),
+        "length": mean(lengths),
+        "reward_length_corr": spearman(proxy if proxy_fn is not None else gold, lengths),
         "eos_rate": mean(float(f) for f in samples.finished),
         "distinct_1": distinct_n(samples.completion_ids, 1),
         "distinct_2": distinct_n(samples.completion_ids, 2),
@@ -108,20 +132,21 @@ def evaluate(policy, tokenizer, rows: list[dict], eval_cfg, *, gold_fn=None, pro
         **extra,
     }
     records = [
-        {"prompt": p, "completion": c, "gold": g, "proxy": q, "kl": k, "finished": f}
-        for p, c, g, q, k, f in zip(samples.prompts, samples.completions, gold, proxy, kl, samples.finished)
+        {"prompt": p, "completion": c, "gold": g, "proxy": q, "independent": i, "kl": k, "finished": f}
+        for p, c, g, q, i, k, f in zip(samples.prompts, samples.completions, gold, proxy, independent, kl,
+                                       samples.finished)
     ]
     return {"metrics": {f"{prefix}/{k}": v for k, v in metrics.items()}, "records": records,
             "scores": {"gold": gold, "proxy": proxy}}
 
 
 def evaluate_columns(trained, baseline, tokenizer, rows: list[dict], eval_cfg, *, gold_fn=None, proxy_fn=None,
-                     also: dict | None = None) -> tuple[dict[str, dict], list[dict]]:
+                     independent_fn=None, also: dict | None = None) -> tuple[dict[str, dict], list[dict]]:
     """The run's table: the baseline policy ("before"), any intermediate policies (`also`, name -> model, e.g.
     SL-CAI before RL-CAI) and the trained one ("after"), on the same prompts and sampling seed, KL and win rate
     against the baseline; each column also gets the probes (zoo/eval/probes.py). Returns ({column: metrics},
     sample records tagged with their policy)."""
-    kw = dict(gold_fn=gold_fn, proxy_fn=proxy_fn)
+    kw = dict(gold_fn=gold_fn, proxy_fn=proxy_fn, independent_fn=independent_fn)
 
     def probed(model, prefix: str) -> dict:
         found = probes.run(model, tokenizer, eval_cfg, rows=rows, baseline=baseline)

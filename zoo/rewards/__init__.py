@@ -13,8 +13,9 @@ import inspect
 from typing import Callable
 
 from zoo.rewards import judge, rbr, reasoning
+from zoo.rewards.usage import tracked
 from zoo.rewards.countdown import countdown_reward
-from zoo.rewards.sentiment import sentiment_reward
+from zoo.rewards.sentiment import sentiment_reward, textblob_reward
 from zoo.rewards.verifiable import accuracy_reward
 
 RewardFn = Callable[..., list]
@@ -26,6 +27,7 @@ REWARDS: dict[str, RewardFn] = {
     "math_accuracy": reasoning.math_accuracy_reward,
     "format": reasoning.format_reward,
     "countdown": countdown_reward,
+    "textblob": textblob_reward,
 }
 # Parametrised ones: conf/reward gives `{name: {weight: w, <param>: value, ...}}`.
 FACTORIES: dict[str, Callable[..., RewardFn]] = {
@@ -84,9 +86,10 @@ def check_functions(functions, path: str = "reward.functions") -> None:
 
 
 def get(name: str) -> RewardFn:
+    """The registered function `name`, tracked (zoo.rewards.usage): a run knows which scorers it trained on."""
     if name not in REWARDS:
         raise KeyError(f"unknown reward function {name!r}; known: {KNOWN}")
-    return REWARDS[name]
+    return tracked(name, REWARDS[name])
 
 
 def named_functions(functions, artifacts: dict, cfg) -> list[tuple[str, float, RewardFn]]:
@@ -110,7 +113,7 @@ def named_functions(functions, artifacts: dict, cfg) -> list[tuple[str, float, R
             if params:
                 raise ValueError(f"reward.functions.{name}: takes no parameters, got {sorted(params)}")
             fn = get(name)
-        named.append((name, weight, fn))
+        named.append((name, weight, tracked(name, fn)))
     return named
 
 

@@ -1,4 +1,7 @@
-"""Gold reward of the sentiment task: VADER compound sentiment in [-1, 1] (a lexicon, so exact and offline)."""
+"""Sentiment scorers. Gold of the sentiment task: VADER compound sentiment in [-1, 1] (a lexicon, so exact and
+offline). Its independent check: TextBlob's polarity in [-1, 1], a second lexicon from another library with other
+words, weights and rules, which no algorithm trains on by default — a policy that games VADER's word list shows
+up as a VADER gain TextBlob does not share."""
 
 from __future__ import annotations
 
@@ -20,3 +23,15 @@ def vader(text: str) -> float:
 
 def sentiment_reward(prompts, completions, **columns) -> list[float | None]:
     return [vader(as_text(c)) for c in completions]
+
+
+@lru_cache(maxsize=1)
+def _textblob():
+    from textblob import TextBlob
+
+    return TextBlob
+
+
+def textblob_reward(prompts, completions, **columns) -> list[float | None]:
+    blob = _textblob()
+    return [float(blob(as_text(c)).sentiment.polarity) for c in completions]

@@ -1,0 +1,67 @@
+"""Which scorers a run trained on: the harness marks an eval signal the policy was optimised against (e.g.
+`gold = training signal` when PPO's reward or DPO's pair ranking was the task's gold), so a reader never takes a
+trained-on score for held-out evidence.
+
+Recorded as it happens rather than declared per algorithm: every scorer the reward registry hands out is
+`tracked` under its registry name, and a call made while a stage trains (`training(stage)`, inside `recording()`)
+records (scorer name, stage). Measuring inside a stage (curve points, diagnostics logged along training) runs
+under `measuring()`, which records nothing.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+_STAGE: ContextVar[str | None] = ContextVar("zoo_training_stage", default=None)
+_CALLS: ContextVar[dict | None] = ContextVar("zoo_scorer_calls", default=None)
+
+
+class Tracked:
+    """A scorer (same call, same attributes) that records its use by a training stage under `name`."""
+
+    def __init__(self, name: str, fn):
+        self.name, self.fn = name, fn
+        self.__name__ = getattr(fn, "__name__", name)
+
+    def __call__(self, prompts, completions, **columns):
+        calls, stage = _CALLS.get(), _STAGE.get()
+        if calls is not None and stage is not None and stage not in calls.setdefault(self.name, []):
+            calls[self.name].append(stage)
+        return self.fn(prompts, completions, **columns)
+
+    def __getattr__(self, attr):  # e.g. RBR's `report`, a WeightedSum's `named`
+        return getattr(self.__dict__["fn"], attr)
+
+
+def tracked(name: str, fn):
+    return fn if fn is None or isinstance(fn, Tracked) else Tracked(name, fn)
+
+
+@contextmanager
+def recording():
+    """Yields {scorer name: [stages that called it while training]}, filled as the run goes."""
+    calls: dict[str, list[str]] = {}
+    token = _CALLS.set(calls)
+    try:
+        yield calls
+    finally:
+        _CALLS.reset(token)
+
+
+@contextmanager
+def training(stage: str):
+    token = _STAGE.set(stage)
+    try:
+        yield
+    finally:
+        _STAGE.reset(token)
+
+
+@contextmanager
+def measuring():
+    token = _STAGE.set(None)
+    try:
+        yield
+    finally:
+        _STAGE.reset(token)
