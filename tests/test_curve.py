@@ -99,3 +99,26 @@ def test_bad_curve_settings_rejected(compose, override):
 
     with pytest.raises(ConfigError, match="eval"):
         validate(compose(override))
+
+
+def test_baseline_evaluated_once_per_baseline_and_scorers(monkeypatch, tmp_path):
+    """Two stages' curves against the same baseline share its harness pass; another scorer set gets its own."""
+    from omegaconf import OmegaConf
+
+    from zoo.eval import curve as curve_mod
+
+    calls = []
+
+    def fake_evaluate(model, tokenizer, rows, eval_cfg, *, prefix, reference=None, reference_result=None, **kw):
+        calls.append(prefix)
+        return {"metrics": {f"{prefix}/kl": 0.0}, "records": [], "scores": {"gold": [], "proxy": []}}
+
+    monkeypatch.setattr(curve_mod, "evaluate", fake_evaluate)
+    eval_cfg = OmegaConf.create({"every_steps": 1, "at_steps": []})
+    shared = {}
+    for stage, key in (("sft", ("start", ())), ("dpo", ("start", ())), ("ppo", ("start", ("reward_model",)))):
+        c = curve_mod.Curve(tmp_path / "curve.jsonl", [], eval_cfg, None, baseline_loader=lambda: "baseline",
+                            baseline_results=shared, baseline_key=key)
+        c.measure("policy", stage, 1)
+        c.close()
+    assert calls == ["before", "curve", "curve", "before", "curve"]

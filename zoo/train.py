@@ -80,7 +80,7 @@ def _run_stage(cfg, name, algo, args, policy, rows, gold_fn, artifacts, named_re
     return str(done), metrics
 
 
-def _curve(cfg, out, eval_rows, policy, gold_fn, independent_fn, named, baseline_dir):
+def _curve(cfg, out, eval_rows, policy, gold_fn, independent_fn, named, baseline_dir, baseline_results: dict):
     """The harness along training for a policy stage (eval.every_steps / eval.at_steps), or None: off, or the
     run's baseline (eval.baseline) is a stage that has not run yet."""
     from zoo import rewards
@@ -91,7 +91,8 @@ def _curve(cfg, out, eval_rows, policy, gold_fn, independent_fn, named, baseline
         return None
     return Curve(out / "curve.jsonl", eval_rows, cfg.eval, policy.tokenizer, gold_fn=gold_fn,
                  proxy_fn=rewards.WeightedSum(named) if named else None, independent_fn=independent_fn,
-                 baseline_loader=lambda: load_reference(cfg, baseline_dir))
+                 baseline_loader=lambda: load_reference(cfg, baseline_dir), baseline_results=baseline_results,
+                 baseline_key=(baseline_dir, tuple(n for n, _, _ in named)))
 
 
 def _train_stages(cfg, stage_args, shares, eval_rows, gold_fn, independent_fn, out, metrics: dict):
@@ -107,13 +108,13 @@ def _train_stages(cfg, stage_args, shares, eval_rows, gold_fn, independent_fn, o
     from zoo.models import load_policy
 
     policy = load_policy(cfg)
-    artifacts, policy_dirs = {}, {"start": policy.path}
+    artifacts, policy_dirs, baseline_results = {}, {"start": policy.path}, {}
     named = rewards.for_run(cfg, artifacts)
     for name, algo in config.iter_stages(cfg):
         module = REGISTRY[algo.name]
         set_seed(cfg.trainer.seed)
         curve = (_curve(cfg, out, eval_rows, policy, gold_fn, independent_fn, named,
-                        policy_dirs.get(cfg.eval.baseline))
+                        policy_dirs.get(cfg.eval.baseline), baseline_results)
                  if module.PRODUCES == "policy" else None)
         done, stage_metrics = _run_stage(cfg, name, algo, stage_args[name], policy, shares[name], gold_fn,
                                          artifacts, named, out, curve)

@@ -32,11 +32,15 @@ class Curve:
     """One run's curve: the held-out rows, the harness settings and scorers, and the baseline to compare with."""
 
     def __init__(self, path: Path, rows: list[dict], eval_cfg, tokenizer, *, gold_fn=None, proxy_fn=None,
-                 independent_fn=None, baseline_loader=None):
+                 independent_fn=None, baseline_loader=None, baseline_results: dict | None = None,
+                 baseline_key=None):
+        """`baseline_results`: a dict shared by the run's curves, so the baseline's own harness pass is made once
+        per (`baseline_key`: baseline weights and scorers) rather than once per stage."""
         self.path, self.rows, self.eval_cfg, self.tokenizer = Path(path), rows, eval_cfg, tokenizer
         self.scorers = dict(gold_fn=gold_fn, proxy_fn=proxy_fn, independent_fn=independent_fn)
         self._load_baseline = baseline_loader
-        self._baseline = self._baseline_result = None
+        self._results, self._key = (baseline_results if baseline_results is not None else {}), baseline_key
+        self._baseline = None
 
     def due(self, step: int) -> bool:
         return steps_due(self.eval_cfg, step)
@@ -51,9 +55,10 @@ class Curve:
     def _reference(self):
         if self._baseline is None and self._load_baseline is not None:
             self._baseline = self._load_baseline()
-            self._baseline_result = evaluate(self._baseline, self.tokenizer, self.rows, self.eval_cfg,
-                                             **self.scorers, prefix="before")
-        return self._baseline, self._baseline_result
+        if self._baseline is not None and self._key not in self._results:
+            self._results[self._key] = evaluate(self._baseline, self.tokenizer, self.rows, self.eval_cfg,
+                                                **self.scorers, prefix="before")
+        return self._baseline, self._results.get(self._key)
 
     def measure(self, model, stage: str, step: int, segment: str = "checkpoints") -> dict:
         # Scoring a curve point is measuring, not training on the scorers (zoo.rewards.usage).
@@ -68,4 +73,4 @@ class Curve:
         return point
 
     def close(self) -> None:
-        self._baseline = self._baseline_result = None
+        self._baseline = None
