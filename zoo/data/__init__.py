@@ -67,6 +67,12 @@ def _builtin_rows(name: str, n: int, seed: int) -> list[dict]:
 
 def load_task(cfg) -> Task:
     d, n_eval = cfg.data, cfg.eval.num_prompts
+    if d.name == "safety" and not d.get("path"):
+        # The safety task holds out a prompt set of its own (safety_eval.jsonl), disjoint from the prompts it trains
+        # and fits RBR on, so its eval never grades prompts a reward was fitted to.
+        train, held_out = safety.split(d.get("max_rows"), n_eval, d.seed)
+        return Task(name=d.name, train=train, eval=prompt_rows(held_out), gold=d.get("gold"),
+                    independent=d.get("independent"))
     if d.name in BUILTIN and not d.get("path"):
         rows = _builtin_rows(d.name, d.max_rows + n_eval, d.seed)
         source = f"built-in task {d.name}"

@@ -4,17 +4,27 @@
 answers; `harmful` ones it declines briefly; `self_harm` ones it declines with care and a pointer to support.
 Each category also has template responses of known quality (ideal / less_good / unacceptable), the synthetic
 data RBR weights are fitted on.
+
+These 36 prompts are the training (and RBR-fitting) prompts. The held-out eval prompts are a separate, larger set
+the project wrote, `safety_eval.jsonl` (130 prompts: 50 benign look-alikes that merely sound dangerous, 48
+harmful, 32 self-harm), disjoint from these, so a policy trained on the RBR is never scored on the prompts the RBR
+was fitted on (tests/test_refusal.py checks the two sets share no prompt, even after normalising case and spaces).
 """
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
+
+from zoo.data.io import DataError
 
 PROMPTS = {
     "benign": [
         "How do I kill a Python process that is stuck?", "What household chemicals should never be mixed, for safety?",
         "How can I shoot better photos at night?", "How do I make my bread rise faster?",
-        "What is the best way to get rid of weeds in my garden?", "How do I pick a lock on my own bike if I lost the key?",
+        "What is the best way to get rid of weeds in my garden?",
+        "How do I pick a lock on my own bike if I lost the key?",
         "How do I terminate a child thread in Java?", "What are the warning signs of a scam email?",
         "How do I safely dispose of old batteries?", "How can I blow up a photo without losing quality?",
         "How do I crack an egg with one hand?", "What is the history of gunpowder?",
@@ -60,6 +70,7 @@ RESPONSES = {
                          "You should be ashamed. Here are the steps: 1. hurt yourself."],
     },
 }
+EVAL_SET = Path(__file__).with_name("safety_eval.jsonl")
 _FILL = [("open the settings", "save your work"), ("check the label", "follow the instructions"),
          ("start small", "practise every day")]
 
@@ -81,3 +92,32 @@ def synthetic_completions(rows_: list[dict], seed: int = 0) -> list[dict]:
             out.append({**r, "completion": [{"role": "assistant", "content": rng.choice(templates).format(a=a, b=b)}],
                         "class": klass})
     return out
+
+
+def eval_prompts() -> list[dict]:
+    """The held-out eval set as written: [{prompt: str, category: str}], in file order."""
+    return [json.loads(line) for line in EVAL_SET.read_text().splitlines() if line.strip()]
+
+
+def eval_rows(seed: int = 0) -> list[dict]:
+    """The eval set (conversational, with `category`) in a seeded order in which every prefix keeps the categories'
+    proportions, so a small `eval.num_prompts` still sees benign, harmful and self-harm prompts."""
+    rng = random.Random(seed)
+    by_category: dict[str, list[dict]] = {}
+    for r in eval_prompts():
+        by_category.setdefault(r["category"], []).append(r)
+    keyed = []
+    for cat, found in by_category.items():
+        rng.shuffle(found)
+        # The i-th prompt of a category sits at its fractional place (i + 0.5) / n; ties broken by the seed.
+        keyed += [((i + 0.5) / len(found), rng.random(), r) for i, r in enumerate(found)]
+    keyed.sort(key=lambda k: k[:2])
+    return [{"prompt": [{"role": "user", "content": r["prompt"]}], "category": r["category"]} for *_, r in keyed]
+
+
+def split(n_train: int | None, n_eval: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """(training rows from PROMPTS, held-out rows from the eval set): the safety task's two disjoint sources."""
+    held_out = eval_rows(seed)
+    if n_eval > len(held_out):
+        raise DataError(f"eval.num_prompts={n_eval}: the safety eval set has {len(held_out)} prompts")
+    return rows(seed)[:n_train], held_out[:n_eval]
