@@ -135,7 +135,9 @@ def test_summary_statistics_by_hand(sweep):
     assert kto["mean"] == pytest.approx(0.5) and kto["std"] == pytest.approx(math.sqrt(0.13))
     acc = _row(rows, "algo.name=dpo", "eval/accuracy")  # null in one run: n counts the other two
     assert (acc["n"], acc["mean"], acc["std"]) == (2, pytest.approx(0.7), pytest.approx(math.sqrt(0.02)))
-    assert acc["ci95_high"] == pytest.approx(0.7 + 12.706 * math.sqrt(0.02) / math.sqrt(2))
+    # 0.7 ± 12.706 * sqrt(0.02) / sqrt(2) = [-0.5706, 1.971]; an accuracy, and so its interval, stays in [0, 1]
+    assert (acc["ci95_low"], acc["ci95_high"]) == (0.0, 1.0)
+    assert compare.stats([0.8, 0.6])["ci95_high"] == pytest.approx(0.7 + 12.706 * math.sqrt(0.02) / math.sqrt(2))
     rss = _row(rows, "algo.name=dpo", "run/peak_rss_mb")
     assert (rss["n"], rss["std"], rss["ci95_low"]) == (1, None, None)
     assert _row(rows, "algo.name=kto", "kto/train_loss")["mean"] == pytest.approx(0.6)
@@ -243,3 +245,104 @@ def test_compare_does_not_import_the_training_stack():
             "assert not loaded, loaded")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_rounds_of_one_stage_are_laid_end_to_end():
+    # Online DPO: one trainer per round, steps restarting at 0. Entries without a segment are "checkpoints".
+    rows = [{"step": 0, "loss": 1.0}, {"step": 3, "loss": 0.9},
+            {"segment": "round_0", "step": 0}, {"segment": "round_0", "step": 4},
+            {"segment": "round_1", "step": 0}, {"segment": "round_1", "step": 2}, {"segment": "round_1", "step": 5},
+            {"segment": "round_0", "step": 2},  # out of order in the file: still round_0's offset
+            {"segment": "round_2", "epoch": 1.0}]  # no step: left as it is
+    steps = [r.get("step") for r in compare.cumulative_steps(rows)]
+    # offsets: checkpoints 0, round_0 3 (checkpoints' last), round_1 3 + 4 = 7, round_2 7 + 5 = 12
+    assert steps == [0, 3, 3, 7, 7, 9, 12, 5, None]
+    assert rows[2]["step"] == 0  # the rows read are not changed
+    plain = [{"step": s, "loss": 0.5} for s in (1, 2, 3)]
+    assert compare.cumulative_steps(plain) == plain
+
+
+def test_intervals_are_clipped_to_the_metric_range():
+    assert [compare.bounds(k) for k in ("eval/win_rate", "before/eos_rate", "eval/distinct_1", "eval/accuracy",
+                                        "eval/harmless_rate", "eval/refusal_f1", "eval/self_bleu", "eval/syco_flip",
+                                        "eval/arithmetic_accuracy", "eval/choice_accuracy", "eval/overoptimised",
+                                        "sft/accuracy")] == [(0.0, 1.0)] * 12
+    assert compare.bounds("eval/reward_length_corr") == compare.bounds("eval/proxy_gold_spearman") == (-1.0, 1.0)
+    assert [compare.bounds(k) for k in ("eval/gold_reward", "eval/kl", "eval/token_entropy",
+                                        "eval/proxy_gold_gap", "eval/fluency")] == [None] * 5
+    # 0.95 ± 12.706 * 0.07071 / sqrt(2) = 0.95 ± 0.6353: high clipped to 1, low kept
+    s = compare.stats([0.9, 1.0], (0.0, 1.0))
+    assert (s["ci95_low"], s["ci95_high"]) == (pytest.approx(0.95 - 0.6353, abs=1e-4), 1.0)
+    assert (s["mean"], s["max"]) == (pytest.approx(0.95), 1.0)  # only the interval is clipped
+    assert compare.stats([0.9, 1.0])["ci95_high"] == pytest.approx(0.95 + 0.6353, abs=1e-4)
+
+
+# Two seeds per arm; diagnostics after (eval/) and before (baseline) per seed, chosen for hand-computed changes.
+DIAG = {
+    "dpo": [{"eval/self_bleu": 0.5, "before/self_bleu": 0.2, "eval/token_entropy": 2.0, "before/token_entropy": 4.0,
+             "eval/syco_agree_rate": 0.4, "before/syco_agree_rate": 0.5, "eval/reward_length_corr": 0.9,
+             "run/trained_on": ["gold_reward"]},
+            {"eval/self_bleu": 0.7, "before/self_bleu": 0.2, "eval/token_entropy": 3.0, "before/token_entropy": 4.0,
+             "eval/syco_agree_rate": 0.6, "before/syco_agree_rate": 0.5, "eval/reward_length_corr": 0.95,
+             "run/trained_on": ["gold_reward", "proxy_reward"]}],
+    "grpo": [{"eval/self_bleu": 0.3, "before/self_bleu": 0.3, "eval/harmless_rate": 0.9,
+              "before/harmless_rate": 0.8, "run/trained_on": []},
+             {"eval/self_bleu": 0.3, "before/self_bleu": 0.2, "eval/harmless_rate": 1.0, "run/trained_on": []}],
+    "ppo": [{"eval/self_bleu": 0.1}, {"eval/self_bleu": 0.2}],  # written before runs recorded their signals
+}
+
+
+def make_diagnostic_sweep(root: Path) -> Path:
+    for i, (algo, seed) in enumerate((a, s) for a in DIAG for s in range(2)):
+        out = root / str(i)
+        metrics = {"eval/gold_reward": 0.5, "eval/kl": 1.0 + seed, "before/gold_reward": 0.1, "before/kl": 0.0,
+                   "eval/independent_reward": 0.2 + 0.1 * seed, "before/independent_reward": 0.1,
+                   "eval/fluency": -2.0, "eval/eos_rate": 0.9 + 0.1 * seed, **DIAG[algo][seed]}
+        segments = [{"segment": f"round_{k}", "step": s, "loss": 1.0 - 0.1 * k} for k in range(3) for s in (0, 2)]
+        write_run(out, config(algo, seed, out), metrics, samples("dpo", seed, chat=False),
+                  history={algo: segments}, curve=[{"stage": algo, **r, "length": 10} for r in segments])
+    return root
+
+
+def test_diagnostics_changes_and_trained_on(tmp_path):
+    sweep = make_diagnostic_sweep(tmp_path / "sweep")
+    groups = compare.group_runs(compare.load_runs([sweep]))
+    assert list(groups) == ["algo.name=dpo", "algo.name=grpo", "algo.name=ppo"]
+    delta = {(r["group"], r["metric"]): r for r in compare.changes(groups, ["eval/self_bleu", "eval/token_entropy",
+                                                                            "eval/harmless_rate"])}
+    dpo_bleu = delta["algo.name=dpo", "eval/self_bleu"]  # 0.5 - 0.2, 0.7 - 0.2
+    assert (dpo_bleu["n"], dpo_bleu["mean"], dpo_bleu["std"]) == (2, pytest.approx(0.4), pytest.approx(0.1 * 2 ** 0.5))
+    # 0.4 ± 12.706 * 0.1414 / sqrt(2) = [-0.8706, 1.671]; a change of a [0, 1] metric stays in [-1, 1]
+    assert (dpo_bleu["ci95_low"], dpo_bleu["ci95_high"]) == (pytest.approx(-0.8706), 1.0)
+    entropy = delta["algo.name=dpo", "eval/token_entropy"]  # 2 - 4, 3 - 4: unbounded, not clipped
+    assert (entropy["mean"], entropy["ci95_low"]) == (pytest.approx(-1.5), pytest.approx(-1.5 - 6.353, abs=1e-3))
+    grpo_bleu = delta["algo.name=grpo", "eval/self_bleu"]  # 0.3 - 0.3, 0.3 - 0.2
+    assert grpo_bleu["mean"] == pytest.approx(0.05)
+    harmless = delta["algo.name=grpo", "eval/harmless_rate"]  # only seed 0 has a before value
+    assert (harmless["n"], harmless["mean"], harmless["std"]) == (1, pytest.approx(0.1), None)
+    assert ("algo.name=ppo", "eval/self_bleu") not in delta  # no before/ value: no change
+
+    out = tmp_path / "out"
+    written = {p.name for p in compare.main([str(sweep), "--out", str(out)])}
+    assert {"frontier.png", "frontier_independent.png", "curves.png", "length.png"} <= written
+    assert (out / "frontier_independent.png").read_bytes()[:8] == PNG
+    md = (out / "compare.md").read_text()
+    assert "| group | runs | trained on | eval/gold_reward | eval/independent_reward | eval/kl | eval/fluency | " in md
+    assert "| algo.name=dpo | 2 | gold_reward, proxy_reward | 0.5 ± 0 [0.5, 0.5] |" in md
+    assert "| algo.name=grpo | 2 | — | 0.5 ± 0 [0.5, 0.5] |" in md
+    assert "| algo.name=ppo | 2 | not recorded | 0.5 ± 0 [0.5, 0.5] |" in md
+    assert "not held-out evidence" in md and "clipped to the metric's range" in md
+    # eos_rate 0.9, 1.0: 0.95 ± 0.6353 -> the interval's top is 1, not 1.585
+    assert "0.95 ± 0.07071 [0.3147, 1]" in md
+
+    diag = md[md.index("## Diagnostics"):md.index("## Paired win rate")]
+    metric_rows = [line.split(" | ")[0].lstrip("| ") for line in diag.splitlines() if line.startswith("| ")][2:]
+    # over-optimisation, mode collapse, sycophancy, safety, in that order; only the metrics some group has
+    assert list(dict.fromkeys(metric_rows)) == ["reward_length_corr", "self_bleu", "token_entropy",
+                                                "syco_agree_rate", "harmless_rate"]
+    assert "| self_bleu | algo.name=dpo | 0.6 ± 0.1414 [0, 1] | 0.4 ± 0.1414 [-0.8706, 1] |" in diag
+    assert "| self_bleu | algo.name=ppo | 0.15 ± 0.07071 [0, 0.7853] | — |" in diag
+    assert "| harmless_rate | algo.name=grpo | 0.95 ± 0.07071 [0.3147, 1] | 0.1 (n=1) |" in diag
+    assert "| syco_agree_rate | algo.name=grpo | — | — |" in diag
+    # 0.925 ± 12.706 * 0.03536 / sqrt(2) = [0.6074, 1.243]: a correlation stays in [-1, 1]
+    assert "| reward_length_corr | algo.name=dpo | 0.925 ± 0.03536 [0.6074, 1] | — |" in diag

@@ -1,0 +1,3 @@
+from zoo.compare.cli import main
+
+main()

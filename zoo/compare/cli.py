@@ -1,0 +1,51 @@
+"""`python -m zoo.compare`: parse the arguments, read and group the runs, write every output."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from zoo.compare.groups import SEED_KEYS, group_runs
+from zoo.compare.plots import plot
+from zoo.compare.report import log_wandb, markdown, samples_markdown, write_csv
+from zoo.compare.runs import CompareError, load_runs
+from zoo.compare.stats import summarise
+
+
+def _split(text: str | None) -> list[str]:
+    return [k.strip() for k in (text or "").split(",") if k.strip()]
+
+
+def main(argv=None) -> list[Path]:
+    """Parse args, write the outputs, return the paths written. Unreadable input exits with the reason."""
+    about = importlib.import_module(__package__).__doc__.split("\n\n")[1]  # the package docstring's summary
+    parser = argparse.ArgumentParser(prog="python -m zoo.compare", description=about)
+    parser.add_argument("paths", nargs="+", help="run dirs, sweep roots (searched recursively) or glob patterns")
+    parser.add_argument("--by", help="comma-separated config keys to group by (default: the keys that differ)")
+    parser.add_argument("--out", default="compare", help="output dir (default: ./compare)")
+    parser.add_argument("--metrics", default="loss", help="history.jsonl keys for curves.png (default: loss)")
+    parser.add_argument("--samples", type=int, default=5, help="held-out prompts in samples.md (default: 5)")
+    parser.add_argument("--seed-keys", default=",".join(SEED_KEYS), help="keys repeats vary; they never group")
+    parser.add_argument("--wandb", action="store_true", help="also log the table and plots to W&B")
+    args = parser.parse_args(argv)
+    try:
+        runs = load_runs(args.paths)
+        groups = group_runs(runs, by=_split(args.by), seed_keys=_split(args.seed_keys))
+    except CompareError as e:
+        sys.exit(f"zoo.compare: {e}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = summarise(groups)
+    write_csv(rows, out / "compare.csv")
+    table = markdown(groups, rows)
+    (out / "compare.md").write_text(table)
+    (out / "samples.md").write_text(samples_markdown(groups, args.samples))
+    pngs = plot(groups, out, _split(args.metrics) or ["loss"])
+    if args.wandb:
+        log_wandb(rows, pngs, out)
+    print(table)
+    written = [out / n for n in ("compare.csv", "compare.md", "samples.md")] + pngs
+    print(f"[compare] {len(runs)} runs, {len(groups)} groups -> " + ", ".join(str(p) for p in written))
+    return written
