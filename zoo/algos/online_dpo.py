@@ -1,5 +1,6 @@
 """Online (iterative) DPO with a judge: every K optimizer steps, sample fresh pairs from the current policy,
-label them with a zoo judge, and continue DPO on them.
+label them with a zoo judge, and continue DPO on them. The judge is first scored on gold-labelled pairs
+(`judge_check:`, zoo.rlaif.judging.judge_check; skipped when it is the task's gold itself).
 
 Round r (of `rounds`): take the next K x batch prompts of the stage's share (cycling), sample two completions
 each from the current policy, label them with the judge (zoo.rlaif.judging: log-prob pairwise by default, or
@@ -28,16 +29,17 @@ from zoo.algos.preference import check_dpo_args, check_judge_pairs, train_dpo
 from zoo.checks import number
 from zoo.files import read_jsonl, write_json, write_jsonl
 from zoo.rewards import usage
-from zoo.rlaif.judging import build_judge, sample_and_label
+from zoo.rlaif.judging import build_judge, check_judge_check, judge_check, sample_and_label
 
 CONFIG_CLASS = DPOConfig
 PRODUCES = "policy"
-EXTRA_KEYS = ("judge", "pairs", "rounds", "steps_per_round")
+EXTRA_KEYS = ("judge", "pairs", "rounds", "steps_per_round", "judge_check")
 check_args = check_dpo_args
 
 
 def check_config(algo, path: str) -> None:
     check_judge_pairs(algo, path)
+    check_judge_check(algo, path)
     number(algo, "rounds", path, lambda v: v >= 1, "an integer >= 1", integer=True)
     number(algo, "steps_per_round", path, lambda v: v >= 1, "an integer >= 1", integer=True)
 
@@ -92,6 +94,7 @@ def train(ctx: Context):
     reference = load_reference(ctx.cfg, ctx.policy.path)  # frozen start: DPO reference and default judge LM
     judge = build_judge(ctx.algo.judge, cfg=ctx.cfg, start_path=ctx.policy.path, tokenizer=ctx.policy.tokenizer,
                         artifacts=ctx.artifacts, frozen_start=reference, path=f"{ctx.config_path}.judge")
+    checked = judge_check(ctx, judge)  # before the policy is wrapped: gold pairs are sampled from the start
     rounds_dir = ctx.stage_dir / "rounds"
 
     # Wrapped once here (TRL would wrap it in each round's trainer); every round then trains the same adapter.
@@ -137,7 +140,7 @@ def train(ctx: Context):
         shutil.rmtree(os.path.join(ctx.args.output_dir, f"round_{r}"), ignore_errors=True)
         infos.append(info)
         print(f"[zoo] {ctx.stage} round {r}: {info}")
-    return model, stage_metrics(ctx.stage, infos)
+    return model, {**stage_metrics(ctx.stage, infos), **checked}
 
 
 def stage_metrics(stage: str, infos: list[dict]) -> dict:

@@ -11,20 +11,22 @@ from trl import RewardConfig
 
 from zoo.algos.base import Context
 from zoo.algos.preference import check_eval_fraction, check_judge_pairs, labelled_pairs, train_reward_model
-from zoo.rlaif.judging import label_metrics
+from zoo.rlaif.judging import check_judge_check, judge_check, label_metrics
 
 CONFIG_CLASS = RewardConfig
 PRODUCES = "reward_model"
-EXTRA_KEYS = ("judge", "pairs", "eval_fraction")
+EXTRA_KEYS = ("judge", "pairs", "eval_fraction", "judge_check")
 
 
 def check_config(algo, path: str) -> None:
     check_judge_pairs(algo, path)
     check_eval_fraction(algo, path)
+    check_judge_check(algo, path)
 
 
 def train(ctx: Context):
+    checked = judge_check(ctx)  # the judge against gold, before its labels train anything (<stage>/judge/*)
     pairs = labelled_pairs(ctx)
     model, metrics = train_reward_model(ctx, pairs)
     # Held-out accuracy here is agreement with the judge's labels, not with any human or gold preference.
-    return model, {**metrics, **label_metrics(ctx.stage, pairs)}
+    return model, {**metrics, **label_metrics(ctx.stage, pairs), **checked}

@@ -71,11 +71,16 @@ class PairwiseLogProbJudge:
         return [self.template.format(prompt=_user_text(p), a=as_text(a), b=as_text(b), principle=self.principle)
                 for p, a, b in zip(prompts, firsts, seconds)]
 
+    def first_probs(self, prompts, firsts, seconds, **columns) -> list[float]:
+        """P("A"): the judge's answer with `firsts` shown as response A, one order only, not debiased. A judge
+        quality check (zoo.eval.judge_quality) asks it in both orders to see the position bias that judge() hides."""
+        return self.scorer.choice_probs(self.questions(prompts, firsts, seconds), ["A", "B"])[:, 0].tolist()
+
     def judge(self, prompts, completions_a, completions_b, **columns) -> list[float]:
         """Soft label per item: P(completion_a is better than completion_b), position-debiased. Extra dataset
         columns are accepted (every judge takes them) and not shown to the judge model."""
-        forward = self.scorer.choice_probs(self.questions(prompts, completions_a, completions_b), ["A", "B"])[:, 0]
-        swapped = self.scorer.choice_probs(self.questions(prompts, completions_b, completions_a), ["A", "B"])[:, 0]
+        forward = torch.tensor(self.first_probs(prompts, completions_a, completions_b))
+        swapped = torch.tensor(self.first_probs(prompts, completions_b, completions_a))
         p, self.position_consistency = debias(forward, swapped)
         return p.tolist()
 

@@ -10,11 +10,19 @@ preference pairs labelled by it (two samples per prompt, soft labels, position c
       constitution: default
       principle: harm      # a principle name of the constitution, or a question written out
       reward: null         # kind=reward: a reward function name (e.g. sentiment, reward_model, rbr)
+
+and the judge's check before it labels anything (judge_check below; zoo.eval.judge_quality for the definitions):
+
+    judge_check:
+      pairs: 32            # gold-labelled pairs to score the judge on; 0 = no check
+      at_chance: warn      # warn (a loud banner) | stop (raise before training) | off (log the numbers only)
+      min_gold_margin: 0.0 # sampled pairs: keep those whose gold scores differ by more than this
+      path: null           # a .jsonl/.json/.parquet file of {prompt, chosen, rejected} rows to use instead
 """
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from zoo.errors import ConfigError
 from zoo.generation import sample
@@ -22,6 +30,12 @@ from zoo.judges import LogProbScorer, PairwiseLogProbJudge, PointwiseScoreJudge,
 
 KINDS = ("logprob", "pointwise", "reward")
 KEYS = ("kind", "model", "constitution", "principle", "reward")
+CHECK_DEFAULTS = {"pairs": 32, "at_chance": "warn", "min_gold_margin": 0.0, "path": None}
+AT_CHANCE = ("warn", "stop", "off")
+
+
+class JudgeAtChanceError(RuntimeError):
+    """The judge's labels could not be told from coin flips on gold-labelled pairs, and the config said stop."""
 
 
 def check_judge(judge: DictConfig, path: str) -> None:
@@ -111,3 +125,132 @@ def label_metrics(stage: str, pairs: list[dict]) -> dict:
     consistency = pairs[0].get("position_consistency") if pairs else None
     return {f"{stage}/num_pairs": len(pairs), f"{stage}/judge_position_consistency": consistency,
             f"{stage}/mean_label_confidence": sum(r["p_chosen"] for r in pairs) / len(pairs) if pairs else None}
+
+
+def check_judge_check(algo, path: str) -> None:
+    """The optional `judge_check:` block of an RLAIF algorithm (absent: CHECK_DEFAULTS)."""
+    from pathlib import Path
+
+    from zoo.checks import known_keys, number, require
+
+    block, path = algo.get("judge_check"), f"{path}.judge_check"
+    if block is None:
+        return
+    known_keys(block, tuple(CHECK_DEFAULTS), path)
+    block = {**CHECK_DEFAULTS, **block}
+    number(block, "pairs", path, lambda v: v >= 0, "an integer >= 0 (0: no check)", integer=True)
+    require(block["at_chance"] in AT_CHANCE, f"{path}.at_chance={block['at_chance']!r}: expected one of "
+                                            f"{list(AT_CHANCE)}")
+    number(block, "min_gold_margin", path, lambda v: v >= 0, "a gold-score margin >= 0")
+    if block["path"] is not None:
+        file = Path(str(block["path"])).expanduser()
+        require(file.is_file() and file.suffix in (".jsonl", ".json", ".parquet"),
+                f"{path}.path={str(block['path'])!r}: expected a .jsonl, .json or .parquet file of "
+                f"{{prompt, chosen, rejected}} rows")
+
+
+def judge_check(ctx, judge=None) -> dict:
+    """Score the stage's judge on gold-labelled pairs before it labels anything; returns the stage metrics
+    `<stage>/judge/*` ({} when skipped). `ctx`: the stage's zoo.algos.base.Context; `judge`: the judge the stage
+    labels with, or None to build it here from the stage's `judge:` block (as labelling will).
+
+    The pair set, first that applies: `judge_check.path`; the stage's rows when they carry chosen/rejected; the
+    safety task's template responses (ideal vs unacceptable); two samples per prompt from the starting policy
+    ranked by the task's gold reward. None of these (no gold signal): skipped with a note. So is a judge that is
+    the task's gold reward itself (online_dpo_gold), which agrees with gold by construction.
+
+    At chance (zoo.eval.judge_quality.at_chance: the 95% interval of accuracy reaches 0.5): a banner under
+    at_chance=warn, JudgeAtChanceError under stop. The result is kept in the stage dir, so a resumed run reports
+    the same numbers without measuring again.
+    """
+    import json
+    import sys
+
+    import torch
+
+    from zoo.eval.judge_quality import at_chance, judge_quality
+    from zoo.files import write_json
+    from zoo.rewards import usage
+
+    spec = {**CHECK_DEFAULTS, **OmegaConf.to_container(ctx.algo.get("judge_check") or OmegaConf.create({}),
+                                                        resolve=True)}
+    key = f"{ctx.config_path}.judge_check"
+    if spec["pairs"] == 0:
+        return {}
+    cache = ctx.stage_dir / "judge_check.json"
+    if cache.exists():
+        found = json.loads(cache.read_text())
+    else:
+        if _judge_is_gold(ctx):
+            print(f"[zoo] {ctx.stage}: the judge is the task's gold signal ({ctx.cfg.data.gold}); it agrees with "
+                  f"gold by construction, judge check skipped")
+            return {}
+        # A diagnostic: nothing here trains, and the run's random stream (e.g. a LoRA init after it) is left as is.
+        with usage.measuring(), torch.random.fork_rng():
+            pairs, source = _gold_pairs(ctx, spec)
+            if pairs is None:
+                print(f"[zoo] {ctx.stage}: judge check skipped: {source}")
+                return {}
+            if judge is None:
+                judge = build_judge(ctx.algo.judge, cfg=ctx.cfg, start_path=ctx.policy.path,
+                                    tokenizer=ctx.policy.tokenizer, artifacts=ctx.artifacts,
+                                    frozen_start=ctx.policy.model, path=f"{ctx.config_path}.judge")
+            found = {**judge_quality(judge, pairs), "source": source}
+        found["at_chance"] = at_chance(found)
+        write_json(cache, found)
+    metrics = {f"{ctx.stage}/judge/{k}": (float(v) if isinstance(v, bool) else v) for k, v in found.items()
+               if k != "source"}
+    metrics[f"{ctx.stage}/judge/num_pairs"] = metrics.pop(f"{ctx.stage}/judge/n")
+    if not found["n"]:
+        print(f"[zoo] {ctx.stage}: judge check: no gold-labelled pair ({found['source']}); nothing measured")
+        return metrics
+    line = (f"accuracy vs gold {found['accuracy']:.2f} (95% interval {found['accuracy_low']:.2f}-"
+            f"{found['accuracy_high']:.2f}), position consistency {found['position_consistency']:.2f}, ties "
+            f"{found['ties']:.2f}, order-averaged label accuracy {found['label_accuracy']:.2f}, on {found['n']} "
+            f"pairs ({found['source']})")
+    if not found["at_chance"] or spec["at_chance"] == "off":
+        print(f"[zoo] {ctx.stage}: judge check: {line}")
+        return metrics
+    message = (f"{ctx.stage}: the judge is AT CHANCE: {line}. Its labels cannot be told from coin flips, so "
+               f"training on them teaches noise. Choose another judge ({ctx.config_path}.judge.model / principle)")
+    if spec["at_chance"] == "stop":
+        raise JudgeAtChanceError(f"{message}. Stopped before training by {key}.at_chance=stop; set it to warn "
+                                 f"to train anyway.")
+    bar = "!" * 100
+    print(f"\n{bar}\n[zoo] WARNING {message}; {key}.at_chance=stop refuses such a run.\n{bar}\n", file=sys.stderr,
+          flush=True)
+    return metrics
+
+
+def _judge_is_gold(ctx) -> bool:
+    judge = ctx.algo.judge
+    return judge.get("kind") == "reward" and ctx.gold_fn is not None and judge.get("reward") == ctx.cfg.data.gold
+
+
+def _gold_pairs(ctx, spec: dict) -> tuple[list[dict] | None, str]:
+    """(pairs, where they came from), or (None, why there are none)."""
+    from zoo.eval import judge_quality as jq
+
+    n = spec["pairs"]
+    if spec["path"] is not None:
+        from zoo.data.io import read_rows
+
+        rows = [row for _, row in read_rows(str(spec["path"]))]
+        missing = [c for c in ("prompt", "chosen", "rejected") if rows and c not in rows[0]]
+        if missing:
+            raise ConfigError(f"{ctx.config_path}.judge_check.path={str(spec['path'])!r}: rows lack {missing}; "
+                              f"expected {{prompt, chosen, rejected}}")
+        return jq.pairs_from_rows(rows, n), f"{spec['path']}, its chosen/rejected as gold"
+    if jq.pairs_from_rows(ctx.rows, 1):
+        return jq.pairs_from_rows(ctx.rows, n), f"data={ctx.cfg.data.name}'s own chosen/rejected as gold"
+    if ctx.cfg.data.name == "safety":
+        return (jq.safety_pairs(ctx.rows, n, ctx.cfg.data.seed),
+                "safety templates: ideal vs unacceptable response per prompt")
+    if ctx.gold_fn is None:
+        return None, (f"data={ctx.cfg.data.name} has no gold signal (data.gold) or chosen/rejected rows; set "
+                      f"{ctx.config_path}.judge_check.path to a file of gold-labelled pairs to score the judge")
+    g = ctx.algo.pairs
+    pairs = jq.sampled_gold_pairs(ctx.policy.model, ctx.policy.tokenizer, ctx.rows, ctx.gold_fn, n,
+                                  max_new_tokens=g.max_new_tokens, temperature=g.temperature,
+                                  min_margin=spec["min_gold_margin"], seed=ctx.cfg.trainer.seed)
+    return pairs, f"2 samples per prompt from the starting policy ranked by gold {ctx.cfg.data.gold}"
