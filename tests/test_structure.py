@@ -14,13 +14,15 @@ ZOO = ROOT / "zoo"
 
 # Top to bottom; a unit may import units of its own layer or below, never above.
 LAYERS = [
-    {"zoo.train", "zoo.launch", "zoo.config", "zoo.compare", "zoo.sweep"},  # entry: compose, validate, run, compare
+    # entry: compose, validate, run (one process, or the workers zoo.launch starts), compare
+    {"zoo.train", "zoo.launch", "zoo.worker", "zoo.config", "zoo.compare", "zoo.sweep"},
     {"zoo.algos"},  # one module per algorithm
     {"zoo.rl", "zoo.rlaif"},  # the zoo's PPO trainer; AI labelling
     {"zoo.eval"},  # harness
     {"zoo.rewards", "zoo.judges"},  # scorers (rewards may use judges, not the other way)
     {"zoo.data", "zoo.models", "zoo.model_cache", "zoo.generation", "zoo.levers"},  # rows, weights, sampling, levers
-    {"zoo.errors", "zoo.checks", "zoo.files", "zoo.named_yaml", "zoo.tracking"},  # leaves (checks: errors only)
+    # leaves (checks: errors only); dist: rank, barriers and sums across the processes zoo.launch starts
+    {"zoo.errors", "zoo.checks", "zoo.files", "zoo.named_yaml", "zoo.tracking", "zoo.dist"},
 ]
 FORBIDDEN_SAME_LAYER = {("zoo.judges", "zoo.rewards")}
 NOT_ALGORITHMS = {"__init__", "base", "experimental", "online", "preference"}  # shared by several algorithms

@@ -7,6 +7,7 @@ the model and uses the adapter-disabled base as the reference policy. The zoo's 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -16,10 +17,15 @@ from typing import Any
 
 import torch
 
+from zoo import dist
 from zoo.checks import number, require
 from zoo.model_cache import EMBEDDED_HUB_ID, build_tiny, ensure_embedded
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# model.attn_implementation (optional, `+model.attn_implementation=...`): transformers' attention kernels, and the
+# package each needs beyond torch (FlashAttention runs on CUDA GPUs only).
+ATTENTION = {"eager": None, "sdpa": None, "flex_attention": None, "flash_attention_2": "flash_attn",
+             "flash_attention_3": "flash_attn_interface"}
 # bitsandbytes quantizes 4-bit weights in blocks of this many inputs; on CPUs with native bf16 it also repacks
 # them into (out_features, in_features // 64) blocks of 32 output rows.
 BNB_4BIT_BLOCK = 64
@@ -88,6 +94,15 @@ def check_model_name(name: str | None, path: str) -> None:
 
 def check_model_config(model_cfg) -> None:
     require(model_cfg.dtype in DTYPES, f"model.dtype={model_cfg.dtype!r}: expected one of {list(DTYPES)}")
+    attention = model_cfg.get("attn_implementation")
+    require(attention is None or attention in ATTENTION,
+            f"model.attn_implementation={attention!r}: expected null or one of {list(ATTENTION)}")
+    if ATTENTION.get(attention):
+        require(importlib.util.find_spec(ATTENTION[attention]) is not None,
+                f"model.attn_implementation={attention}: the {ATTENTION[attention]} package is not installed "
+                f"(pip install flash-attn on a CUDA machine), or use sdpa")
+    require(not model_cfg.get("use_kernels") or importlib.util.find_spec("kernels") is not None,
+            "model.use_kernels=true: transformers' Hub kernels need the kernels package (pip install kernels)")
     require(not model_cfg.get("revision") or model_cfg.get("source", "path") == "path",
             f"model.revision={model_cfg.revision!r}: a revision selects a hub commit; model={model_cfg.name} is "
             f"{model_cfg.source}, built locally")
@@ -166,8 +181,17 @@ def quantization_config(peft_cfg):
         bnb_4bit_quant_type=peft_cfg.bnb_4bit_quant_type,
         bnb_4bit_compute_dtype=DTYPES[peft_cfg.bnb_4bit_compute_dtype],
         bnb_4bit_use_double_quant=peft_cfg.bnb_4bit_use_double_quant,
-        bnb_4bit_quant_storage=torch.uint8,
+        # Sharded training (FSDP, ZeRO-3) flattens parameters of one dtype, so 4-bit weights are then stored in the
+        # compute dtype; uint8 otherwise, as before.
+        bnb_4bit_quant_storage=DTYPES[peft_cfg.bnb_4bit_compute_dtype] if _sharded() else torch.uint8,
     )
+
+
+def _sharded() -> bool:
+    """Whether `accelerate launch` started this process under FSDP or DeepSpeed ZeRO-3 (it says so in the env)."""
+    env = os.environ
+    return env.get("ACCELERATE_USE_FSDP", "").lower() == "true" or (
+        env.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true" and env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3")
 
 
 def lora_config(peft_cfg, task_type: str = "CAUSAL_LM"):
@@ -194,11 +218,18 @@ def _from_pretrained(auto_cls, path: str, cfg, **extra):
     )
     if cfg.model.get("revision"):
         kwargs["revision"] = cfg.model.revision
+    if cfg.model.get("attn_implementation"):
+        kwargs["attn_implementation"] = cfg.model.attn_implementation
+    if cfg.model.get("use_kernels"):
+        kwargs["use_kernels"] = True
     quant = quantization_config(cfg.peft)
     if quant is not None:
         check_4bit_shapes(path, bool(cfg.model.trust_remote_code))
         kwargs["quantization_config"] = quant
         kwargs["dtype"] = DTYPES[cfg.peft.bnb_4bit_compute_dtype]
+        if torch.cuda.is_available() and not cfg.trainer.get("use_cpu", False) and not _sharded():
+            # Each data-parallel process quantizes its own copy onto its own GPU (FSDP / ZeRO-3 place shards).
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
     model = auto_cls.from_pretrained(path, **kwargs)
     if quant is not None:
         keep_4bit_trainable(model)
@@ -268,15 +299,39 @@ def export_merged(trained, bundle: PolicyBundle, cfg, out_dir: str | os.PathLike
     under QLoRA, where merging into 4-bit weights would lose the update), so the next stage's reference policy is
     this stage's result.
     """
+    out_dir = Path(out_dir)
+    state = _gathered_state(trained) if _sharded() else None  # a collective: every rank takes part
+    if not dist.is_main():  # under zoo.launch the main process writes; DDP ranks hold the same weights anyway
+        dist.barrier()
+        return out_dir
+    try:
+        return _export(trained, bundle, cfg, out_dir, causal_lm, state)
+    finally:
+        dist.barrier()  # the others load the next stage from out_dir only once it is complete
+
+
+def _gathered_state(model) -> dict:
+    """The whole state dict of a model whose weights are sharded over the processes (FSDP2, ZeRO-3), on CPU.
+    Not exercised on CPU here: the GPU path, written to torch's and DeepSpeed's documented gather APIs."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
+        return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _export(trained, bundle: PolicyBundle, cfg, out_dir: Path, causal_lm: bool, state: dict | None) -> Path:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)  # left by an export a crash interrupted
     if isinstance(trained, PeftModel):
         adapter_dir = tmp / "adapter"
-        trained.save_pretrained(adapter_dir)
+        trained.save_pretrained(adapter_dir, state_dict=state)
         auto_cls = AutoModelForCausalLM if causal_lm else AutoModelForSequenceClassification
         extra = {} if causal_lm else {"num_labels": 1}
         base = auto_cls.from_pretrained(bundle.path, dtype=DTYPES[cfg.model.dtype],
@@ -286,7 +341,8 @@ def export_merged(trained, bundle: PolicyBundle, cfg, out_dir: str | os.PathLike
         merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     else:
         merged = trained
-    merged.save_pretrained(tmp)  # the adapter, when there was one, stays beside the merged weights in adapter/
+    # The adapter, when there was one, stays beside the merged weights in adapter/.
+    merged.save_pretrained(tmp, state_dict=state if merged is trained else None)
     bundle.tokenizer.save_pretrained(tmp)
     if out_dir.exists():
         shutil.rmtree(out_dir)

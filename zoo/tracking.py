@@ -27,6 +27,7 @@ def environment(cfg: DictConfig) -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),  # OMP_NUM_THREADS, when set, shows here: run times depend on it
         "device": device,
+        "world_size": int(os.environ.get("WORLD_SIZE", 1)),  # zoo.launch processes: the global batch scales
         "seed": cfg.trainer.seed,
         "data_seed": cfg.data.seed,
         "versions": {m.__name__: m.__version__ for m in (torch, transformers, trl, peft, datasets, accelerate)},
@@ -40,7 +41,8 @@ def report_to(cfg: DictConfig) -> list[str]:
 
 def start(cfg: DictConfig, out_dir: Path):
     """Open the run's W&B run; TRL's `report_to=wandb` callback logs into it. Returns None for logger=none."""
-    if cfg.logger.backend != "wandb":
+    # Under zoo.launch (torchrun / accelerate launch set RANK) one W&B run per run, from the main process.
+    if cfg.logger.backend != "wandb" or int(os.environ.get("RANK", 0)) != 0:
         return None
     # Offline by default: nothing leaves the machine and no API key is needed (nor ever written by the zoo).
     # logger.mode defaults to $WANDB_MODE (else offline), and an explicit logger.mode=... wins over the variable.

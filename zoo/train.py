@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from zoo import config, levers, tracking
+from zoo import config, dist, levers, tracking
 from zoo.rewards import usage
 from zoo.files import write_json, write_jsonl
 
@@ -69,14 +69,21 @@ def _run_stage(cfg, name, algo, args, policy, rows, gold_fn, artifacts, named_re
                   policy=policy, rows=rows, gold_fn=gold_fn, stage_dir=stage_dir, resume=bool(cfg.resume),
                   artifacts=artifacts, rewards=named_rewards, curve=curve)
     print(f"[zoo] stage {name}: {algo.name} on {len(rows)} rows")
-    with usage.recording() as scorers, usage.training(name):
+    # The scorers the stage trains on (zoo.eval.signals), kept on disk as they are first called: a resumed stage
+    # may not call again what it used before the crash (pairs ranked by the gold are cached).
+    record = stage_dir / "scorers.json"
+    previous = json.loads(record.read_text()) if cfg.resume and record.exists() else None
+    with usage.recording(previous, on_new=lambda calls: dist.is_main() and write_json(record, calls)) as scorers, \
+            usage.training(name):
         trained, metrics = module.train(ctx)
-    metrics[f"{name}/scorers"] = sorted(scorers)  # what it trained on (zoo.eval.signals), kept for a resume
+    metrics[f"{name}/scorers"] = sorted(scorers)
     # Metrics first: the exported model dir appears last (atomically), so its existence means all is written.
-    write_json(stage_dir / "metrics.json", metrics)
+    if dist.is_main():  # one writer of the run dir under zoo.launch; export_merged waits for it
+        write_json(stage_dir / "metrics.json", metrics)
     # A reward model shares the policy's starting weights and tokenizer, so both export the same way.
     export_merged(trained, policy, cfg, done, causal_lm=module.PRODUCES == "policy")
-    shutil.rmtree(args.output_dir, ignore_errors=True)  # checkpoints are only needed until the stage is done
+    if dist.is_main():
+        shutil.rmtree(args.output_dir, ignore_errors=True)  # checkpoints are only needed until the stage is done
     return str(done), metrics
 
 
@@ -163,8 +170,9 @@ def run(cfg: DictConfig) -> dict:
     shares = _data_shares(cfg, task)
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    write_json(out / "env.json", tracking.environment(cfg))
+    if dist.is_main():
+        (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        write_json(out / "env.json", tracking.environment(cfg))
     wandb_run = tracking.start(cfg, out)
     metrics: dict = {}
     try:
@@ -186,10 +194,11 @@ def run(cfg: DictConfig) -> dict:
                 metrics.update(column)
             metrics["run/trained_on"], notes = _trained_on(cfg, task, named, metrics)
             metrics["run/seconds"] = time.time() - t0
-            write_jsonl(out / "samples.jsonl", records)
-            write_json(out / "metrics.json", metrics)
-            print(format_table(columns, notes))
-            print(f"[zoo] run dir: {out}")
+            if dist.is_main():  # every rank evaluated the same prompts; one writes
+                write_jsonl(out / "samples.jsonl", records)
+                write_json(out / "metrics.json", metrics)
+                print(format_table(columns, notes))
+                print(f"[zoo] run dir: {out}")
     finally:
         tracking.finish(wandb_run, metrics)
     return metrics

@@ -103,12 +103,16 @@ class _History(TrainerCallback):
         self.path, self.segment = path, segment
 
     def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:  # under zoo.launch the main process writes the run dir
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         mine = lambda e: e.get("segment", "checkpoints") == self.segment  # noqa: E731
         write_jsonl(self.path, [e for e in read_complete_jsonl(self.path)
                                 if not mine(e) or e.get("step", 0) <= state.global_step])
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero:
+            return
         entry = {"segment": self.segment, "step": state.global_step, "epoch": state.epoch, **(logs or {})}
         with open(self.path, "a") as f:
             f.write(json.dumps(entry, default=float) + "\n")

@@ -12,6 +12,7 @@ from datasets import Dataset
 from trl import DPOTrainer, RewardTrainer
 
 from zoo.algos.base import Context, columns, fit, guarded
+from zoo import dist
 from zoo.checks import known_keys, number, require
 from zoo.files import read_jsonl, write_jsonl
 
@@ -56,13 +57,14 @@ def check_dpo_args(args, path: str) -> None:
 def _cached(ctx: Context, name: str, make) -> list[dict]:
     """Pairs made once per stage and kept in its dir, so a resumed run trains on exactly the same ones."""
     cache = ctx.stage_dir / name
-    if cache.exists():
-        return read_jsonl(cache)
-    pairs = make()
-    ctx.stage_dir.mkdir(parents=True, exist_ok=True)
-    write_jsonl(cache, pairs)
-    print(f"[zoo] {ctx.stage}: {len(pairs)} preference pairs from {len(ctx.rows)} prompts -> {cache}")
-    return pairs
+    with dist.main_first():  # under zoo.launch the main process makes them, the others read its file
+        if cache.exists():
+            return read_jsonl(cache)
+        pairs = make()
+        ctx.stage_dir.mkdir(parents=True, exist_ok=True)
+        write_jsonl(cache, pairs)
+        print(f"[zoo] {ctx.stage}: {len(pairs)} preference pairs from {len(ctx.rows)} prompts -> {cache}")
+        return pairs
 
 
 def preference_pairs(ctx: Context) -> list[dict]:

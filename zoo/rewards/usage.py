@@ -25,9 +25,11 @@ class Tracked:
         self.__name__ = getattr(fn, "__name__", name)
 
     def __call__(self, prompts, completions, **columns):
-        calls, stage = _CALLS.get(), _STAGE.get()
-        if calls is not None and stage is not None and stage not in calls.setdefault(self.name, []):
-            calls[self.name].append(stage)
+        record, stage = _CALLS.get(), _STAGE.get()
+        if record is not None and stage is not None and stage not in record[0].setdefault(self.name, []):
+            record[0][self.name].append(stage)
+            if record[1] is not None:
+                record[1](record[0])
         return self.fn(prompts, completions, **columns)
 
     def __getattr__(self, attr):  # e.g. RBR's `report`, a WeightedSum's `named`
@@ -39,10 +41,12 @@ def tracked(name: str, fn):
 
 
 @contextmanager
-def recording():
-    """Yields {scorer name: [stages that called it while training]}, filled as the run goes."""
-    calls: dict[str, list[str]] = {}
-    token = _CALLS.set(calls)
+def recording(initial: dict | None = None, on_new=None):
+    """Yields {scorer name: [stages that called it while training]}, filled as the run goes. `initial`: what an
+    interrupted run of the stage had recorded (a resumed stage may not call again a scorer it used before the
+    crash, e.g. pairs ranked by the gold and cached); `on_new(calls)` runs at each new record, to persist it."""
+    calls: dict[str, list[str]] = {k: list(v) for k, v in (initial or {}).items()}
+    token = _CALLS.set((calls, on_new))
     try:
         yield calls
     finally:

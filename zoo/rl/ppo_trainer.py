@@ -9,6 +9,11 @@ Per iteration (one training step):
      (- entropy bonus), one optimizer step per mini-batch;
   5. update the adaptive KL coefficient, log, checkpoint.
 Each iteration reseeds from (seed, step), so a run resumed from a checkpoint replays exactly.
+
+Under `zoo.launch` (several processes, data-parallel) each process rolls out its own share of a global batch of
+per_device_train_batch_size x processes prompts; reward whitening, advantage whitening and every logged statistic
+use the whole batch (sums gathered across processes), gradients are averaged before clipping, and the main process
+writes checkpoints. On one process all of this reduces to the single-process arithmetic.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from tqdm.auto import tqdm
 from transformers import Trainer, get_scheduler
 from transformers.trainer_utils import TrainOutput
 
+from zoo import dist
 from zoo.data import task_columns
 from zoo.generation import logits_at, sample
 from zoo.rl import math as rlm
@@ -102,6 +108,9 @@ class PPOTrainer(Trainer):
     def __init__(self, model, value_model, args, processing_class, prompts: list[dict], reward_fn,
                  ref_model=None, callbacks=None, completion_only_logits: bool = True):
         super().__init__(model=model, args=args, processing_class=processing_class, callbacks=callbacks)
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            raise RuntimeError("algo=ppo (the zoo's own trainer) averages gradients across processes itself and does "
+                               "not shard weights: launch it with accelerate=multi_gpu_ddp (or single_gpu)")
         self.value_model = value_model.to(self.args.device)
         self.ref_model = ref_model.to(self.args.device) if ref_model is not None else None
         self.prompts, self.reward_fn = prompts, reward_fn
@@ -128,12 +137,16 @@ class PPOTrainer(Trainer):
     def _prompt_batch(self, step: int) -> list[dict]:
         """The prompts of iteration `step`: a seeded permutation per pass over the data, cycled."""
         n, b = len(self.prompts), self.args.per_device_train_batch_size
+        first = step * b * dist.world() + dist.rank() * b  # this process's share of the global batch
         out = []
-        for k in range(step * b, (step + 1) * b):
+        for k in range(first, first + b):
             epoch, pos = divmod(k, n)
             order = torch.randperm(n, generator=torch.Generator().manual_seed(self.args.seed + epoch)).tolist()
             out.append(self.prompts[order[pos]])
         return out
+
+    def _steps_per_epoch(self) -> int:
+        return -(-len(self.prompts) // (self.args.per_device_train_batch_size * dist.world()))
 
     def _reference(self):
         if self.ref_model is not None:
@@ -151,7 +164,7 @@ class PPOTrainer(Trainer):
         with self._autocast():  # sampled at the precision the rollout is then scored at (bf16 where set)
             samples = sample(self.model, tok, prompts, max_new_tokens=a.max_completion_length,
                              temperature=a.temperature, top_p=a.top_p, top_k=a.top_k,
-                             batch_size=len(prompts), seed=a.seed * 100003 + step)
+                             batch_size=len(prompts), seed=a.seed * 100003 + step + 7919 * dist.rank())
         raw = self.reward_fn(samples.prompts, samples.completions, **task_columns(rows))
         scores = torch.tensor([0.0 if s is None else float(s) for s in raw])
         finished = torch.tensor(samples.finished)
@@ -171,26 +184,26 @@ class PPOTrainer(Trainer):
         kl = rlm.kl_per_token(logprobs, ref_logprobs, a.kl_estimator) * mask
         rewards = rlm.token_rewards(scores.to(a.device), kl, batch.mask, self.kl_ctl.value)
         if a.whiten_rewards:
-            rewards = rlm.masked_whiten(rewards, mask, shift_mean=False)
+            rewards = dist.masked_whiten(rewards, mask, shift_mean=False)
         advantages, returns = rlm.gae(rewards, values, mask, a.gamma, a.lam)
         if a.whiten_advantages:
-            advantages = rlm.masked_whiten(advantages, mask)
+            advantages = dist.masked_whiten(advantages, mask)
         seq_kl = kl.sum(1)
-        return {
-            "batch": batch, "logprobs": logprobs, "values": values, "advantages": advantages, "returns": returns,
-            "stats": {
-                "objective/kl": seq_kl.mean().item(),
-                "objective/entropy": rlm.masked_mean(entropy, mask).item(),
-                "objective/scores": scores.mean().item(),
-                "objective/non_score_reward": (-self.kl_ctl.value * seq_kl).mean().item(),
-                "objective/kl_coef": self.kl_ctl.value,
-                "val/returns": rlm.masked_mean(returns, mask).item(),
-                "val/advantages": rlm.masked_mean(advantages, mask).item(),
-                "val/values": rlm.masked_mean(values, mask).item(),
-                "completions/mean_length": mask.sum(1).mean().item(),
-                "completions/eos_rate": finished.float().mean().item(),
-            },
-        }
+        rows, tokens = torch.tensor(float(len(prompts)), device=a.device), mask.sum()
+        stats = dist.means({
+            "objective/kl": (seq_kl.sum(), rows),
+            "objective/entropy": ((entropy * mask).sum(), tokens),
+            "objective/scores": (scores.sum().to(a.device), rows),
+            "val/returns": ((returns * mask).sum(), tokens),
+            "val/advantages": ((advantages * mask).sum(), tokens),
+            "val/values": ((values * mask).sum(), tokens),
+            "completions/mean_length": (tokens, rows),
+            "completions/eos_rate": (finished.float().sum().to(a.device), rows),
+        })
+        stats["objective/non_score_reward"] = -self.kl_ctl.value * stats["objective/kl"]
+        stats["objective/kl_coef"] = self.kl_ctl.value
+        return {"batch": batch, "logprobs": logprobs, "values": values, "advantages": advantages, "returns": returns,
+                "stats": stats}
 
     def _optimise(self, roll: dict, step: int) -> dict:
         a = self.args
@@ -224,6 +237,7 @@ class PPOTrainer(Trainer):
                                              f"the optimizer step. Last good checkpoint: {self._last_checkpoint()}")
                 loss.backward()
                 params = self._trainable(self.model) + self._trainable(self.value_model)
+                dist.average_gradients(params)
                 if a.max_grad_norm and a.max_grad_norm > 0:
                     torch.nn.utils.clip_grad_norm_(params, a.max_grad_norm)
                 self.optimizer.step()
@@ -234,7 +248,9 @@ class PPOTrainer(Trainer):
                                    "policy/ratio_mean": pg_stats["ratio_mean"],
                                    "policy/ratio_std": pg_stats["ratio_std"], "value/clipfrac": vf_clipfrac}.items():
                     totals.setdefault(key, []).append(float(value.detach()))
-        out = {k: sum(v) / len(v) for k, v in totals.items()}
+        # Each process's mean over its mini-batches, averaged over processes (equal counts: same batch sizes).
+        out = dist.means({k: (torch.tensor(sum(v), device=a.device), torch.tensor(float(len(v)), device=a.device))
+                            for k, v in totals.items()})
         out["loss"] = out["loss/total"]  # the key Trainer's callbacks and progress bars look for
         out["lr/policy"], out["lr/value"] = (g["lr"] for g in self.optimizer.param_groups)
         return out
@@ -252,6 +268,11 @@ class PPOTrainer(Trainer):
         }
 
     def _save(self, step: int):
+        if dist.is_main():  # the processes hold the same weights and optimizer state
+            self._write_checkpoint(step)
+        dist.barrier()
+
+    def _write_checkpoint(self, step: int):
         final = os.path.join(self.args.output_dir, f"checkpoint-{step}")
         tmp = final + ".tmp"
         os.makedirs(tmp, exist_ok=True)
@@ -293,11 +314,13 @@ class PPOTrainer(Trainer):
     def train(self, resume_from_checkpoint=None, **kwargs):
         a = self.args
         if a.max_steps <= 0:
-            per_epoch = -(-len(self.prompts) // a.per_device_train_batch_size)
+            per_epoch = self._steps_per_epoch()
             max_steps = int(per_epoch * a.num_train_epochs)
         else:
             max_steps = a.max_steps
         self._make_optimizer(max_steps)
+        # Equal starting weights everywhere (a fresh adapter or value head is drawn from each process's RNG).
+        dist.broadcast_(self._trainable(self.model) + self._trainable(self.value_model))
         # Dropout off for the whole run (eval mode; gradients still flow): with it on, rollout log-probs would not
         # match the first update's, so the ratio would not start at 1 and clipping would fire on noise.
         self.model.eval()
@@ -307,14 +330,14 @@ class PPOTrainer(Trainer):
         self.state.max_steps, self.state.global_step = max_steps, start
         self.control = self.callback_handler.on_train_begin(a, self.state, self.control)
         for step in tqdm(range(start, max_steps), desc="ppo", initial=start, total=max_steps,
-                         disable=a.disable_tqdm):
+                         disable=a.disable_tqdm or not dist.is_main()):
             torch.manual_seed(a.seed * 100003 + step)
             roll = self._rollout(self._prompt_batch(step), step)
             stats = {**roll["stats"], **self._optimise(roll, step)}
-            self.kl_ctl.update(stats["objective/kl"], roll["batch"].input_ids.shape[0])
+            self.kl_ctl.update(stats["objective/kl"], roll["batch"].input_ids.shape[0] * dist.world())
             self._losses.append(stats["loss/total"])
             self.state.global_step = step + 1
-            self.state.epoch = (step + 1) / max(1, -(-len(self.prompts) // a.per_device_train_batch_size))
+            self.state.epoch = (step + 1) / max(1, self._steps_per_epoch())
             self.control = self.callback_handler.on_step_end(a, self.state, self.control)
             if (step + 1) % max(1, int(a.logging_steps)) == 0 or step + 1 == max_steps:
                 self.log(stats)
