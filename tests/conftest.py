@@ -35,6 +35,9 @@ def compose(tiny_dir, tmp_path):
             "model=tiny", f"model.name_or_path={tiny_dir}", "logger=none", "trainer.max_steps=2", "trainer.bf16=false",
             "trainer.save_steps=1000", "trainer.logging_steps=1", "eval.num_prompts=4", "eval.max_new_tokens=8",
             "data.max_rows=32",
+            # The probes have prompts of their own and cost as much as the rest of a tiny run; tests/test_probes.py
+            # and tests/test_diagnostics.py turn them on where they are what is tested.
+            "eval.sycophancy.items=0", "eval.capability.arithmetic=0", "eval.capability.choice=0",
             f"paths.output_dir={output_dir or tmp_path / 'run'}", f"paths.cache_dir={tmp_path / 'cache'}",
         ]
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):

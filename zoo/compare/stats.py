@@ -20,7 +20,7 @@ def bounds(key: str) -> tuple[float, float] | None:
     name = key.rpartition("/")[2]
     if name.endswith(("_corr", "_spearman")):
         return -1.0, 1.0
-    if name in UNIT_METRICS or name.endswith(("_rate", "_accuracy")) or name.startswith(("distinct_", "syco_")):
+    if name in UNIT_METRICS or name.endswith(("_rate", "_accuracy")) or name.startswith("distinct_"):
         return 0.0, 1.0
     return None
 

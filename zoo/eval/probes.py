@@ -20,6 +20,8 @@ import importlib
 
 PROBES = (
     "zoo.eval.diversity",
+    "zoo.eval.sycophancy",
+    "zoo.eval.capability",
 )
 
 
