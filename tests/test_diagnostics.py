@@ -113,3 +113,18 @@ def test_run_records_what_it_trained_on(compose, overrides, expected):
     assert 0 <= metrics["eval/self_bleu"] <= 1 and metrics["eval/token_entropy"] > 0
     saved = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     assert saved["run/trained_on"] == metrics["run/trained_on"]
+
+
+def test_probe_metrics_reach_metrics_json_for_both_columns(compose):
+    """Every probe runs on the baseline ("before") and the trained policy, through run(cfg), into metrics.json."""
+    from zoo.train import run
+
+    cfg = compose("algo=sft", "eval.diversity.prompts=2", "eval.sycophancy.items=2", "eval.sycophancy.max_new_tokens=4",
+                  "eval.capability.arithmetic=2", "eval.capability.choice=6", "eval.capability.max_new_tokens=4")
+    run(cfg)
+    saved = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    for prefix in ("before", "eval"):
+        for key in ("self_bleu", "token_entropy", "syco_first_accuracy", "arithmetic_accuracy", "choice_accuracy"):
+            assert f"{prefix}/{key}" in saved, f"{prefix}/{key}"
+        assert 0 <= saved[f"{prefix}/choice_accuracy"] <= 1 and 0 <= saved[f"{prefix}/arithmetic_accuracy"] <= 1
+        assert saved[f"{prefix}/syco_n_correct"] + saved[f"{prefix}/syco_n_wrong"] == 2

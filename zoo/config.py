@@ -171,8 +171,9 @@ def bf16_supported(use_cpu: bool) -> bool:
     """
     import torch
 
-    if not use_cpu and torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
+    if not use_cpu:  # a GPU config: on a machine without CUDA (a login node, a dry run) TrainingArguments would
+        # refuse bf16 on the CPU it falls back to, so the CPU's support must not decide it
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 

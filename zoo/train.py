@@ -209,7 +209,10 @@ def main() -> None:
 
     from zoo import sweep
 
-    @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+    # An absolute path: relative to a module, Hydra would look inside the `zoo` package when started from the
+    # installed `zoo-train` script, where conf/ is not.
+    @hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parents[1] / "conf"),
+                config_name="train")
     def _main(cfg: DictConfig):
         info = sweep.job_info()
         if info is not None:  # one job of -m: recorded in sweep.json, a failure does not end the sweep

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
+from zoo import dist
 from zoo.algos.base import Context, fit, guarded
 from zoo.checks import known_keys, number
 from zoo.files import read_jsonl, write_jsonl
@@ -31,6 +32,11 @@ def check_config(algo, path: str) -> None:
 
 
 def _dataset(ctx: Context) -> list[dict]:
+    with dist.main_first():  # under zoo.launch the main process critiques and revises, the others read its file
+        return _critiques(ctx)
+
+
+def _critiques(ctx: Context) -> list[dict]:
     cache = ctx.stage_dir / "cai_rows.jsonl"
     if cache.exists():  # resumed: the same critiques and revisions
         return read_jsonl(cache)

@@ -24,6 +24,7 @@ import statistics
 import torch
 from trl import DPOConfig
 
+from zoo import dist
 from zoo.algos.base import Context
 from zoo.algos.preference import check_dpo_args, check_judge_pairs, train_dpo
 from zoo.checks import number
@@ -115,12 +116,13 @@ def train(ctx: Context):
             continue
         rows = round_prompts(ctx.rows, r, per_round)
         pending = ctx.stage_dir / f"round_{r}_pairs.jsonl"  # labelled before the crash: train on the same pairs
-        if pending.exists():
-            pairs = read_jsonl(pending)
-        else:
-            pairs = sample_and_label(model, ctx.policy.tokenizer, rows, judge, ctx.algo.pairs,
-                                     seed=ctx.cfg.trainer.seed + r, progress=f"{ctx.stage} round {r}: sampling")
-            write_jsonl(pending, pairs)
+        with dist.main_first():  # under zoo.launch the main process samples and labels, the others read its file
+            if pending.exists():
+                pairs = read_jsonl(pending)
+            else:
+                pairs = sample_and_label(model, ctx.policy.tokenizer, rows, judge, ctx.algo.pairs,
+                                         seed=ctx.cfg.trainer.seed + r, progress=f"{ctx.stage} round {r}: sampling")
+                write_jsonl(pending, pairs)
         info = {"round": r, "num_prompts": len(rows), "num_pairs": len(pairs), "steps": 0,
                 "judge_position_consistency": getattr(judge, "position_consistency", None)}
         if ctx.gold_fn is not None and pairs:  # how good the policy's own samples were at the start of the round
@@ -135,9 +137,10 @@ def train(ctx: Context):
             info["num_tokens"] = round_metrics.get(f"{ctx.stage}/num_tokens")
         else:
             print(f"[zoo] {ctx.stage} round {r}: the judge labelled no pair above pairs.min_margin; no update")
-        _save_round(model, round_dir, pairs, info)
-        pending.unlink(missing_ok=True)
-        shutil.rmtree(os.path.join(ctx.args.output_dir, f"round_{r}"), ignore_errors=True)
+        if dist.is_main():  # one writer of the stage dir; the next round's main_first keeps the others behind
+            _save_round(model, round_dir, pairs, info)
+            pending.unlink(missing_ok=True)
+            shutil.rmtree(os.path.join(ctx.args.output_dir, f"round_{r}"), ignore_errors=True)
         infos.append(info)
         print(f"[zoo] {ctx.stage} round {r}: {info}")
     return model, {**stage_metrics(ctx.stage, infos), **checked}

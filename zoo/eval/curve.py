@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from zoo import dist
 from zoo.eval.harness import evaluate
 from zoo.eval.rng import preserved_rng
 from zoo.files import read_complete_jsonl, write_jsonl
@@ -48,6 +49,8 @@ class Curve:
     def begin_stage(self, stage: str, step: int, segment: str = "checkpoints") -> None:
         """Keep only what a (re)started trainer has not yet measured again: its own points up to `step` (a stage's
         other trainers, e.g. earlier online-DPO rounds, are kept)."""
+        if not dist.is_main():  # under zoo.launch every rank measures the same point; the main one writes
+            return
         kept = [p for p in read_complete_jsonl(self.path)
                 if p["stage"] != stage or p.get("segment", "checkpoints") != segment or p["step"] <= step]
         write_jsonl(self.path, kept)
@@ -68,8 +71,9 @@ class Curve:
                               reference=reference, reference_result=reference_result, prefix="curve")
         point = {"stage": stage, "segment": segment, "step": step,
                  **{k.split("/", 1)[1]: v for k, v in result["metrics"].items()}}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(point) + "\n")
+        if dist.is_main():
+            with open(self.path, "a") as f:
+                f.write(json.dumps(point) + "\n")
         return point
 
     def close(self) -> None:

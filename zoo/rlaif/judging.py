@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from zoo import dist
 from zoo.errors import ConfigError
 from zoo.generation import sample
 from zoo.judges import LogProbScorer, PairwiseLogProbJudge, PointwiseScoreJudge, RewardModelJudge, RuleJudge
@@ -178,26 +179,27 @@ def judge_check(ctx, judge=None) -> dict:
     if spec["pairs"] == 0:
         return {}
     cache = ctx.stage_dir / "judge_check.json"
-    if cache.exists():
-        found = json.loads(cache.read_text())
-    else:
-        if _judge_is_gold(ctx):
-            print(f"[zoo] {ctx.stage}: the judge is the task's gold signal ({ctx.cfg.data.gold}); it agrees with "
-                  f"gold by construction, judge check skipped")
-            return {}
-        # A diagnostic: nothing here trains, and the run's random stream (e.g. a LoRA init after it) is left as is.
-        with usage.measuring(), torch.random.fork_rng():
-            pairs, source = _gold_pairs(ctx, spec)
-            if pairs is None:
-                print(f"[zoo] {ctx.stage}: judge check skipped: {source}")
+    with dist.main_first():  # under zoo.launch the main process measures, the others read its file
+        if cache.exists():
+            found = json.loads(cache.read_text())
+        else:
+            if _judge_is_gold(ctx):
+                print(f"[zoo] {ctx.stage}: the judge is the task's gold signal ({ctx.cfg.data.gold}); it agrees with "
+                      f"gold by construction, judge check skipped")
                 return {}
-            if judge is None:
-                judge = build_judge(ctx.algo.judge, cfg=ctx.cfg, start_path=ctx.policy.path,
-                                    tokenizer=ctx.policy.tokenizer, artifacts=ctx.artifacts,
-                                    frozen_start=ctx.policy.model, path=f"{ctx.config_path}.judge")
-            found = {**judge_quality(judge, pairs), "source": source}
-        found["at_chance"] = at_chance(found)
-        write_json(cache, found)
+            # A diagnostic: nothing here trains, and the run's random stream (e.g. a LoRA init after it) is left as is.
+            with usage.measuring(), torch.random.fork_rng():
+                pairs, source = _gold_pairs(ctx, spec)
+                if pairs is None:
+                    print(f"[zoo] {ctx.stage}: judge check skipped: {source}")
+                    return {}
+                if judge is None:
+                    judge = build_judge(ctx.algo.judge, cfg=ctx.cfg, start_path=ctx.policy.path,
+                                        tokenizer=ctx.policy.tokenizer, artifacts=ctx.artifacts,
+                                        frozen_start=ctx.policy.model, path=f"{ctx.config_path}.judge")
+                found = {**judge_quality(judge, pairs), "source": source}
+            found["at_chance"] = at_chance(found)
+            write_json(cache, found)
     metrics = {f"{ctx.stage}/judge/{k}": (float(v) if isinstance(v, bool) else v) for k, v in found.items()
                if k != "source"}
     metrics[f"{ctx.stage}/judge/num_pairs"] = metrics.pop(f"{ctx.stage}/judge/n")
