@@ -215,6 +215,28 @@ def test_ppo_on_two_processes(compose, tmp_path, tiny_dir):
     assert two["ppo/train_loss"] is not None
 
 
+@pytest.mark.slow
+def test_online_dpo_on_two_processes(compose, tmp_path, tiny_dir):
+    """Each round's pairs are sampled and labelled by the main process (the others read its file), and the round
+    dirs are written once."""
+    _same_keys_as_one_process(compose, tmp_path, tiny_dir, "online_dpo", "algo=online_dpo", "data=sentiment",
+                              "algo.rounds=2", "algo.steps_per_round=1", "trainer.max_steps=2",
+                              "trainer.per_device_train_batch_size=2", "algo.pairs.max_new_tokens=8",
+                              "algo.judge_check.pairs=4")
+    rounds = tmp_path / "two" / "stages" / "online_dpo" / "rounds"
+    assert sorted(p.name for p in rounds.iterdir()) == ["0", "1"]
+
+
+@pytest.mark.slow
+def test_cai_pipeline_on_two_processes(compose, tmp_path, tiny_dir):
+    """SL-CAI's critiques and RL-CAI's judge check and labels are made once, by the main process."""
+    two = _same_keys_as_one_process(compose, tmp_path, tiny_dir, "rlaif", "experiment=cai", "model=tiny",
+                                    "stages.cai.generation.max_new_tokens=8", "algo.pairs.max_new_tokens=8",
+                                    "data.max_rows=8", "algo.judge_check.pairs=4")
+    assert "rlaif/judge/accuracy" in two
+    assert (tmp_path / "two" / "stages" / "cai" / "cai_rows.jsonl").exists()
+
+
 def _ppo_collectives(rank: int, port: int) -> None:
     """One of two gloo processes, each holding half of a rollout batch."""
     import torch
