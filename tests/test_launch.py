@@ -217,19 +217,23 @@ def test_ppo_on_two_processes(compose, tmp_path, tiny_dir):
 
 @pytest.mark.slow
 def test_online_dpo_on_two_processes(compose, tmp_path, tiny_dir):
-    """Each round's pairs are sampled and labelled by the main process (the others read its file), and the round
-    dirs are written once."""
+    """Each process samples and labels its share of a round's prompts, every process trains on all the pairs, and
+    the round dirs are written once."""
     _same_keys_as_one_process(compose, tmp_path, tiny_dir, "online_dpo", "algo=online_dpo", "data=sentiment",
                               "algo.rounds=2", "algo.steps_per_round=1", "trainer.max_steps=2",
                               "trainer.per_device_train_batch_size=2", "algo.pairs.max_new_tokens=8",
                               "algo.judge_check.pairs=4")
     rounds = tmp_path / "two" / "stages" / "online_dpo" / "rounds"
     assert sorted(p.name for p in rounds.iterdir()) == ["0", "1"]
+    # Each process labelled half of a round's prompts; gathered, the round has as many pairs as on one process.
+    one, two = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two"))
+    assert two["online_dpo/round0/num_pairs"] == one["online_dpo/round0/num_pairs"] > 0
 
 
 @pytest.mark.slow
 def test_cai_pipeline_on_two_processes(compose, tmp_path, tiny_dir):
-    """SL-CAI's critiques and RL-CAI's judge check and labels are made once, by the main process."""
+    """SL-CAI's critiques and RL-CAI's labels are split across the processes and gathered; the judge check is made
+    by the main process; the files are written once."""
     two = _same_keys_as_one_process(compose, tmp_path, tiny_dir, "rlaif", "experiment=cai", "model=tiny",
                                     "stages.cai.generation.max_new_tokens=8", "algo.pairs.max_new_tokens=8",
                                     "data.max_rows=8", "algo.judge_check.pairs=4")

@@ -51,6 +51,22 @@ def barrier() -> None:
         d.barrier()
 
 
+def shard(items: list) -> list:
+    """This process's share of `items` (every world-th, from its rank): all of them on one process."""
+    return items[rank()::world()] if world() > 1 else items
+
+
+def gather(items: list) -> list:
+    """Every process's `items` (e.g. pairs sampled from its shard), concatenated in rank order, on every process.
+    Picklable rows only; the identity on one process."""
+    d = _dist()
+    if not d:
+        return items
+    parts: list = [None] * d.get_world_size()
+    d.all_gather_object(parts, items)
+    return [x for part in parts for x in part]
+
+
 @contextmanager
 def main_first():
     """The main process runs the block first (e.g. writes a cache), then the others (which read it)."""

@@ -32,22 +32,22 @@ def check_config(algo, path: str) -> None:
 
 
 def _dataset(ctx: Context) -> list[dict]:
-    with dist.main_first():  # under zoo.launch the main process critiques and revises, the others read its file
-        return _critiques(ctx)
-
-
-def _critiques(ctx: Context) -> list[dict]:
     cache = ctx.stage_dir / "cai_rows.jsonl"
     if cache.exists():  # resumed: the same critiques and revisions
         return read_jsonl(cache)
     g = ctx.algo.generation
-    rows = critique_and_revise(ctx.policy.model, ctx.policy.tokenizer, [r["prompt"] for r in ctx.rows],
-                               load_constitution(ctx.algo.constitution), rounds=ctx.algo.rounds,
-                               max_new_tokens=g.max_new_tokens, temperature=g.temperature, seed=ctx.cfg.trainer.seed)
-    sft, prefs = final_rows(rows)
-    write_jsonl(ctx.stage_dir / "cai_sft.jsonl", sft)
-    write_jsonl(ctx.stage_dir / "cai_pairs.jsonl", prefs)
-    write_jsonl(cache, rows)  # last: its existence means the whole dataset was written
+    # Under zoo.launch each process critiques and revises its share of the prompts; every process gets all rows.
+    rows = dist.gather(critique_and_revise(ctx.policy.model, ctx.policy.tokenizer,
+                                           [r["prompt"] for r in dist.shard(ctx.rows)],
+                                           load_constitution(ctx.algo.constitution), rounds=ctx.algo.rounds,
+                                           max_new_tokens=g.max_new_tokens, temperature=g.temperature,
+                                           seed=ctx.cfg.trainer.seed))
+    if dist.is_main():
+        sft, prefs = final_rows(rows)
+        write_jsonl(ctx.stage_dir / "cai_sft.jsonl", sft)
+        write_jsonl(ctx.stage_dir / "cai_pairs.jsonl", prefs)
+        write_jsonl(cache, rows)  # last: its existence means the whole dataset was written
+    dist.barrier()
     return rows
 
 

@@ -116,12 +116,13 @@ def train(ctx: Context):
             continue
         rows = round_prompts(ctx.rows, r, per_round)
         pending = ctx.stage_dir / f"round_{r}_pairs.jsonl"  # labelled before the crash: train on the same pairs
-        with dist.main_first():  # under zoo.launch the main process samples and labels, the others read its file
-            if pending.exists():
-                pairs = read_jsonl(pending)
-            else:
-                pairs = sample_and_label(model, ctx.policy.tokenizer, rows, judge, ctx.algo.pairs,
-                                         seed=ctx.cfg.trainer.seed + r, progress=f"{ctx.stage} round {r}: sampling")
+        if pending.exists():
+            pairs = read_jsonl(pending)
+        else:  # under zoo.launch each process samples and labels its share of the prompts; all get every pair
+            pairs = dist.gather(sample_and_label(model, ctx.policy.tokenizer, dist.shard(rows), judge, ctx.algo.pairs,
+                                                 seed=ctx.cfg.trainer.seed + r,
+                                                 progress=f"{ctx.stage} round {r}: sampling"))
+            if dist.is_main():
                 write_jsonl(pending, pairs)
         info = {"round": r, "num_prompts": len(rows), "num_pairs": len(pairs), "steps": 0,
                 "judge_position_consistency": getattr(judge, "position_consistency", None)}
@@ -137,7 +138,7 @@ def train(ctx: Context):
             info["num_tokens"] = round_metrics.get(f"{ctx.stage}/num_tokens")
         else:
             print(f"[zoo] {ctx.stage} round {r}: the judge labelled no pair above pairs.min_margin; no update")
-        if dist.is_main():  # one writer of the stage dir; the next round's main_first keeps the others behind
+        if dist.is_main():  # one writer of the stage dir; the next round's gather keeps the others in step
             _save_round(model, round_dir, pairs, info)
             pending.unlink(missing_ok=True)
             shutil.rmtree(os.path.join(ctx.args.output_dir, f"round_{r}"), ignore_errors=True)

@@ -54,17 +54,22 @@ def check_dpo_args(args, path: str) -> None:
             f"paper uses 1e-3)")
 
 
-def _cached(ctx: Context, name: str, make) -> list[dict]:
-    """Pairs made once per stage and kept in its dir, so a resumed run trains on exactly the same ones."""
+def _cached(ctx: Context, name: str, make, empty: str) -> list[dict]:
+    """Pairs made once per stage and kept in its dir, so a resumed run trains on exactly the same ones. Under
+    zoo.launch each process makes the pairs of its share of the prompts, every process gets them all, and the main
+    one writes the file. `empty`: the error when no pair came out."""
     cache = ctx.stage_dir / name
-    with dist.main_first():  # under zoo.launch the main process makes them, the others read its file
-        if cache.exists():
-            return read_jsonl(cache)
-        pairs = make()
+    if cache.exists():
+        return read_jsonl(cache)
+    pairs = dist.gather(make(dist.shard(ctx.rows)))
+    if not pairs:
+        raise ValueError(f"{ctx.stage}: {empty}")
+    if dist.is_main():
         ctx.stage_dir.mkdir(parents=True, exist_ok=True)
         write_jsonl(cache, pairs)
         print(f"[zoo] {ctx.stage}: {len(pairs)} preference pairs from {len(ctx.rows)} prompts -> {cache}")
-        return pairs
+    dist.barrier()  # the file exists for everyone before anyone can resume from it
+    return pairs
 
 
 def preference_pairs(ctx: Context) -> list[dict]:
@@ -78,32 +83,26 @@ def preference_pairs(ctx: Context) -> list[dict]:
         raise ValueError(f"data.name={ctx.cfg.data.name}: the rows have no chosen/rejected pairs and the task has no "
                          f"gold signal (data.gold) to rank policy samples with")
 
-    def make():
-        pairs = sample_pairs(ctx.policy.model, ctx.policy.tokenizer, ctx.rows, ctx.gold_fn, ctx.algo.pairs,
-                             seed=ctx.cfg.trainer.seed)
-        if not pairs:
-            raise ValueError(f"{ctx.stage}: sampling produced no preference pairs (all samples tied); raise "
-                             f"{ctx.stage}.pairs.num_samples or temperature")
-        return pairs
+    def make(rows):
+        return sample_pairs(ctx.policy.model, ctx.policy.tokenizer, rows, ctx.gold_fn, ctx.algo.pairs,
+                            seed=ctx.cfg.trainer.seed)
 
-    return _cached(ctx, "pairs.jsonl", make)
+    return _cached(ctx, "pairs.jsonl", make, f"sampling produced no preference pairs (all samples tied); raise "
+                                             f"{ctx.stage}.pairs.num_samples or temperature")
 
 
 def labelled_pairs(ctx: Context) -> list[dict]:
     """The stage's AI-labelled pairs: two samples per prompt from the starting policy, labelled by its judge."""
     from zoo.rlaif.judging import build_judge, sample_and_label
 
-    def make():
+    def make(rows):
         judge = build_judge(ctx.algo.judge, cfg=ctx.cfg, start_path=ctx.policy.path, tokenizer=ctx.policy.tokenizer,
                             artifacts=ctx.artifacts, frozen_start=ctx.policy.model,  # not trained yet: the start
                             path=f"{ctx.config_path}.judge")
-        pairs = sample_and_label(ctx.policy.model, ctx.policy.tokenizer, ctx.rows, judge, ctx.algo.pairs,
-                                 seed=ctx.cfg.trainer.seed, progress=f"{ctx.stage}: sampling")
-        if not pairs:
-            raise ValueError(f"{ctx.stage}: the judge labelled no pair with confidence above pairs.min_margin")
-        return pairs
+        return sample_and_label(ctx.policy.model, ctx.policy.tokenizer, rows, judge, ctx.algo.pairs,
+                                seed=ctx.cfg.trainer.seed, progress=f"{ctx.stage}: sampling")
 
-    return _cached(ctx, "ai_pairs.jsonl", make)
+    return _cached(ctx, "ai_pairs.jsonl", make, "the judge labelled no pair with confidence above pairs.min_margin")
 
 
 def train_dpo(ctx: Context, pairs: list[dict], *, model=None, ref_model=None, args=None):
