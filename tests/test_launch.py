@@ -216,6 +216,17 @@ def test_ppo_on_two_processes(compose, tmp_path, tiny_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("stage, overrides", [
+    ("sft", ("algo=sft", "data=arithmetic")),
+    ("rm", ("algo=rm", "data=arithmetic")),
+    ("rloo", ("algo=rloo", "algo.args.num_generations=4")),
+])
+def test_trl_trainers_on_two_processes(compose, tmp_path, tiny_dir, stage, overrides):
+    _same_keys_as_one_process(compose, tmp_path, tiny_dir, stage, *overrides, "trainer.max_steps=2",
+                              "trainer.per_device_train_batch_size=4")
+
+
+@pytest.mark.slow
 def test_online_dpo_on_two_processes(compose, tmp_path, tiny_dir):
     """Each process samples and labels its share of a round's prompts, every process trains on all the pairs, and
     the round dirs are written once."""
