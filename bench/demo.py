@@ -14,7 +14,8 @@ Both sides, each a fresh process, sides alternating per repeat, start from the s
          has it natively, no gradient checkpointing; `model.generate` for the pairs (2 samples per prompt,
          temperature 1, 32 new tokens, batch 32) ranked by VADER, ties dropped; and for the evaluation, samples
          from the starting model and the trained one on the held-out prompts (temperature 0.7) scored by VADER.
-         It computes less than the zoo's harness (no KL, win rate or diversity), so it is timed doing less.
+         It computes less than the zoo's harness (no KL, win rate or diversity), so it is timed doing less; the
+         zoo's probes (sycophancy, capability, self-BLEU) are turned off for the bench.
 
 Reported per side: whole-process seconds (imports and model loading included: what a user waits for) with the
 spread over repeats, the phases the worker timed, and the gold reward before and after (speed must not cost
@@ -60,7 +61,11 @@ def _spec(model: str, scratch: Path) -> dict:
     from zoo.data import load_task, partition, sft_rows
     from zoo.models import resolve_model_path
 
-    overrides = ["experiment=demo", f"model={model}", "logger=none", "trainer.save_strategy=no"]
+    # The probes (sycophancy, capability, diversity) evaluate what the plain script does not: off, so the zoo side
+    # is timed doing the harness it was timed with before them (still more than the plain script's evaluation).
+    overrides = ["experiment=demo", f"model={model}", "logger=none", "trainer.save_strategy=no",
+                 "eval.diversity.prompts=0", "eval.sycophancy.items=0", "eval.capability.arithmetic=0",
+                 "eval.capability.choice=0"]
     cfg = _compose([*overrides, f"paths.output_dir={scratch / 'compose'}"])
     task = load_task(cfg)
     shares = partition(task.train, ["sft", "dpo"])
