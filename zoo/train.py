@@ -17,8 +17,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from zoo import config, dist, levers, tracking
-from zoo.rewards import usage
 from zoo.files import write_json, write_jsonl
+from zoo.rewards import usage
 
 
 def _stage_args(cfg: DictConfig, out: Path) -> dict:
