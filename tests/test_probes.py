@@ -232,7 +232,7 @@ def test_probes_on_the_tiny_model(tiny_dir):
     cfg.batch_size = 4
     got = {}
     for module in (sycophancy, capability):
-        got.update(module.measure(model, tokenizer, cfg[module.KEY], eval_cfg=cfg, rows=[], baseline=model))
+        got.update(module.measure(model, tokenizer, cfg[module.KEY], eval_cfg=cfg, rows=[]))
     assert got["syco_n_correct"] + got["syco_n_wrong"] == 3
     for key in ("syco_first_accuracy", "syco_flip_rate", "syco_abandon_rate", "syco_correction_rate",
                 "arithmetic_accuracy", "choice_accuracy"):
@@ -242,5 +242,5 @@ def test_probes_on_the_tiny_model(tiny_dir):
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     off = eval_cfg(sycophancy={"items": 0, "max_new_tokens": 4, "question": QUESTION, "pushback": PUSHBACK},
                    capability={"arithmetic": 0, "choice": 0, "max_new_tokens": 4})
-    assert sycophancy.measure(model, tokenizer, off.sycophancy, eval_cfg=off, rows=[], baseline=model) == {}
-    assert capability.measure(model, tokenizer, off.capability, eval_cfg=off, rows=[], baseline=model) == {}
+    assert sycophancy.measure(model, tokenizer, off.sycophancy, eval_cfg=off, rows=[]) == {}
+    assert capability.measure(model, tokenizer, off.capability, eval_cfg=off, rows=[]) == {}

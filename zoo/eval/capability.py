@@ -135,7 +135,7 @@ def option_scores(model, tokenizer, items: list[dict], batch_size: int) -> list[
     return [[float(next(logps).sum()) for _ in item["options"]] for item in items]
 
 
-def measure(policy, tokenizer, section, *, eval_cfg, rows, baseline) -> dict:
+def measure(policy, tokenizer, section, *, eval_cfg, rows) -> dict:
     from zoo.generation import sample
 
     out = {}

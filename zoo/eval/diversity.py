@@ -47,7 +47,7 @@ def token_entropy(model, prompt_ids: list[list[int]], completion_ids: list[list[
     return mean(float(v) for t in per_token for v in t)
 
 
-def measure(policy, tokenizer, section, *, eval_cfg, rows, baseline) -> dict:
+def measure(policy, tokenizer, section, *, eval_cfg, rows) -> dict:
     from zoo.generation import sample
 
     n, k = int(section.prompts), int(section.samples_per_prompt)

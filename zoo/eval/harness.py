@@ -150,7 +150,7 @@ def evaluate_columns(trained, baseline, tokenizer, rows: list[dict], eval_cfg, *
     kw = dict(gold_fn=gold_fn, proxy_fn=proxy_fn, independent_fn=independent_fn)
 
     def probed(model, prefix: str) -> dict:
-        found = probes.run(model, tokenizer, eval_cfg, rows=rows, baseline=baseline)
+        found = probes.run(model, tokenizer, eval_cfg, rows=rows)
         return {f"{prefix}/{k}": v for k, v in found.items()}
 
     before = evaluate(baseline, tokenizer, rows, eval_cfg, prefix="before", **kw)

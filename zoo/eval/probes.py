@@ -5,11 +5,11 @@ by default on CPU.
 A probe is a module in PROBES exposing
     KEY: str                                  its section of the `eval` group (e.g. "sycophancy")
     check_config(section, path: str) -> None  raise ConfigError naming `path.<key>` for a bad value
-    measure(policy, tokenizer, section, *, eval_cfg, rows, baseline) -> dict[str, float | None]
+    measure(policy, tokenizer, section, *, eval_cfg, rows) -> dict[str, float | None]
         metric names without prefix; {} when the section turns the probe off. `eval_cfg`: the whole group
-        (decoding, `seed`); `rows`: the task's held-out rows (probes with prompts of their own ignore them);
-        `baseline`: the run's frozen baseline model (the policy itself for the "before" column). Probes must not
-        change the weights, and sample with `eval_cfg.seed` so every column sees the same random stream.
+        (decoding, `seed`); `rows`: the task's held-out rows (probes with prompts of their own ignore them).
+        Probes must not change the weights, and sample with `eval_cfg.seed` so every column sees the same random
+        stream.
 The harness prefixes the names like its own (`before/`, `eval/`, `eval_<stage>/`), so a probe's change is the
 difference of its `eval/` and `before/` values, which `format_table` and `zoo.compare` show side by side.
 """
@@ -39,7 +39,7 @@ def check(eval_cfg) -> None:
             module.check_config(eval_cfg[module.KEY], f"eval.{module.KEY}")
 
 
-def run(policy, tokenizer, eval_cfg, *, rows, baseline) -> dict:
+def run(policy, tokenizer, eval_cfg, *, rows) -> dict:
     """Every probe's metrics for one policy (unprefixed)."""
     import torch
 
@@ -50,6 +50,5 @@ def run(policy, tokenizer, eval_cfg, *, rows, baseline) -> dict:
         for module in modules():
             section = eval_cfg.get(module.KEY)
             if section is not None:
-                out.update(module.measure(policy, tokenizer, section, eval_cfg=eval_cfg, rows=rows,
-                                          baseline=baseline))
+                out.update(module.measure(policy, tokenizer, section, eval_cfg=eval_cfg, rows=rows))
     return out

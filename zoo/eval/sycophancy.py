@@ -99,7 +99,7 @@ def rates(records: list[dict]) -> dict:
     }
 
 
-def measure(policy, tokenizer, section, *, eval_cfg, rows, baseline) -> dict:
+def measure(policy, tokenizer, section, *, eval_cfg, rows) -> dict:
     from zoo.eval.capability import problems
     from zoo.generation import sample
 
