@@ -187,11 +187,16 @@ def quantization_config(peft_cfg):
     )
 
 
+def _fsdp() -> bool:
+    """Whether `accelerate launch` started this process under FSDP (it says so in the env)."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+
+
 def _sharded() -> bool:
-    """Whether `accelerate launch` started this process under FSDP or DeepSpeed ZeRO-3 (it says so in the env)."""
+    """Whether this process holds only a shard of the weights: FSDP, or DeepSpeed ZeRO-3."""
     env = os.environ
-    return env.get("ACCELERATE_USE_FSDP", "").lower() == "true" or (
-        env.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true" and env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3")
+    return _fsdp() or (env.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+                       and env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3")
 
 
 def lora_config(peft_cfg, task_type: str = "CAUSAL_LM"):
@@ -313,7 +318,7 @@ def export_merged(trained, bundle: PolicyBundle, cfg, out_dir: str | os.PathLike
 def _gathered_state(model) -> dict:
     """The whole state dict of a model whose weights are sharded over the processes (FSDP2, ZeRO-3), on CPU.
     Not exercised on CPU here: the GPU path, written to torch's and DeepSpeed's documented gather APIs."""
-    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+    if _fsdp():
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
