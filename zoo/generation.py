@@ -52,7 +52,7 @@ class Samples:
 
 
 @contextmanager
-def eval_mode(model):
+def _eval_mode(model):
     was_training = model.training
     model.eval()
     try:
@@ -105,7 +105,7 @@ def sample(model, tokenizer, prompts: list, *, max_new_tokens: int, temperature:
         gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k)
     out_ids, finished = [], []
     starts = range(0, len(flat), batch_size)
-    with eval_mode(model), fast_generate(model):
+    with _eval_mode(model), fast_generate(model):
         for start in tqdm(starts, desc=progress, disable=progress is None, leave=False):
             batch = encoded[start: start + batch_size]
             ids, mask = _left_pad(batch, tokenizer.pad_token_id)
@@ -148,7 +148,7 @@ def per_completion_token(model, prompt_ids: list[list[int]], completion_ids: lis
     that predicted it), returned per completion (its own length)."""
     device = next(model.parameters()).device
     out: list[torch.Tensor] = []
-    with eval_mode(model):
+    with _eval_mode(model):
         for start in range(0, len(prompt_ids), batch_size):
             p_batch = prompt_ids[start: start + batch_size]
             c_batch = completion_ids[start: start + batch_size]

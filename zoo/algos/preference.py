@@ -11,8 +11,8 @@ import random
 from datasets import Dataset
 from trl import DPOTrainer, RewardTrainer
 
-from zoo.algos.base import Context, columns, fit, guarded
 from zoo import dist
+from zoo.algos.base import Context, columns, fit, guarded
 from zoo.checks import known_keys, number, require
 from zoo.files import read_jsonl, write_jsonl
 
