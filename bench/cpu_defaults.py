@@ -52,6 +52,10 @@ ALGOS = ("sft", "rm", "dpo", "grpo", "ppo")
 # TRL 1.16 ships no PPO trainer, so PPO has no plain-TRL sides: its "obvious" side is the zoo's PPO with every
 # trainer.zoo lever off (full LM head, torch.multinomial draws, LoRA applied unmerged while sampling).
 SIDES_OF = {algo: SIDES for algo in ALGOS} | {"ppo": ("obvious", "zoo")}
+# Sampling algorithms run each repeat with its own seed (all sides of a repeat share it): the zoo's sampling levers
+# draw from the same distribution with another random stream, so their sampled reward can only be compared with the
+# seed-to-seed spread. The others keep one seed, so their losses must match exactly.
+SEED_PER_REPEAT = ("grpo", "ppo")
 # Where the zoo's algorithm calls `fit` (the bench wraps it to attach its timers).
 FIT_MODULE = {"sft": "zoo.algos.sft", "rm": "zoo.algos.preference", "dpo": "zoo.algos.preference",
               "grpo": "zoo.algos.online", "ppo": "zoo.algos.ppo"}
@@ -150,6 +154,14 @@ def _summarise(runs: list[dict], ceiling: dict, sides: tuple[str, ...]) -> dict:
             "share_of_ceiling": gflops / ceiling[precision],
             "settings": rs[0]["settings"],
         }
+        if any(any(r.get("generate_s") or ()) for r in rs):  # sampling vs the rest of a step's interval
+            gen = sum(x for r in rs for x in r["generate_s"][WARMUP:])
+            total = sum(x for r in rs for x in r["interval_s"][WARMUP:])
+            n = sum(len(r["interval_s"][WARMUP:]) for r in rs)
+            summary[side].update(generate_s_per_step=gen / n, rest_s_per_step=(total - gen) / n,
+                                 generate_share=gen / total)
+        if all(r.get("reward_per_step") for r in rs):  # per run: its mean sampled reward (each repeat its own seed)
+            summary[side]["mean_reward"] = _stats([statistics.fmean(r["reward_per_step"]) for r in rs])
     z = by["zoo"]
     ratios = {}
     for other, name in (("trl_defaults", "speedup_vs_defaults"), ("obvious", "speedup_vs_obvious")):
@@ -179,35 +191,45 @@ def drive(algos: list[str], repeats: int, steps: int, batch_size: int, threads: 
     results = {}
     for algo in algos:
         spec = _spec(algo, steps, batch_size, scratch)
-        spec_path = scratch / f"{algo}-spec.json"
-        spec_path.write_text(json.dumps(spec))
         runs = []
         for repeat, side in alternating(SIDES_OF[algo], repeats):
+            seed = repeat if algo in SEED_PER_REPEAT else spec["shared"]["seed"]
+            spec_path = scratch / f"{algo}-spec-{seed}.json"
+            if not spec_path.exists():
+                spec_path.write_text(json.dumps({**spec, "shared": {**spec["shared"], "seed": seed},
+                                                 "overrides": [*spec["overrides"], f"trainer.seed={seed}"]}))
             tag = f"{algo}-{side}-{repeat}"
             print(f"[bench] {tag} ...", flush=True)
             res = run_worker("bench.cpu_defaults", side, spec_path, scratch, tag, threads,
                              extra_env={"TQDM_DISABLE": "1"})
-            res.update(side=side, repeat=repeat)
+            res.update(side=side, repeat=repeat, seed=seed)
             runs.append(res)
             print(f"[bench] {tag}: median step {statistics.median(res['step_s'][WARMUP:]):.2f} s, "
                   f"before first step {res['before_first_step_s']:.1f} s, train loss {res['train_loss']:.4f}",
                   flush=True)
         results[algo] = {**_summarise(runs, ceiling, SIDES_OF[algo]), "rows": len(spec["rows"]),
                          "zoo_overrides": spec["overrides"], "shared_settings": spec["shared"],
-                         "runs": [{k: r[k] for k in ("side", "repeat", "step_s", "train_s", "before_first_step_s",
-                                                     "global_step", "peak_rss_mb", "final_loss", "train_loss",
-                                                     "process_s")} for r in runs]}
+                         "runs": [{k: r[k] for k in ("side", "repeat", "seed", "step_s", "interval_s", "generate_s",
+                                                     "train_s", "before_first_step_s", "global_step", "peak_rss_mb",
+                                                     "final_loss", "train_loss", "reward_per_step", "process_s")}
+                                  for r in runs]}
+    date = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    command = (f"python -m bench.cpu_defaults --algos {','.join(algos)} --repeats {repeats} --steps {steps} "
+               f"--batch-size {batch_size} --threads {threads}")
+    for entry in results.values():  # each algorithm keeps where and how it was measured (partial reruns merge)
+        entry["measured"] = {"date": date, "command": command, "ceiling_gflops": ceiling,
+                             "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
+    kept = _previous_algos(result_path, algos)
     result = {
         "benchmark": "CPU defaults: zoo (trainer=cpu) vs TRL's defaults vs a plain TRL script with obvious settings",
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": f"python -m bench.cpu_defaults --algos {','.join(algos)} --repeats {repeats} --steps {steps} "
-                   f"--batch-size {batch_size} --threads {threads}",
+        "date": date,
+        "command": command,
         "settings": {"model": "smollm2-135m (embedded SmolLM2-135M-Instruct)", "peft": "lora r16 all-linear",
                      "steps_per_run": steps, "warmup_steps_dropped": WARMUP, "repeats": repeats,
                      "batch_size": batch_size, "threads": threads,
-                     "sides": {algo: SIDES_OF[algo] for algo in algos}},
+                     "sides": SIDES_OF},
         "ceiling_gflops": ceiling,
-        "algos": results,
+        "algos": {a: results.get(a) or kept[a] for a in (*ALGOS, *results) if a in results or a in kept},
         "machine": machine(load_before),
         "env": versions(),
         "bench_seconds": time.perf_counter() - t_start,
@@ -215,6 +237,23 @@ def drive(algos: list[str], repeats: int, steps: int, batch_size: int, threads: 
     write_result(result, result_path)
     _print_table(result, result_path)
     return result
+
+
+def _previous_algos(path: Path, rerun: list[str]) -> dict:
+    """The algorithms an earlier result file holds that this run does not redo (`--algos dpo` refreshes DPO and
+    keeps the rest, each with its own `measured` record). Entries from before that record existed get the old
+    file's date and command."""
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    kept = {}
+    for algo, entry in old.get("algos", {}).items():
+        if algo in rerun:
+            continue
+        entry.setdefault("measured", {"date": old.get("date"), "command": old.get("command"),
+                                      "ceiling_gflops": old.get("ceiling_gflops")})
+        kept[algo] = entry
+    return kept
 
 
 def _print_table(res: dict, path: Path) -> None:
@@ -239,6 +278,30 @@ class _TrainingDone(Exception):
     """Raised from the wrapped `fit` to end `zoo.train.run` once training is over (skip export and eval)."""
 
 
+_GENERATE = {"s": 0.0, "depth": 0}  # seconds spent inside transformers' `generate`, summed over the process
+
+
+def _time_generate() -> None:
+    """Sum the wall time of every `generate` call (TRL's GRPO rollouts, the zoo's sampler): the sampling share of a
+    step, the part the update-side levers cannot touch. Wrapped at the class, so the zoo's sampling levers (which
+    wrap the bound method) are inside the timed span."""
+    from transformers.generation.utils import GenerationMixin
+
+    real = GenerationMixin.generate
+
+    def timed(self, *args, **kwargs):
+        _GENERATE["depth"] += 1
+        t = time.perf_counter()
+        try:
+            return real(self, *args, **kwargs)
+        finally:
+            _GENERATE["depth"] -= 1
+            if _GENERATE["depth"] == 0:
+                _GENERATE["s"] += time.perf_counter() - t
+
+    GenerationMixin.generate = timed
+
+
 def _probe():
     """Timers and the FLOP count as one callback (imports transformers, so only inside a worker)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -249,11 +312,15 @@ def _probe():
         def __init__(self):
             super().__init__()
             self.flops, self._counter, self.t_constructed = None, None, None
+            self.generate_s: list[float] = []  # time inside `generate` per step interval (sampling, not updates)
+            self._generate_mark = 0.0
 
         def on_step_end(self, args, state, control, **kwargs):
             # Count the FLOPs of the second step's interval (end of step 1 -> end of step 2: everything a step
             # does, a rollout included), a warm-up step whose time is dropped anyway.
             super().on_step_end(args, state, control, **kwargs)
+            self.generate_s.append(_GENERATE["s"] - self._generate_mark)
+            self._generate_mark = _GENERATE["s"]
             if self._counter is not None:
                 self._counter.__exit__(None, None, None)
                 self.flops, self._counter = self._counter.get_total_flops(), None
@@ -270,7 +337,11 @@ def _finish(probe, trainer, t_before_trainer: float, train_loss: float) -> dict:
     timing = probe.result()
     if not timing["step_s"]:  # the zoo's PPO loop has no on_step_begin: its step is the whole iteration interval
         timing["step_s"] = timing["interval_s"]
-    return {**timing, "step_flops": probe.flops, "train_loss": train_loss,
+    # The sampled reward per step (GRPO: TRL's `reward`; PPO: the zoo's `objective/scores`): the quality signal of
+    # the sampling algorithms, whose losses say nothing about it.
+    rewards = [h[key] for h in trainer.state.log_history for key in ("reward", "objective/scores") if key in h]
+    return {**timing, "step_flops": probe.flops, "train_loss": train_loss, "generate_s": probe.generate_s,
+            "reward_per_step": rewards,
             "final_loss": losses[-1] if losses else float("nan"), "global_step": trainer.state.global_step,
             # trainer construction + everything in train() before the first step (dataset tokenising, precomputed
             # reference log-probs, ...): part of what a user waits for, hidden from a per-step time
@@ -365,6 +436,7 @@ def _zoo_worker(spec: dict, workdir: Path, levers_on: bool = True) -> dict:
 
 def _worker(side: str, spec_path: Path, workdir: Path, out: Path) -> None:
     spec = json.loads(spec_path.read_text())
+    _time_generate()
     if side == "zoo":
         res = _zoo_worker(spec, workdir)
     elif spec["algo"] == "ppo":  # no TRL PPO to script: the zoo's own, levers off

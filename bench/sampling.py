@@ -10,7 +10,8 @@ adapter's would be, so folding it in is real work) samples `--batch` completions
 do. A call runs as many decoding steps as its longest completion (rows that stopped early ride along), and the
 levers that change the random stream change where rows stop, so the unit of time is the decoding step: seconds
 per call / its longest completion. One process, the settings alternating within each round (order reversed every
-other round), in the precision a run would use here (bf16 where native, else fp32) and in fp32. Reported per
+other round), in bf16 weights, fp32 weights (the harness) and, where bf16 is native, fp32 weights under bf16
+autocast (how a training run samples: PPO rollouts, TRL's GRPO/RLOO under the Trainer's bf16). Reported per
 setting: the median ms per decoding step with min/max over rounds, and the speedup against all levers off (the
 ratio of medians, and the per-round ratios).
 """
@@ -64,7 +65,11 @@ def _model(name: str, dtype):
     return model, bundle.tokenizer
 
 
-def measure(model, tok, *, batch: int, tokens: int, rounds: int) -> dict:
+def measure(model, tok, *, batch: int, tokens: int, rounds: int, autocast: bool = False) -> dict:
+    from contextlib import nullcontext
+
+    import torch
+
     from zoo import levers
     from zoo.generation import sample
 
@@ -73,7 +78,8 @@ def measure(model, tok, *, batch: int, tokens: int, rounds: int) -> dict:
     names = list(SETTINGS)
     for r in range(rounds + 1):  # round 0 warms up every setting and is dropped
         for name in names if r % 2 else names[::-1]:
-            with levers.using(_trainer(SETTINGS[name])):
+            amp = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else nullcontext()
+            with levers.using(_trainer(SETTINGS[name])), amp:
                 t = time.perf_counter()
                 out = sample(model, tok, prompts, max_new_tokens=tokens, temperature=1.0, batch_size=batch, seed=r)
                 dt = time.perf_counter() - t
@@ -106,11 +112,14 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(a.threads)
     t0, load_before = time.perf_counter(), os.getloadavg()
-    dtypes = ["bfloat16", "float32"] if bf16_supported(use_cpu=True) else ["float32"]
+    # bf16 weights; fp32 weights (the harness); fp32 weights under bf16 autocast (how training samples where bf16
+    # is native: the zoo's PPO rollouts, TRL's GRPO/RLOO generate under the Trainer's autocast)
+    modes = ["bfloat16", "float32", "float32_autocast_bf16"] if bf16_supported(use_cpu=True) else ["float32"]
     by_dtype = {}
-    for dtype in dtypes:
-        model, tok = _model(a.model, getattr(torch, dtype))
-        by_dtype[dtype] = measure(model, tok, batch=a.batch, tokens=a.tokens, rounds=a.rounds)
+    for mode in modes:
+        model, tok = _model(a.model, getattr(torch, mode.split("_")[0]))
+        by_dtype[mode] = measure(model, tok, batch=a.batch, tokens=a.tokens, rounds=a.rounds,
+                                 autocast=mode.endswith("autocast_bf16"))
         del model
     result = {
         "benchmark": "sampling levers on zoo.generation.sample",

@@ -53,6 +53,39 @@ def test_cpu_defaults_speedups_are_the_other_sides_time_over_the_zoos():
     assert "speedup_vs_defaults" not in ppo and ppo["speedup_vs_obvious"]["step_per_repeat"] == [1.5, 3.0]
 
 
+def test_cpu_defaults_splits_sampling_from_the_rest_and_averages_rewards():
+    from bench.cpu_defaults import WARMUP, _summarise
+
+    def run(side, gen, reward):
+        return {"side": side, "repeat": 0, "step_s": [5.0] * (WARMUP + 2), "interval_s": [9.0] * WARMUP + [4.0, 6.0],
+                "generate_s": [9.0] * WARMUP + gen, "reward_per_step": reward, "train_s": 20.0, "global_step": 4,
+                "step_flops": 1e9, "bf16": True, "gradient_checkpointing": False, "before_first_step_s": 1.0,
+                "peak_rss_mb": 1.0, "final_loss": 0.0, "train_loss": 0.0, "settings": {}}
+
+    runs = [run("obvious", [3.0, 3.0], [0.1, 0.3]), run("zoo", [1.0, 2.0], [0.2, 0.4]),
+            run("zoo", [2.0, 1.0], [0.0, 0.2])]
+    out = _summarise(runs, {"float32": 10.0, "bfloat16": 20.0}, ("obvious", "zoo"))["summary"]
+    assert out["obvious"]["generate_share"] == pytest.approx(6.0 / 10.0)  # warm-up steps dropped
+    assert out["zoo"]["generate_s_per_step"] == pytest.approx(1.5) and out["zoo"]["rest_s_per_step"] == 3.5
+    assert out["zoo"]["mean_reward"]["mean"] == pytest.approx(0.2)  # runs' means 0.3 and 0.1
+    assert out["zoo"]["mean_reward"]["min"] == pytest.approx(0.1)
+
+
+def test_cpu_defaults_rerun_of_some_algos_keeps_the_others(tmp_path):
+    import json
+
+    from bench.cpu_defaults import _previous_algos
+
+    path = tmp_path / "cpu.json"
+    path.write_text(json.dumps({"date": "d0", "command": "c0", "ceiling_gflops": {"float32": 1.0},
+                                "algos": {"sft": {"x": 1}, "dpo": {"x": 2, "measured": {"date": "d1"}}}}))
+    kept = _previous_algos(path, ["grpo", "sft"])
+    assert set(kept) == {"dpo"} and kept["dpo"]["measured"] == {"date": "d1"}
+    kept = _previous_algos(path, ["grpo"])
+    assert kept["sft"]["measured"] == {"date": "d0", "command": "c0", "ceiling_gflops": {"float32": 1.0}}
+    assert _previous_algos(tmp_path / "missing.json", ["dpo"]) == {}
+
+
 def test_sampling_bench_reports_per_decoding_step(monkeypatch):
     """bench.sampling divides each call's time by its longest completion and compares every setting to none."""
     import bench.sampling as sampling

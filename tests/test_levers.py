@@ -273,6 +273,55 @@ def test_merged_lora_really_folds_the_adapter(compose, monkeypatch):
     assert merged_seen and not any(merged_seen)
 
 
+def test_head_cast_once_gives_bit_identical_logits(compose):
+    """Under bf16 autocast the LM head gets its bf16 weight once per generate call instead of at every step: the
+    same logits bit for bit; the tied fp32 embedding is untouched and the head's own forward comes back."""
+    import torch
+
+    from zoo.levers import _head_cast_once
+
+    model, _ = _adapted(compose)
+    model.eval()  # LoRA dropout off: two forwards must agree
+    head = model.get_output_embeddings()
+    ids = torch.tensor([[1, 5, 9, 200, 7], [3, 3, 40, 2, 11]])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = model(input_ids=ids).logits
+        with _head_cast_once(model):
+            assert "forward" in head.__dict__
+            cast = model(input_ids=ids).logits
+        with _head_cast_once(model):  # outside autocast nothing is swapped
+            pass
+    with _head_cast_once(model):
+        assert "forward" not in head.__dict__
+    assert torch.equal(plain, cast)
+    assert "forward" not in head.__dict__
+    assert head.weight.dtype == torch.float32 and model.get_input_embeddings().weight.dtype == torch.float32
+
+
+def test_fast_generate_runs_generate_under_the_callers_autocast(compose):
+    """A Trainer with bf16 autocasts each forward but not `generate`: given the dtype, the levers run the whole call
+    under it, so the adapters are folded into bf16 weights once (not cast again at every decoding step)."""
+    import torch
+
+    from zoo import levers
+
+    model, tok = _adapted(compose)
+    layer = next(m for m in model.modules() if type(m).__name__ == "Linear" and hasattr(m, "base_layer"))
+    seen = []
+    layer.register_forward_pre_hook(
+        lambda m, args: seen.append((torch.is_autocast_enabled("cpu"), m.base_layer.weight.dtype)))
+    enc = tok(["The film was"], return_tensors="pt")
+    with levers.using(_levers(merged_lora_sampling=True)):
+        with levers.fast_generate(model, autocast_dtype=torch.bfloat16):
+            model.generate(**enc, max_new_tokens=3, do_sample=False, pad_token_id=tok.pad_token_id)
+        assert seen and set(seen) == {(True, torch.bfloat16)}
+        seen.clear()
+        with levers.fast_generate(model):
+            model.generate(**enc, max_new_tokens=3, do_sample=False, pad_token_id=tok.pad_token_id)
+        assert seen and set(seen) == {(False, torch.float32)}
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
 def test_trainer_cpu_turns_the_sampling_levers_on(compose):
     from zoo.levers import SAMPLING, lever
 

@@ -149,10 +149,37 @@ def _merged_lora(model):
 
 
 @contextmanager
-def fast_generate(model):
+def _head_cast_once(model):
+    """Under autocast, give the LM head its weight in the autocast dtype for the block: autocast keeps no cast of a
+    weight between calls, so each decoding step would cast the 49k-row head again (on SmolLM2 the head is tied to
+    the input embedding, so its fp32 tensor itself must stay: the copy is the head's alone). The same cast, made
+    once: bit-identical logits."""
+    import torch
+
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if type(head) is not torch.nn.Linear or _autocast_dtype(head.weight) == head.weight.dtype:
+        yield
+        return
+    dtype = _autocast_dtype(head.weight)
+    weight = head.weight.detach().to(dtype)
+    bias = None if head.bias is None else head.bias.detach().to(dtype)
+    head.forward = lambda x: torch.nn.functional.linear(x, weight, bias)
+    try:
+        yield
+    finally:
+        del head.forward
+
+
+@contextmanager
+def fast_generate(model, autocast_dtype=None):
     """The active sampling levers around `model.generate` calls inside the block. Each is result-preserving:
     `contiguous_head` gives the same tokens (tests/test_levers.py), `cdf_sampling` draws from the same
-    distribution with another random stream, `merged_lora_sampling` the same logits up to rounding."""
+    distribution with another random stream, `merged_lora_sampling` the same logits up to rounding.
+
+    `autocast_dtype`: the mixed precision the caller's forward passes already run under (a Trainer with bf16 on
+    wraps `model.forward` in autocast, so every decoding step is autocast, but `generate` itself is not). The whole
+    `generate` call then runs under that autocast, so the folded weights are made in its dtype once, instead of
+    every fp32 base weight being cast again at every decoding step."""
     hooks, original = [], model.__dict__.get("generate")
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if active("contiguous_head") and head is not None:
@@ -167,8 +194,14 @@ def fast_generate(model):
 
         def generate(*args, **kwargs):
             with ExitStack() as stack:
+                if autocast_dtype is not None:
+                    import torch
+
+                    device = next(model.parameters()).device.type
+                    stack.enter_context(torch.autocast(device, dtype=autocast_dtype))
                 if wrap_merge:
                     stack.enter_context(_merged_lora(model))
+                    stack.enter_context(_head_cast_once(model))
                 if wrap_cdf:
                     stack.enter_context(_patched_multinomial())
                 return inner(*args, **kwargs)

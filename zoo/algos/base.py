@@ -161,6 +161,17 @@ def history_train_loss(log_history: list[dict]) -> float | None:
     return total / last_step if last_step else None
 
 
+def _mixed_precision(args):
+    """The autocast dtype a transformers Trainer runs its forward passes under (bf16 / fp16), else None."""
+    import torch
+
+    if getattr(args, "bf16", False):
+        return torch.bfloat16
+    if getattr(args, "fp16", False):
+        return torch.float16
+    return None
+
+
 def fit(trainer, ctx: Context) -> dict:
     """Train, continuing from the stage's last checkpoint under resume=true. Returns the stage's training
     metrics, prefixed with the stage name; the same whether or not the run was interrupted and resumed
@@ -178,7 +189,8 @@ def fit(trainer, ctx: Context) -> dict:
     trainer.add_callback(_History(ctx.stage_dir / "history.jsonl", _segment(trainer)))
     if ctx.curve is not None:
         trainer.add_callback(_CurvePoints(trainer, ctx))
-    with completion_only_logits(lever(ctx.cfg.trainer, "completion_only_logits")), fast_generate(trainer.model):
+    with completion_only_logits(lever(ctx.cfg.trainer, "completion_only_logits")), \
+            fast_generate(trainer.model, autocast_dtype=_mixed_precision(trainer.args)):
         result = trainer.train(resume_from_checkpoint=last if ctx.resume else None)
     metrics = dict(result.metrics)
     if not whole_run:
