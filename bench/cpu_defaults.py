@@ -182,61 +182,117 @@ def _summarise(runs: list[dict], ceiling: dict, sides: tuple[str, ...]) -> dict:
 
 
 def drive(algos: list[str], repeats: int, steps: int, batch_size: int, threads: int, result_path: Path) -> dict:
-
+    """Run the sides of each algorithm in turn; the result file is rewritten after each algorithm, so a bench killed
+    part-way keeps what finished (merged with the file's other algorithms, as a partial `--algos` rerun is)."""
     t_start = time.perf_counter()
     load_before = os.getloadavg()
     scratch = Path(tempfile.mkdtemp(prefix="zoo-bench-cpu-"))
     ceiling = _ceiling(threads)
     print(f"[bench] matmul ceiling with {threads} threads: {ceiling}", flush=True)
-    results = {}
-    for algo in algos:
-        spec = _spec(algo, steps, batch_size, scratch)
-        runs = []
-        for repeat, side in alternating(SIDES_OF[algo], repeats):
-            seed = repeat if algo in SEED_PER_REPEAT else spec["shared"]["seed"]
-            spec_path = scratch / f"{algo}-spec-{seed}.json"
-            if not spec_path.exists():
-                spec_path.write_text(json.dumps({**spec, "shared": {**spec["shared"], "seed": seed},
-                                                 "overrides": [*spec["overrides"], f"trainer.seed={seed}"]}))
-            tag = f"{algo}-{side}-{repeat}"
-            print(f"[bench] {tag} ...", flush=True)
-            res = run_worker("bench.cpu_defaults", side, spec_path, scratch, tag, threads,
-                             extra_env={"TQDM_DISABLE": "1"})
-            res.update(side=side, repeat=repeat, seed=seed)
-            runs.append(res)
-            print(f"[bench] {tag}: median step {statistics.median(res['step_s'][WARMUP:]):.2f} s, "
-                  f"before first step {res['before_first_step_s']:.1f} s, train loss {res['train_loss']:.4f}",
-                  flush=True)
-        results[algo] = {**_summarise(runs, ceiling, SIDES_OF[algo]), "rows": len(spec["rows"]),
-                         "zoo_overrides": spec["overrides"], "shared_settings": spec["shared"],
-                         "runs": [{k: r[k] for k in ("side", "repeat", "seed", "step_s", "interval_s", "generate_s",
-                                                     "train_s", "before_first_step_s", "global_step", "peak_rss_mb",
-                                                     "final_loss", "train_loss", "reward_per_step", "process_s")}
-                                  for r in runs]}
-    date = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     command = (f"python -m bench.cpu_defaults --algos {','.join(algos)} --repeats {repeats} --steps {steps} "
                f"--batch-size {batch_size} --threads {threads}")
-    for entry in results.values():  # each algorithm keeps where and how it was measured (partial reruns merge)
-        entry["measured"] = {"date": date, "command": command, "ceiling_gflops": ceiling,
-                             "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
-    kept = _previous_algos(result_path, algos)
-    result = {
-        "benchmark": "CPU defaults: zoo (trainer=cpu) vs TRL's defaults vs a plain TRL script with obvious settings",
-        "date": date,
-        "command": command,
-        "settings": {"model": "smollm2-135m (embedded SmolLM2-135M-Instruct)", "peft": "lora r16 all-linear",
-                     "steps_per_run": steps, "warmup_steps_dropped": WARMUP, "repeats": repeats,
-                     "batch_size": batch_size, "threads": threads,
-                     "sides": SIDES_OF},
-        "ceiling_gflops": ceiling,
-        "algos": {a: results.get(a) or kept[a] for a in (*ALGOS, *results) if a in results or a in kept},
-        "machine": machine(load_before),
-        "env": versions(),
-        "bench_seconds": time.perf_counter() - t_start,
-    }
-    write_result(result, result_path)
+    result = {}
+    for algo in algos:
+        entry = _measure(algo, repeats, steps, batch_size, threads, ceiling, scratch)
+        entry["measured"] = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                             "command": command, "ceiling_gflops": ceiling, "loadavg_before": load_before,
+                             "loadavg_after": os.getloadavg()}
+        merged = {**_previous_algos(result_path, [algo]), algo: entry}
+        result = {
+            "benchmark": "CPU defaults: zoo (trainer=cpu) vs TRL's defaults vs a plain TRL script with obvious "
+                         "settings",
+            "date": entry["measured"]["date"],
+            "command": command,
+            "settings": {"model": "smollm2-135m (embedded SmolLM2-135M-Instruct)", "peft": "lora r16 all-linear",
+                         "steps_per_run": steps, "warmup_steps_dropped": WARMUP, "repeats": repeats,
+                         "batch_size": batch_size, "threads": threads, "sides": SIDES_OF,
+                         "seed_per_repeat": list(SEED_PER_REPEAT)},
+            "ceiling_gflops": ceiling,
+            "algos": {a: merged[a] for a in ALGOS if a in merged},
+            "goals": goals({a: merged[a] for a in ALGOS if a in merged}),
+            "machine": machine(load_before),
+            "env": versions(),
+            "bench_seconds": time.perf_counter() - t_start,
+        }
+        write_result(result, result_path)
     _print_table(result, result_path)
     return result
+
+
+def _measure(algo: str, repeats: int, steps: int, batch_size: int, threads: int, ceiling: dict,
+             scratch: Path) -> dict:
+    spec = _spec(algo, steps, batch_size, scratch)
+    runs = []
+    for repeat, side in alternating(SIDES_OF[algo], repeats):
+        seed = repeat if algo in SEED_PER_REPEAT else spec["shared"]["seed"]
+        spec_path = scratch / f"{algo}-spec-{seed}.json"
+        if not spec_path.exists():
+            spec_path.write_text(json.dumps({**spec, "shared": {**spec["shared"], "seed": seed},
+                                             "overrides": [*spec["overrides"], f"trainer.seed={seed}"]}))
+        tag = f"{algo}-{side}-{repeat}"
+        print(f"[bench] {tag} ...", flush=True)
+        res = run_worker("bench.cpu_defaults", side, spec_path, scratch, tag, threads,
+                         extra_env={"TQDM_DISABLE": "1"})
+        res.update(side=side, repeat=repeat, seed=seed)
+        runs.append(res)
+        print(f"[bench] {tag}: median step {statistics.median(res['step_s'][WARMUP:]):.2f} s, "
+              f"before first step {res['before_first_step_s']:.1f} s, train loss {res['train_loss']:.4f}",
+              flush=True)
+    return {**_summarise(runs, ceiling, SIDES_OF[algo]), "rows": len(spec["rows"]),
+            "zoo_overrides": spec["overrides"], "shared_settings": spec["shared"],
+            "runs": [{k: r[k] for k in ("side", "repeat", "seed", "step_s", "interval_s", "generate_s", "train_s",
+                                        "before_first_step_s", "global_step", "peak_rss_mb", "final_loss",
+                                        "train_loss", "reward_per_step", "process_s")} for r in runs]}
+
+
+# The project's speed goals for this bench (issue: CPU defaults), checked against what was measured. A missed goal
+# carries what bounds it, from the numbers of the same run.
+GOALS = {  # algo -> ((ratio key, at least), ...)
+    "dpo": (("speedup_vs_obvious", 1.5), ("speedup_vs_defaults", 2.5), ("share_of_ceiling", 0.25)),
+    "grpo": (("speedup_vs_obvious", 1.3), ("speedup_vs_defaults", 1.5)),
+    "ppo": (("speedup_vs_obvious", 1.3),),
+}
+
+
+def _bound(algo: str, entry: dict) -> str:
+    """What limits the zoo's step, in the run's own numbers."""
+    s = entry["summary"]
+    zoo = s["zoo"]
+    parts = [f"zoo step {zoo['step_s']['median']:.2f} s at {zoo['share_of_ceiling']:.0%} of the "
+             f"{zoo['precision']} matmul ceiling"]
+    if "generate_share" in zoo:
+        parts.append(f"sampling {zoo['generate_s_per_step']:.2f} s ({zoo['generate_share']:.0%}) of a step, the "
+                     f"rest {zoo['rest_s_per_step']:.2f} s")
+        for other in ("obvious", "trl_defaults"):
+            if other in s and "generate_share" in s[other]:
+                o = s[other]
+                parts.append(f"{other}: sampling {o['generate_s_per_step']:.2f} s, "
+                             f"the rest {o['rest_s_per_step']:.2f} s")
+    return "; ".join(parts)
+
+
+def goals(algos: dict) -> list[dict]:
+    out = []
+    for algo, targets in GOALS.items():
+        entry = algos.get(algo)
+        if not entry:
+            continue
+        for key, target in targets:
+            if key == "share_of_ceiling":
+                value, per_repeat = entry["summary"]["zoo"]["share_of_ceiling"], None
+            elif key in entry:
+                value, per_repeat = entry[key]["step_median"], entry[key]["step_per_repeat"]
+            else:
+                continue
+            row = {"algo": algo, "goal": f"{key} >= {target}", "value": value, "per_repeat": per_repeat,
+                   "met": value >= target}
+            if not row["met"]:
+                row["bound"] = _bound(algo, entry)
+                if key == "speedup_vs_defaults":  # the ceiling share the zoo would need
+                    need = target * entry["summary"]["zoo"]["share_of_ceiling"] * entry[key]["step_median"] ** -1
+                    row["bound"] += f"; {target}x would need {need:.0%} of the ceiling at the same FLOPs"
+            out.append(row)
+    return out
 
 
 def _previous_algos(path: Path, rerun: list[str]) -> dict:
@@ -268,6 +324,8 @@ def _print_table(res: dict, path: Path) -> None:
             f"{key.removeprefix('speedup_')} {r[key]['step_median']:.2f} (per repeat "
             f"{[round(x, 2) for x in r[key]['step_per_repeat']]})"
             for key in ("speedup_vs_defaults", "speedup_vs_obvious") if key in r))
+    for g in res.get("goals", []):
+        print(f"goal {g['algo']} {g['goal']}: {g['value']:.2f} {'met' if g['met'] else 'MISSED: ' + g['bound']}")
     print(f"[bench] wrote {path} in {res['bench_seconds']:.0f} s")
 
 

@@ -4,6 +4,8 @@ bench/cpu_defaults.py's job)."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 import zoo.algos.base as base
@@ -288,6 +290,9 @@ def test_head_cast_once_gives_bit_identical_logits(compose):
         plain = model(input_ids=ids).logits
         with _head_cast_once(model):
             assert "forward" in head.__dict__
+            with _head_cast_once(model):  # nested generate calls (PPO's sampler inside fit's levers)
+                pass
+            assert "forward" in head.__dict__
             cast = model(input_ids=ids).logits
         with _head_cast_once(model):  # outside autocast nothing is swapped
             pass
@@ -320,6 +325,28 @@ def test_fast_generate_runs_generate_under_the_callers_autocast(compose):
             model.generate(**enc, max_new_tokens=3, do_sample=False, pad_token_id=tok.pad_token_id)
         assert seen and set(seen) == {(False, torch.float32)}
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+@pytest.mark.parametrize("algo", ["ppo", "grpo"])
+def test_bf16_training_samples_with_the_head_cast_once(compose, dense_reward, tmp_path, monkeypatch, algo):
+    """Under trainer.bf16 (every CPU runs it), PPO's sampler (nested inside fit's levers) and TRL's GRPO generate
+    run under autocast with the head cast once per call, and training goes on to a finite loss."""
+    from zoo import levers
+
+    casts = []
+    real = levers._head_cast_once
+
+    def spying(model):
+        import torch
+
+        casts.append(torch.is_autocast_enabled("cpu"))
+        return real(model)
+
+    monkeypatch.setattr(levers, "_head_cast_once", spying)
+    metrics = run(compose(f"algo={algo}", "data=arithmetic", "trainer.max_steps=1", "trainer.bf16=true",
+                          dense_reward, output_dir=tmp_path))
+    assert casts and casts[0] is True
+    assert math.isfinite(metrics[f"{algo}/train_loss"])
 
 
 def test_trainer_cpu_turns_the_sampling_levers_on(compose):

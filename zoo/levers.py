@@ -157,7 +157,8 @@ def _head_cast_once(model):
     import torch
 
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    if type(head) is not torch.nn.Linear or _autocast_dtype(head.weight) == head.weight.dtype:
+    if (type(head) is not torch.nn.Linear or _autocast_dtype(head.weight) == head.weight.dtype
+            or "forward" in head.__dict__):  # not a plain head, no autocast, or an outer generate already cast it
         yield
         return
     dtype = _autocast_dtype(head.weight)

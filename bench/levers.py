@@ -1,0 +1,201 @@
+"""Candidate CPU levers for the DPO step, one knob at a time against the zoo's defaults: what pays and what does not.
+
+    python -m bench.levers                    # part of `make bench`; writes results/bench/levers.json
+    python -m bench.levers --variants zoo_defaults,torch_compile --repeats 2 --steps 8
+
+Every variant is `python -m zoo.train algo=dpo` as `bench.cpu_defaults` runs it (SmolLM2-135M + LoRA r16
+all-linear, the arithmetic pairs, batch 8, same seed and rows), each run a fresh subprocess, variants alternating
+(order reversed every repeat), with exactly one change from the zoo's defaults:
+
+  zoo_defaults              trainer=cpu as composed
+  torch_compile             trainer.torch_compile=true (inductor on CPU; compiling is paid inside the first steps)
+  gradient_checkpointing    trainer.gradient_checkpointing=true (TRL's default)
+  precompute_ref_log_probs  algo.args.precompute_ref_log_probs=true (a pass over the pairs before training: the
+                            step loses its reference forward, the pass is timed as `before_first_step_s`)
+  eager_attention           +model.attn_implementation=eager (transformers' own attention instead of torch SDPA)
+  fp32                      trainer.bf16=false (bf16 autocast off where it is native)
+  one_thread                OMP_NUM_THREADS=1 (threads = physical cores is the default: this is the other side)
+
+Per run: every step's time, the time before the first step, the train loss, and the shapes of the batches the
+trainer was given (padded tokens vs real ones: what padding-free or length-bucketed batches could save at most).
+Per variant: median step (first WARMUP dropped) with its spread, its ratio to the defaults per repeat, and the
+whole training time per step including setup, so a lever that pays per step but costs up front says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import add_worker_args, machine, run_worker, versions, write_result
+from bench.dpo import alternating
+
+REPO = Path(__file__).resolve().parents[1]
+RESULT = REPO / "results" / "bench" / "levers.json"
+WARMUP = 2
+VARIANTS = {  # name -> (overrides, extra environment)
+    "zoo_defaults": ([], {}),
+    "torch_compile": (["trainer.torch_compile=true"], {}),
+    "gradient_checkpointing": (["trainer.gradient_checkpointing=true"], {}),
+    "precompute_ref_log_probs": (["algo.args.precompute_ref_log_probs=true"], {}),
+    "eager_attention": (["+model.attn_implementation=eager"], {}),
+    "fp32": (["trainer.bf16=false"], {}),
+    "one_thread": ([], {"OMP_NUM_THREADS": "1"}),
+}
+
+
+def _stats(xs: list[float]) -> dict:
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs),
+            "stdev": statistics.stdev(xs) if len(xs) > 1 else 0.0, "n": len(xs)}
+
+
+def padding(batches: list[list[int]]) -> dict:
+    """[padded tokens, real tokens] per batch -> the share of a batch's positions that are padding."""
+    padded, real = sum(b[0] for b in batches), sum(b[1] for b in batches)
+    return {"batches": len(batches), "padded_positions": padded, "real_tokens": real,
+            "padding_share": 1 - real / padded if padded else 0.0}
+
+
+def summarise(runs: list[dict], variants: list[str]) -> dict:
+    base = [r for r in runs if r["variant"] == "zoo_defaults"]
+    out = {}
+    for name in variants:
+        rs = [r for r in runs if r["variant"] == name]
+        steps = [x for r in rs for x in r["step_s"][WARMUP:]]
+        entry = {"step_s": _stats(steps),
+                 "train_s_per_step": _stats([(r["train_s"] + r["before_first_step_s"]) / r["global_step"]
+                                             for r in rs]),
+                 "first_steps_s": [r["step_s"][:WARMUP] for r in rs],
+                 "before_first_step_s": _stats([r["before_first_step_s"] for r in rs]),
+                 "peak_rss_mb": _stats([r["peak_rss_mb"] for r in rs]),
+                 "train_loss": _stats([r["train_loss"] for r in rs]),
+                 "padding": padding([b for r in rs for b in r["batches"]])}
+        if base and name != "zoo_defaults":
+            per = [statistics.median(b["step_s"][WARMUP:]) / statistics.median(r["step_s"][WARMUP:])
+                   for b, r in zip(base, rs)]
+            total = [((b["train_s"] + b["before_first_step_s"]) / b["global_step"])
+                     / ((r["train_s"] + r["before_first_step_s"]) / r["global_step"]) for b, r in zip(base, rs)]
+            entry["speedup_vs_defaults"] = {"step_median": statistics.median(
+                statistics.median(b["step_s"][WARMUP:]) for b in base) / entry["step_s"]["median"],
+                "step_per_repeat": per, "train_time_per_step_per_repeat": total}
+        out[name] = entry
+    return out
+
+
+def drive(variants: list[str], repeats: int, steps: int, batch_size: int, threads: int, path: Path) -> dict:
+    from bench.cpu_defaults import _spec
+
+    t0, load_before = time.perf_counter(), os.getloadavg()
+    scratch = Path(tempfile.mkdtemp(prefix="zoo-bench-levers-"))
+    spec = _spec("dpo", steps, batch_size, scratch)
+    runs = []
+    for repeat, name in alternating(tuple(variants), repeats):
+        overrides, env = VARIANTS[name]
+        spec_path = scratch / f"{name}.json"
+        spec_path.write_text(json.dumps({**spec, "overrides": [*spec["overrides"], *overrides]}))
+        tag = f"{name}-{repeat}"
+        print(f"[bench] {tag} ...", flush=True)
+        res = run_worker("bench.levers", "zoo", spec_path, scratch, tag, threads,
+                         extra_env={"TQDM_DISABLE": "1", **env})
+        res.update(variant=name, repeat=repeat)
+        runs.append(res)
+        print(f"[bench] {tag}: median step {statistics.median(res['step_s'][WARMUP:]):.2f} s, first "
+              f"{[round(x, 1) for x in res['step_s'][:WARMUP]]}, before first step {res['before_first_step_s']:.1f}"
+              f" s, train loss {res['train_loss']:.4f}", flush=True)
+    result = {
+        "benchmark": "CPU levers for the DPO step, one at a time against the zoo's defaults",
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": f"python -m bench.levers --variants {','.join(variants)} --repeats {repeats} --steps {steps} "
+                   f"--batch-size {batch_size} --threads {threads}",
+        "settings": {"algo": "dpo", "model": "smollm2-135m", "peft": "lora r16 all-linear", "data": "arithmetic",
+                     "steps_per_run": steps, "warmup_steps_dropped": WARMUP, "repeats": repeats,
+                     "batch_size": batch_size, "threads": threads, "max_length": spec["shared"].get("max_length"),
+                     "variants": {v: {"overrides": VARIANTS[v][0], "env": VARIANTS[v][1]} for v in variants}},
+        "variants": summarise(runs, variants),
+        "runs": [{k: r.get(k) for k in ("variant", "repeat", "step_s", "train_s", "before_first_step_s",
+                                        "global_step", "peak_rss_mb", "train_loss", "final_loss", "settings",
+                                        "process_s")} for r in runs],
+        "machine": machine(load_before),
+        "env": versions(),
+        "bench_seconds": time.perf_counter() - t0,
+    }
+    write_result(result, path)
+    for name, v in result["variants"].items():
+        sp = v.get("speedup_vs_defaults")
+        print(f"{name:26s} step {v['step_s']['median']:6.2f} s  setup {v['before_first_step_s']['median']:6.1f} s"
+              + (f"  x{sp['step_median']:.2f} (per repeat {[round(x, 2) for x in sp['step_per_repeat']]})"
+                 if sp else "") + f"  loss {v['train_loss']['median']:.4f}")
+    print(f"[bench] wrote {path} in {result['bench_seconds']:.0f} s")
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- worker
+
+
+def _record_batches(store: list) -> None:
+    """Wrap every Trainer's collator as its train dataloader is built: [positions, real tokens] per batch."""
+    from transformers import Trainer
+
+    real = Trainer.get_train_dataloader
+
+    def get_train_dataloader(self):
+        collate = self.data_collator
+
+        def recording(features):
+            batch = collate(features)
+            mask = batch.get("attention_mask") if isinstance(batch, dict) else None
+            if mask is not None:
+                store.append([int(mask.numel()), int(mask.sum())])
+            return batch
+
+        self.data_collator = recording
+        try:
+            return real(self)
+        finally:
+            self.data_collator = collate
+
+    Trainer.get_train_dataloader = get_train_dataloader
+
+
+def _worker(spec_path: Path, workdir: Path, out: Path) -> None:
+    from bench.cpu_defaults import _zoo_worker
+
+    batches: list = []
+    _record_batches(batches)
+    res = _zoo_worker(json.loads(spec_path.read_text()), workdir)
+    res.pop("t_train_begin", None)
+    out.write_text(json.dumps({**res, "batches": batches}))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {list(VARIANTS)}")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=8, help=f"optimizer steps per run (first {WARMUP} dropped)")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="OMP_NUM_THREADS of every worker")
+    ap.add_argument("--out", type=Path, default=RESULT)
+    add_worker_args(ap, ("zoo",))
+    a = ap.parse_args(argv)
+    if a.worker:
+        _worker(a.spec, a.workdir, a.out)
+        return
+    variants = [v for v in a.variants.split(",") if v]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        ap.error(f"--variants: unknown {unknown}; known: {list(VARIANTS)}")
+    if "zoo_defaults" not in variants:
+        variants.insert(0, "zoo_defaults")  # every ratio is against it
+    if a.steps <= WARMUP + 1:
+        ap.error(f"--steps must be > {WARMUP + 1} (the first {WARMUP} are dropped)")
+    drive(variants, a.repeats, a.steps, a.batch_size, a.threads, a.out)
+
+
+if __name__ == "__main__":
+    main()
