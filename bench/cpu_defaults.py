@@ -160,6 +160,9 @@ def _summarise(runs: list[dict], ceiling: dict, sides: tuple[str, ...]) -> dict:
             n = sum(len(r["interval_s"][WARMUP:]) for r in rs)
             summary[side].update(generate_s_per_step=gen / n, rest_s_per_step=(total - gen) / n,
                                  generate_share=gen / total)
+            for phase in sorted({p for r in rs for p in r.get("phase_s", {})} - {"generate"}):
+                t = sum(x for r in rs for x in r["phase_s"][phase][WARMUP:])
+                summary[side][f"{phase}_s_per_step"], summary[side][f"{phase}_share"] = t / n, t / total
         if all(r.get("reward_per_step") for r in rs):  # per run: its mean sampled reward (each repeat its own seed)
             summary[side]["mean_reward"] = _stats([statistics.fmean(r["reward_per_step"]) for r in rs])
     z = by["zoo"]
@@ -240,8 +243,8 @@ def _measure(algo: str, repeats: int, steps: int, batch_size: int, threads: int,
               flush=True)
     return {**_summarise(runs, ceiling, SIDES_OF[algo]), "rows": len(spec["rows"]),
             "zoo_overrides": spec["overrides"], "shared_settings": spec["shared"],
-            "runs": [{k: r[k] for k in ("side", "repeat", "seed", "step_s", "interval_s", "generate_s", "train_s",
-                                        "before_first_step_s", "global_step", "peak_rss_mb", "final_loss",
+            "runs": [{k: r[k] for k in ("side", "repeat", "seed", "step_s", "interval_s", "generate_s", "phase_s",
+                                        "train_s", "before_first_step_s", "global_step", "peak_rss_mb", "final_loss",
                                         "train_loss", "reward_per_step", "process_s")} for r in runs]}
 
 
@@ -268,6 +271,10 @@ def _bound(algo: str, entry: dict) -> str:
                 o = s[other]
                 parts.append(f"{other}: sampling {o['generate_s_per_step']:.2f} s, "
                              f"the rest {o['rest_s_per_step']:.2f} s")
+    if "update_s_per_step" in zoo:
+        parts.append(f"the zoo's PPO updates {zoo['update_s_per_step']:.2f} s ({zoo['update_share']:.0%}); value-model "
+                     f"forwards {zoo['value_forward_s_per_step']:.2f} s ({zoo['value_forward_share']:.0%}), "
+                     f"their backward inside the updates")
     return "; ".join(parts)
 
 
@@ -336,28 +343,40 @@ class _TrainingDone(Exception):
     """Raised from the wrapped `fit` to end `zoo.train.run` once training is over (skip export and eval)."""
 
 
-_GENERATE = {"s": 0.0, "depth": 0}  # seconds spent inside transformers' `generate`, summed over the process
+_PHASES: dict[str, float] = {}  # phase -> seconds spent in it, summed over the process
 
 
-def _time_generate() -> None:
-    """Sum the wall time of every `generate` call (TRL's GRPO rollouts, the zoo's sampler): the sampling share of a
-    step, the part the update-side levers cannot touch. Wrapped at the class, so the zoo's sampling levers (which
-    wrap the bound method) are inside the timed span."""
-    from transformers.generation.utils import GenerationMixin
+def _time_phase(owner, attr: str, phase: str) -> None:
+    """Sum the wall time of every (outermost) call of `owner.attr` into _PHASES[phase]."""
+    real = getattr(owner, attr)
+    depth = [0]
 
-    real = GenerationMixin.generate
-
-    def timed(self, *args, **kwargs):
-        _GENERATE["depth"] += 1
+    def timed(*args, **kwargs):
+        depth[0] += 1
         t = time.perf_counter()
         try:
-            return real(self, *args, **kwargs)
+            return real(*args, **kwargs)
         finally:
-            _GENERATE["depth"] -= 1
-            if _GENERATE["depth"] == 0:
-                _GENERATE["s"] += time.perf_counter() - t
+            depth[0] -= 1
+            if depth[0] == 0:
+                _PHASES[phase] = _PHASES.get(phase, 0.0) + time.perf_counter() - t
 
-    GenerationMixin.generate = timed
+    setattr(owner, attr, timed)
+
+
+def _time_phases(algo: str) -> None:
+    """What a step's time goes to: `generate` (TRL's GRPO rollouts, the zoo's sampler; wrapped at the class, so the
+    zoo's sampling levers, which wrap the bound method, are inside the span) for every side, and for PPO also its
+    update phase (the PPO epochs over the rollout) and every value-model forward (rollout and updates; its
+    backward is inside `update`)."""
+    from transformers.generation.utils import GenerationMixin
+
+    _time_phase(GenerationMixin, "generate", "generate")
+    if algo == "ppo":
+        import zoo.rl.ppo_trainer as ppo
+
+        _time_phase(ppo.PPOTrainer, "_optimise", "update")
+        _time_phase(ppo, "value_forward", "value_forward")
 
 
 def _probe():
@@ -370,15 +389,18 @@ def _probe():
         def __init__(self):
             super().__init__()
             self.flops, self._counter, self.t_constructed = None, None, None
-            self.generate_s: list[float] = []  # time inside `generate` per step interval (sampling, not updates)
-            self._generate_mark = 0.0
+            self.phase_s: dict[str, list[float]] = {}  # per step interval: seconds in each timed phase
+            self._marks: dict[str, float] = {}
 
         def on_step_end(self, args, state, control, **kwargs):
             # Count the FLOPs of the second step's interval (end of step 1 -> end of step 2: everything a step
             # does, a rollout included), a warm-up step whose time is dropped anyway.
             super().on_step_end(args, state, control, **kwargs)
-            self.generate_s.append(_GENERATE["s"] - self._generate_mark)
-            self._generate_mark = _GENERATE["s"]
+            for phase in ("generate", *_PHASES):
+                total = _PHASES.get(phase, 0.0)
+                self.phase_s.setdefault(phase, [0.0] * (len(self.interval_s) - 1)).append(
+                    total - self._marks.get(phase, 0.0))
+                self._marks[phase] = total
             if self._counter is not None:
                 self._counter.__exit__(None, None, None)
                 self.flops, self._counter = self._counter.get_total_flops(), None
@@ -398,7 +420,8 @@ def _finish(probe, trainer, t_before_trainer: float, train_loss: float) -> dict:
     # The sampled reward per step (GRPO: TRL's `reward`; PPO: the zoo's `objective/scores`): the quality signal of
     # the sampling algorithms, whose losses say nothing about it.
     rewards = [h[key] for h in trainer.state.log_history for key in ("reward", "objective/scores") if key in h]
-    return {**timing, "step_flops": probe.flops, "train_loss": train_loss, "generate_s": probe.generate_s,
+    return {**timing, "step_flops": probe.flops, "train_loss": train_loss,
+            "generate_s": probe.phase_s.get("generate", []), "phase_s": probe.phase_s,
             "reward_per_step": rewards,
             "final_loss": losses[-1] if losses else float("nan"), "global_step": trainer.state.global_step,
             # trainer construction + everything in train() before the first step (dataset tokenising, precomputed
@@ -494,7 +517,7 @@ def _zoo_worker(spec: dict, workdir: Path, levers_on: bool = True) -> dict:
 
 def _worker(side: str, spec_path: Path, workdir: Path, out: Path) -> None:
     spec = json.loads(spec_path.read_text())
-    _time_generate()
+    _time_phases(spec["algo"])
     if side == "zoo":
         res = _zoo_worker(spec, workdir)
     elif spec["algo"] == "ppo":  # no TRL PPO to script: the zoo's own, levers off

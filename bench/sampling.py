@@ -1,5 +1,5 @@
-"""What each sampling lever (trainer.zoo.contiguous_head / cdf_sampling / merged_lora_sampling) saves, alone and
-together, on the zoo's own sampler.
+"""What each sampling lever (trainer.zoo.contiguous_head / cdf_sampling / merged_lora_sampling / cast_once_sampling)
+saves, alone and together, on the zoo's own sampler.
 
     python -m bench.sampling               # part of `make bench`; writes results/bench/sampling.json
     python -m bench.sampling --model tiny --rounds 1 --out /tmp/s.json   # smoke test (numbers mean nothing)
@@ -34,7 +34,8 @@ SETTINGS = {
     "contiguous_head": ("contiguous_head",),
     "cdf_sampling": ("cdf_sampling",),
     "merged_lora_sampling": ("merged_lora_sampling",),
-    "all": ("contiguous_head", "cdf_sampling", "merged_lora_sampling"),
+    "cast_once_sampling": ("cast_once_sampling",),
+    "all": ("contiguous_head", "cdf_sampling", "merged_lora_sampling", "cast_once_sampling"),
 }
 
 

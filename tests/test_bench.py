@@ -64,7 +64,10 @@ def test_cpu_defaults_splits_sampling_from_the_rest_and_averages_rewards():
 
     runs = [run("obvious", [3.0, 3.0], [0.1, 0.3]), run("zoo", [1.0, 2.0], [0.2, 0.4]),
             run("zoo", [2.0, 1.0], [0.0, 0.2])]
+    for r in runs:  # PPO's update phase, timed beside generate
+        r["phase_s"] = {"generate": r["generate_s"], "update": [9.0] * WARMUP + [2.0, 2.5]}
     out = _summarise(runs, {"float32": 10.0, "bfloat16": 20.0}, ("obvious", "zoo"))["summary"]
+    assert out["zoo"]["update_s_per_step"] == pytest.approx(2.25) and out["zoo"]["update_share"] == 0.45
     assert out["obvious"]["generate_share"] == pytest.approx(6.0 / 10.0)  # warm-up steps dropped
     assert out["zoo"]["generate_s_per_step"] == pytest.approx(1.5) and out["zoo"]["rest_s_per_step"] == 3.5
     assert out["zoo"]["mean_reward"]["mean"] == pytest.approx(0.2)  # runs' means 0.3 and 0.1
@@ -84,6 +87,28 @@ def test_cpu_defaults_rerun_of_some_algos_keeps_the_others(tmp_path):
     kept = _previous_algos(path, ["grpo"])
     assert kept["sft"]["measured"] == {"date": "d0", "command": "c0", "ceiling_gflops": {"float32": 1.0}}
     assert _previous_algos(tmp_path / "missing.json", ["dpo"]) == {}
+
+
+def test_cpu_defaults_goals_say_met_or_what_bounds_them():
+    from bench.cpu_defaults import goals
+
+    def entry(vs_obvious, vs_defaults, share, gen=None):
+        zoo = {"step_s": {"median": 2.0}, "share_of_ceiling": share, "precision": "bfloat16"}
+        if gen is not None:
+            zoo.update(generate_s_per_step=gen, rest_s_per_step=2.0 - gen, generate_share=gen / 2.0)
+        out = {"summary": {"zoo": zoo}, "speedup_vs_obvious": {"step_median": vs_obvious, "step_per_repeat": [1.0]}}
+        if vs_defaults is not None:
+            out["speedup_vs_defaults"] = {"step_median": vs_defaults, "step_per_repeat": [1.0]}
+        return out
+
+    rows = goals({"dpo": entry(2.0, 2.0, 0.30), "grpo": entry(1.2, 1.6, 0.1, gen=0.5), "ppo": entry(1.4, None, 0.2)})
+    by = {(r["algo"], r["goal"]): r for r in rows}
+    assert by["dpo", "speedup_vs_obvious >= 1.5"]["met"] and by["dpo", "share_of_ceiling >= 0.25"]["met"]
+    missed = by["dpo", "speedup_vs_defaults >= 2.5"]
+    assert not missed["met"] and "38% of the ceiling" in missed["bound"]  # 2.5 x 30% / 2.0
+    assert not by["grpo", "speedup_vs_obvious >= 1.3"]["met"]
+    assert "sampling 0.50 s (25%)" in by["grpo", "speedup_vs_obvious >= 1.3"]["bound"]
+    assert by["ppo", "speedup_vs_obvious >= 1.3"]["met"] and ("ppo", "speedup_vs_defaults >= 1.5") not in by
 
 
 def test_sampling_bench_reports_per_decoding_step(monkeypatch):

@@ -56,6 +56,35 @@ def test_completion_only_logits_keeps_the_losses(compose, scored_rows, dense_rew
     assert rows_on < rows_off  # the prompt positions really were skipped
 
 
+@pytest.mark.parametrize("algo", ["sft", "dpo", "rm"])
+def test_eager_attention_keeps_the_losses(compose, tmp_path, monkeypatch, algo):
+    """trainer.zoo.eager_attention: the models load with transformers' eager attention unless model.
+    attn_implementation says otherwise; the training losses match SDPA's to float rounding (fp32)."""
+    import zoo.models as models
+
+    loaded = []
+    real = models._from_pretrained
+
+    def spying(auto_cls, path, cfg, **extra):
+        model = real(auto_cls, path, cfg, **extra)
+        loaded.append(model.config._attn_implementation)
+        return model
+
+    monkeypatch.setattr(models, "_from_pretrained", spying)
+    losses = {}
+    for on in (True, False):
+        loaded.clear()
+        metrics = run(compose(f"algo={algo}", "data=arithmetic", "trainer.max_steps=3",
+                              f"trainer.zoo.eager_attention={str(on).lower()}", output_dir=tmp_path / f"run-{on}"))
+        assert loaded and set(loaded) == {"eager" if on else "sdpa"}
+        losses[on] = metrics[f"{algo}/train_loss"]
+    assert math.isfinite(losses[True]) and losses[True] == pytest.approx(losses[False], rel=1e-5)
+    loaded.clear()
+    run(compose("algo=sft", "data=arithmetic", "trainer.max_steps=1", "+model.attn_implementation=sdpa",
+                output_dir=tmp_path / "explicit"))
+    assert set(loaded) == {"sdpa"}  # an explicit model.attn_implementation wins
+
+
 def test_completion_only_logits_restores_trl():
     import trl.trainer.utils as trl_utils
     import torch
@@ -275,32 +304,35 @@ def test_merged_lora_really_folds_the_adapter(compose, monkeypatch):
     assert merged_seen and not any(merged_seen)
 
 
-def test_head_cast_once_gives_bit_identical_logits(compose):
-    """Under bf16 autocast the LM head gets its bf16 weight once per generate call instead of at every step: the
-    same logits bit for bit; the tied fp32 embedding is untouched and the head's own forward comes back."""
+@pytest.mark.parametrize("peft", ["lora", "none"])
+def test_cast_once_gives_bit_identical_logits(compose, peft):
+    """Under bf16 autocast every Linear (LoRA's base and adapter layers, the LM head) gets its bf16 weight once per
+    generate call instead of at every step: the same logits bit for bit; the module tensors (the head's is the
+    tied fp32 embedding) are untouched and the layers' own forwards come back; nested calls leave the outer
+    cast in place; outside autocast nothing is swapped."""
     import torch
 
-    from zoo.levers import _head_cast_once
+    from zoo.levers import _cast_once
+    from zoo.models import load_policy
 
-    model, _ = _adapted(compose)
+    model = _adapted(compose)[0] if peft == "lora" else load_policy(compose("peft=none")).model
     model.eval()  # LoRA dropout off: two forwards must agree
+    linears = [m for m in model.modules() if type(m) is torch.nn.Linear]
     head = model.get_output_embeddings()
     ids = torch.tensor([[1, 5, 9, 200, 7], [3, 3, 40, 2, 11]])
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         plain = model(input_ids=ids).logits
-        with _head_cast_once(model):
-            assert "forward" in head.__dict__
-            with _head_cast_once(model):  # nested generate calls (PPO's sampler inside fit's levers)
+        with _cast_once(model):
+            assert all("forward" in m.__dict__ for m in linears) and "forward" in head.__dict__
+            with _cast_once(model):  # nested generate calls (PPO's sampler inside fit's levers)
                 pass
-            assert "forward" in head.__dict__
+            assert all("forward" in m.__dict__ for m in linears)
             cast = model(input_ids=ids).logits
-        with _head_cast_once(model):  # outside autocast nothing is swapped
-            pass
-    with _head_cast_once(model):
-        assert "forward" not in head.__dict__
+    with _cast_once(model):
+        assert not any("forward" in m.__dict__ for m in linears)
     assert torch.equal(plain, cast)
-    assert "forward" not in head.__dict__
-    assert head.weight.dtype == torch.float32 and model.get_input_embeddings().weight.dtype == torch.float32
+    assert not any("forward" in m.__dict__ for m in linears)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
 def test_fast_generate_runs_generate_under_the_callers_autocast(compose):
@@ -328,13 +360,13 @@ def test_fast_generate_runs_generate_under_the_callers_autocast(compose):
 
 
 @pytest.mark.parametrize("algo", ["ppo", "grpo"])
-def test_bf16_training_samples_with_the_head_cast_once(compose, dense_reward, tmp_path, monkeypatch, algo):
+def test_bf16_training_samples_with_weights_cast_once(compose, dense_reward, tmp_path, monkeypatch, algo):
     """Under trainer.bf16 (every CPU runs it), PPO's sampler (nested inside fit's levers) and TRL's GRPO generate
     run under autocast with the head cast once per call, and training goes on to a finite loss."""
     from zoo import levers
 
     casts = []
-    real = levers._head_cast_once
+    real = levers._cast_once
 
     def spying(model):
         import torch
@@ -342,11 +374,33 @@ def test_bf16_training_samples_with_the_head_cast_once(compose, dense_reward, tm
         casts.append(torch.is_autocast_enabled("cpu"))
         return real(model)
 
-    monkeypatch.setattr(levers, "_head_cast_once", spying)
+    monkeypatch.setattr(levers, "_cast_once", spying)
     metrics = run(compose(f"algo={algo}", "data=arithmetic", "trainer.max_steps=1", "trainer.bf16=true",
                           dense_reward, output_dir=tmp_path))
     assert casts and casts[0] is True
     assert math.isfinite(metrics[f"{algo}/train_loss"])
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_preference_pairs_sampled_in_the_training_precision(compose, tmp_path, monkeypatch, on):
+    """trainer.zoo.training_precision_sampling: the pairs DPO trains on are sampled under the stage's bf16 autocast
+    (trainer.bf16=true runs on every CPU); off, in the model's own precision. The pairs are made either way."""
+    import torch
+
+    import zoo.data.pairs as pairs_module
+
+    seen = []
+    real = pairs_module.sample
+
+    def spying(*args, **kwargs):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pairs_module, "sample", spying)
+    metrics = run(compose("algo=dpo", "data=sentiment", "trainer.max_steps=1", "trainer.bf16=true",
+                          f"trainer.zoo.training_precision_sampling={str(on).lower()}", output_dir=tmp_path))
+    assert seen == [on]
+    assert metrics["dpo/num_pairs"] > 0 and math.isfinite(metrics["dpo/train_loss"])
 
 
 def test_trainer_cpu_turns_the_sampling_levers_on(compose):
@@ -354,6 +408,7 @@ def test_trainer_cpu_turns_the_sampling_levers_on(compose):
 
     cfg = compose()
     assert all(lever(cfg.trainer, name) for name in SAMPLING)
+    assert cfg.trainer.zoo.cast_once_sampling is True and cfg.trainer.zoo.training_precision_sampling is True
 
 
 @pytest.mark.parametrize("on", [True, False])

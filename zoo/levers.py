@@ -5,6 +5,7 @@ with it on and off and compares the losses.
 
 from __future__ import annotations
 
+import functools
 from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 
@@ -16,6 +17,9 @@ LEVERS = {  # name -> default where trainer.zoo does not say
     "contiguous_head": True,
     "cdf_sampling": True,
     "merged_lora_sampling": True,
+    "cast_once_sampling": True,
+    "training_precision_sampling": True,
+    "eager_attention": False,
 }
 
 
@@ -57,7 +61,7 @@ def completion_only_logits(enabled: bool = True):
 # The sampling levers act wherever the zoo samples (zoo.generation.sample: the harness, preference pairs, PPO
 # rollouts, critique/revise) and around TRL's own `generate` calls (GRPO/RLOO, through `fit`). `train.run` sets
 # them for the whole run from trainer.zoo; outside a run their defaults hold.
-SAMPLING = ("contiguous_head", "cdf_sampling", "merged_lora_sampling")
+SAMPLING = ("contiguous_head", "cdf_sampling", "merged_lora_sampling", "cast_once_sampling")
 _ACTIVE: ContextVar[dict] = ContextVar("zoo_levers", default={})
 
 
@@ -149,38 +153,44 @@ def _merged_lora(model):
 
 
 @contextmanager
-def _head_cast_once(model):
-    """Under autocast, give the LM head its weight in the autocast dtype for the block: autocast keeps no cast of a
-    weight between calls, so each decoding step would cast the 49k-row head again (on SmolLM2 the head is tied to
-    the input embedding, so its fp32 tensor itself must stay: the copy is the head's alone). The same cast, made
-    once: bit-identical logits."""
+def _cast_once(model):
+    """Under autocast, give every plain Linear layer its weight (and bias) in the autocast dtype for the block.
+    Autocast keeps no cast of a weight that needs no gradient between calls, so each decoding step would cast
+    every fp32 weight again (on SmolLM2 the 49k-row LM head alone is 28M values per step). Made once per generate
+    call instead: the same casts, so bit-identical logits. The module's own tensors stay as they are (the head is
+    tied to the input embedding, which must stay fp32); the copies cost one bf16 copy of the weights while
+    sampling. Weights already in the autocast dtype (folded adapters) are left alone."""
     import torch
 
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    if (type(head) is not torch.nn.Linear or _autocast_dtype(head.weight) == head.weight.dtype
-            or "forward" in head.__dict__):  # not a plain head, no autocast, or an outer generate already cast it
-        yield
-        return
-    dtype = _autocast_dtype(head.weight)
-    weight = head.weight.detach().to(dtype)
-    bias = None if head.bias is None else head.bias.detach().to(dtype)
-    head.forward = lambda x: torch.nn.functional.linear(x, weight, bias)
+    swapped = []
     try:
+        for module in model.modules():
+            if type(module) is not torch.nn.Linear or "forward" in module.__dict__:  # an outer call cast it
+                continue
+            dtype = _autocast_dtype(module.weight)
+            if dtype == module.weight.dtype:
+                continue
+            weight = module.weight.detach().to(dtype)
+            bias = None if module.bias is None else module.bias.detach().to(dtype)
+            module.forward = functools.partial(torch.nn.functional.linear, weight=weight, bias=bias)
+            swapped.append(module)
         yield
     finally:
-        del head.forward
+        for module in swapped:
+            del module.forward
 
 
 @contextmanager
 def fast_generate(model, autocast_dtype=None):
     """The active sampling levers around `model.generate` calls inside the block. Each is result-preserving:
     `contiguous_head` gives the same tokens (tests/test_levers.py), `cdf_sampling` draws from the same
-    distribution with another random stream, `merged_lora_sampling` the same logits up to rounding.
+    distribution with another random stream, `merged_lora_sampling` the same logits up to rounding,
+    `cast_once_sampling` bit-identical logits.
 
     `autocast_dtype`: the mixed precision the caller's forward passes already run under (a Trainer with bf16 on
-    wraps `model.forward` in autocast, so every decoding step is autocast, but `generate` itself is not). The whole
-    `generate` call then runs under that autocast, so the folded weights are made in its dtype once, instead of
-    every fp32 base weight being cast again at every decoding step."""
+    wraps `model.forward` in autocast, so every decoding step is autocast, but `generate` itself is not). With a
+    lever on, the whole `generate` call then runs under that autocast, so the folded and cast weights are made in
+    its dtype once, instead of every fp32 weight being cast again at every decoding step."""
     hooks, original = [], model.__dict__.get("generate")
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if active("contiguous_head") and head is not None:
@@ -189,7 +199,8 @@ def fast_generate(model, autocast_dtype=None):
         # batch), which cost more than the rest of a 32-token sample on 2 cores.
         hooks.append(head.register_forward_pre_hook(_contiguous_input))
     wrap_cdf, wrap_merge = active("cdf_sampling"), active("merged_lora_sampling")
-    wrap = (wrap_cdf or wrap_merge) and callable(getattr(model, "generate", None))  # reward models do not sample
+    wrap_cast = active("cast_once_sampling")
+    wrap = (wrap_cdf or wrap_merge or wrap_cast) and callable(getattr(model, "generate", None))  # reward models: no
     if wrap:
         inner = model.generate
 
@@ -202,7 +213,8 @@ def fast_generate(model, autocast_dtype=None):
                     stack.enter_context(torch.autocast(device, dtype=autocast_dtype))
                 if wrap_merge:
                     stack.enter_context(_merged_lora(model))
-                    stack.enter_context(_head_cast_once(model))
+                if wrap_cast:
+                    stack.enter_context(_cast_once(model))
                 if wrap_cdf:
                     stack.enter_context(_patched_multinomial())
                 return inner(*args, **kwargs)

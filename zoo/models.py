@@ -19,6 +19,7 @@ import torch
 
 from zoo import dist
 from zoo.checks import number, require
+from zoo.levers import lever
 from zoo.model_cache import EMBEDDED_HUB_ID, build_tiny, ensure_embedded
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -223,8 +224,11 @@ def _from_pretrained(auto_cls, path: str, cfg, **extra):
     )
     if cfg.model.get("revision"):
         kwargs["revision"] = cfg.model.revision
-    if cfg.model.get("attn_implementation"):
-        kwargs["attn_implementation"] = cfg.model.attn_implementation
+    attention = cfg.model.get("attn_implementation")
+    if not attention and lever(cfg.trainer, "eager_attention"):  # trainer.zoo: faster than SDPA on CPU, see there
+        attention = "eager"
+    if attention:
+        kwargs["attn_implementation"] = attention
     if cfg.model.get("use_kernels"):
         kwargs["use_kernels"] = True
     quant = quantization_config(cfg.peft)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,13 +164,26 @@ def history_train_loss(log_history: list[dict]) -> float | None:
 
 def _mixed_precision(args):
     """The autocast dtype a transformers Trainer runs its forward passes under (bf16 / fp16), else None."""
-    import torch
-
     if getattr(args, "bf16", False):
         return torch.bfloat16
     if getattr(args, "fp16", False):
         return torch.float16
     return None
+
+
+@contextmanager
+def training_precision(ctx: Context, model=None):
+    """Sample training data (preference pairs, pairs for a judge to label) under the stage's mixed precision, bf16
+    autocast where trainer.bf16 is on, as PPO's rollouts and TRL's GRPO sample (trainer.zoo.
+    training_precision_sampling). The same distribution up to the rounding of the logits; the harness keeps
+    sampling in the model's own precision, so evaluations compare across machines."""
+    dtype = _mixed_precision(ctx.args) if lever(ctx.cfg.trainer, "training_precision_sampling") else None
+    if dtype is None:
+        yield
+        return
+    device = next((model if model is not None else ctx.policy.model).parameters()).device.type
+    with torch.autocast(device, dtype=dtype):
+        yield
 
 
 def fit(trainer, ctx: Context) -> dict:

@@ -25,7 +25,7 @@ import torch
 from trl import DPOConfig
 
 from zoo import dist
-from zoo.algos.base import Context
+from zoo.algos.base import Context, training_precision
 from zoo.algos.preference import check_dpo_args, check_judge_pairs, train_dpo
 from zoo.checks import number
 from zoo.files import read_jsonl, write_json, write_jsonl
@@ -121,7 +121,8 @@ def train(ctx: Context):
         else:  # under zoo.launch each process samples and labels its share of the prompts; all get every pair
             pairs = dist.gather(sample_and_label(model, ctx.policy.tokenizer, dist.shard(rows), judge, ctx.algo.pairs,
                                                  seed=ctx.cfg.trainer.seed + r,
-                                                 progress=f"{ctx.stage} round {r}: sampling"))
+                                                 progress=f"{ctx.stage} round {r}: sampling",
+                                                 precision=training_precision(ctx, model)))
             if dist.is_main():
                 write_jsonl(pending, pairs)
         info = {"round": r, "num_prompts": len(rows), "num_pairs": len(pairs), "steps": 0,

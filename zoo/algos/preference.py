@@ -12,7 +12,7 @@ from datasets import Dataset
 from trl import DPOTrainer, RewardTrainer
 
 from zoo import dist
-from zoo.algos.base import Context, columns, fit, guarded
+from zoo.algos.base import Context, columns, fit, guarded, training_precision
 from zoo.checks import known_keys, number, require
 from zoo.files import read_jsonl, write_jsonl
 
@@ -84,8 +84,9 @@ def preference_pairs(ctx: Context) -> list[dict]:
                          f"gold signal (data.gold) to rank policy samples with")
 
     def make(rows):
-        return sample_pairs(ctx.policy.model, ctx.policy.tokenizer, rows, ctx.gold_fn, ctx.algo.pairs,
-                            seed=ctx.cfg.trainer.seed)
+        with training_precision(ctx):
+            return sample_pairs(ctx.policy.model, ctx.policy.tokenizer, rows, ctx.gold_fn, ctx.algo.pairs,
+                                seed=ctx.cfg.trainer.seed)
 
     return _cached(ctx, "pairs.jsonl", make, f"sampling produced no preference pairs (all samples tied); raise "
                                              f"{ctx.stage}.pairs.num_samples or temperature")
@@ -100,7 +101,8 @@ def labelled_pairs(ctx: Context) -> list[dict]:
                             artifacts=ctx.artifacts, frozen_start=ctx.policy.model,  # not trained yet: the start
                             path=f"{ctx.config_path}.judge")
         return sample_and_label(ctx.policy.model, ctx.policy.tokenizer, rows, judge, ctx.algo.pairs,
-                                seed=ctx.cfg.trainer.seed, progress=f"{ctx.stage}: sampling")
+                                seed=ctx.cfg.trainer.seed, progress=f"{ctx.stage}: sampling",
+                                precision=training_precision(ctx))
 
     return _cached(ctx, "ai_pairs.jsonl", make, "the judge labelled no pair with confidence above pairs.min_margin")
 

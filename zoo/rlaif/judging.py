@@ -22,6 +22,8 @@ and the judge's check before it labels anything (judge_check below; zoo.eval.jud
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 from omegaconf import DictConfig, OmegaConf
 
 from zoo import dist
@@ -114,10 +116,13 @@ def label_pairs(judge, rows: list[dict], firsts: list, seconds: list, min_margin
     return out
 
 
-def sample_and_label(model, tokenizer, rows: list[dict], judge, pairs_cfg, seed: int, progress: str) -> list[dict]:
-    """Two samples per prompt from `model`, labelled by `judge`."""
-    s = sample(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens=pairs_cfg.max_new_tokens,
-               temperature=pairs_cfg.temperature, num_return_sequences=2, seed=seed, progress=progress)
+def sample_and_label(model, tokenizer, rows: list[dict], judge, pairs_cfg, seed: int, progress: str,
+                     precision=None) -> list[dict]:
+    """Two samples per prompt from `model`, labelled by `judge`. `precision`: a context the sampling (not the
+    judging) runs in, e.g. the stage's autocast."""
+    with precision if precision is not None else nullcontext():
+        s = sample(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens=pairs_cfg.max_new_tokens,
+                   temperature=pairs_cfg.temperature, num_return_sequences=2, seed=seed, progress=progress)
     return label_pairs(judge, rows, s.completions[0::2], s.completions[1::2], pairs_cfg.min_margin)
 
 
