@@ -396,7 +396,7 @@ def _probe():
             # Count the FLOPs of the second step's interval (end of step 1 -> end of step 2: everything a step
             # does, a rollout included), a warm-up step whose time is dropped anyway.
             super().on_step_end(args, state, control, **kwargs)
-            for phase in ("generate", *_PHASES):
+            for phase in dict.fromkeys(("generate", *_PHASES)):  # each phase once (generate is in both)
                 total = _PHASES.get(phase, 0.0)
                 self.phase_s.setdefault(phase, [0.0] * (len(self.interval_s) - 1)).append(
                     total - self._marks.get(phase, 0.0))

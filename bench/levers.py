@@ -17,6 +17,7 @@ all-linear, the arithmetic pairs, batch 8, same seed and rows), each run a fresh
                             `eager_attention`, +model.attn_implementation=eager over SDPA defaults)
   fp32                      trainer.bf16=false (bf16 autocast off where it is native)
   one_thread                OMP_NUM_THREADS=1 (threads = physical cores is the default: this is the other side)
+  malloc_keep               MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2**40: glibc keeps freed blocks for reuse
 
 Per run: every step's time, the time before the first step, the train loss, and the shapes of the batches the
 trainer was given (padded tokens vs real ones: what padding-free or length-bucketed batches could save at most).
@@ -49,6 +50,9 @@ VARIANTS = {  # name -> (overrides, extra environment)
     "sdpa_attention": (["trainer.zoo.eager_attention=false"], {}),
     "fp32": (["trainer.bf16=false"], {}),
     "one_thread": ([], {"OMP_NUM_THREADS": "1"}),
+    # glibc malloc serving every block from its heap and never returning freed memory to the OS (no mmap per large
+    # tensor, so no page faults and zeroing of fresh pages at every step)
+    "malloc_keep": ([], {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}),
 }
 
 

@@ -74,6 +74,21 @@ def test_cpu_defaults_splits_sampling_from_the_rest_and_averages_rewards():
     assert out["zoo"]["mean_reward"]["min"] == pytest.approx(0.1)
 
 
+def test_cpu_defaults_probe_records_each_phase_once_per_step(monkeypatch):
+    from types import SimpleNamespace
+
+    import bench.cpu_defaults as cd
+
+    monkeypatch.setattr(cd, "_PHASES", {})
+    probe = cd._probe()
+    state = SimpleNamespace(global_step=0)  # never 1: no FLOP counter in this test
+    probe.on_train_begin(None, state, None)
+    for generate, update in ((1.0, 0.0), (3.0, 2.0), (3.5, 5.0)):  # cumulative seconds at each step's end
+        cd._PHASES.update(generate=generate, **({"update": update} if update else {}))
+        probe.on_step_end(None, state, None)
+    assert probe.phase_s == {"generate": [1.0, 2.0, 0.5], "update": [0.0, 2.0, 3.0]}
+
+
 def test_cpu_defaults_rerun_of_some_algos_keeps_the_others(tmp_path):
     import json
 
