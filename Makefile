@@ -31,6 +31,7 @@ bench: setup
 	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m bench.ppo
 	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m bench.grpo
 	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m bench.cpu_defaults
+	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m bench.levers
 	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m bench.sampling
 	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m bench.demo
 
