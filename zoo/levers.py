@@ -1,6 +1,7 @@
-"""Performance levers the zoo pulls around TRL's trainers (measured in results/bench/cpu_defaults.json; switched by
-`trainer.zoo.*`, documented in conf/trainer/cpu.yaml). Each leaves results unchanged: tests/test_levers.py trains
-with it on and off and compares the losses.
+"""Performance levers the zoo pulls around TRL's trainers (measured in results/bench/cpu_defaults.json and
+results/bench/levers.json; switched by `trainer.zoo.*`, documented in conf/trainer/cpu.yaml). Each leaves results
+unchanged up to float rounding: tests/test_levers.py trains with it on and off and compares the losses, or, for the
+sampling levers, the tokens or the distribution they are drawn from.
 """
 
 from __future__ import annotations
