@@ -7,7 +7,7 @@ sampling levers, the tokens or the distribution they are drawn from.
 from __future__ import annotations
 
 import functools
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from contextvars import ContextVar
 
 from zoo.checks import known_keys, require
@@ -153,6 +153,15 @@ def _merged_lora(model):
             layer.merged_adapters = []
 
 
+def model_autocast(model, dtype):
+    """torch.autocast in `dtype` on the device `model` lives on; a no-op context for dtype None."""
+    if dtype is None:
+        return nullcontext()
+    import torch
+
+    return torch.autocast(next(model.parameters()).device.type, dtype=dtype)
+
+
 @contextmanager
 def _cast_once(model):
     """Under autocast, give every plain Linear layer its weight (and bias) in the autocast dtype for the block.
@@ -207,11 +216,7 @@ def fast_generate(model, autocast_dtype=None):
 
         def generate(*args, **kwargs):
             with ExitStack() as stack:
-                if autocast_dtype is not None:
-                    import torch
-
-                    device = next(model.parameters()).device.type
-                    stack.enter_context(torch.autocast(device, dtype=autocast_dtype))
+                stack.enter_context(model_autocast(model, autocast_dtype))
                 if wrap_merge:
                     stack.enter_context(_merged_lora(model))
                 if wrap_cast:

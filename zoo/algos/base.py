@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from transformers import TrainerCallback
 
 from zoo.errors import NonFiniteLossError
 from zoo.files import read_complete_jsonl, write_jsonl
-from zoo.levers import completion_only_logits, fast_generate, lever
+from zoo.levers import completion_only_logits, fast_generate, lever, model_autocast
 
 
 @dataclass
@@ -171,19 +170,13 @@ def _mixed_precision(args):
     return None
 
 
-@contextmanager
 def training_precision(ctx: Context, model=None):
-    """Sample training data (preference pairs, pairs for a judge to label) under the stage's mixed precision, bf16
-    autocast where trainer.bf16 is on, as PPO's rollouts and TRL's GRPO sample (trainer.zoo.
+    """A context to sample training data in (preference pairs, pairs for a judge to label): the stage's mixed
+    precision, bf16 autocast where trainer.bf16 is on, as PPO's rollouts and TRL's GRPO sample (trainer.zoo.
     training_precision_sampling). The same distribution up to the rounding of the logits; the harness keeps
     sampling in the model's own precision, so evaluations compare across machines."""
     dtype = _mixed_precision(ctx.args) if lever(ctx.cfg.trainer, "training_precision_sampling") else None
-    if dtype is None:
-        yield
-        return
-    device = next((model if model is not None else ctx.policy.model).parameters()).device.type
-    with torch.autocast(device, dtype=dtype):
-        yield
+    return model_autocast(model if model is not None else ctx.policy.model, dtype)
 
 
 def fit(trainer, ctx: Context) -> dict:
