@@ -84,6 +84,14 @@ class IterationTimer(StepTimer):
         self._t_last_end = now
 
 
+def spread(xs: list[float]) -> dict:
+    """Median, mean, min, max and sample stdev of a list of measurements."""
+    import statistics
+
+    return {"median": statistics.median(xs), "mean": statistics.fmean(xs), "min": min(xs), "max": max(xs),
+            "stdev": statistics.stdev(xs) if len(xs) > 1 else 0.0, "n": len(xs)}
+
+
 def add_worker_args(ap, sides) -> None:
     """The hidden arguments run_worker passes to a bench module's worker process (with its visible --out)."""
     import argparse

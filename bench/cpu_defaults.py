@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import add_worker_args, machine, run_worker, versions, write_result
+from bench.common import add_worker_args, machine, run_worker, spread, versions, write_result
 from bench.dpo import alternating
 
 _T0 = time.perf_counter()
@@ -129,11 +129,6 @@ def _ceiling(threads: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _stats(xs: list[float]) -> dict:
-    return {"median": statistics.median(xs), "mean": statistics.fmean(xs), "min": min(xs), "max": max(xs),
-            "stdev": statistics.stdev(xs) if len(xs) > 1 else 0.0, "n": len(xs)}
-
-
 def _summarise(runs: list[dict], ceiling: dict, sides: tuple[str, ...]) -> dict:
     by = {s: [r for r in runs if r["side"] == s] for s in sides}
     summary = {}
@@ -144,11 +139,11 @@ def _summarise(runs: list[dict], ceiling: dict, sides: tuple[str, ...]) -> dict:
         precision = "bfloat16" if rs[0]["bf16"] else "float32"
         gflops = flops / statistics.median(steps) / 1e9
         summary[side] = {
-            "step_s": _stats(steps), "train_s_per_step": _stats(per_step_total),
-            "before_first_step_s": _stats([r["before_first_step_s"] for r in rs]),
-            "peak_rss_mb": _stats([r["peak_rss_mb"] for r in rs]),
-            "final_loss": _stats([r["final_loss"] for r in rs]),
-            "train_loss": _stats([r["train_loss"] for r in rs]),
+            "step_s": spread(steps), "train_s_per_step": spread(per_step_total),
+            "before_first_step_s": spread([r["before_first_step_s"] for r in rs]),
+            "peak_rss_mb": spread([r["peak_rss_mb"] for r in rs]),
+            "final_loss": spread([r["final_loss"] for r in rs]),
+            "train_loss": spread([r["train_loss"] for r in rs]),
             "step_gflop": flops / 1e9, "precision": precision, "bf16": rs[0]["bf16"],
             "gradient_checkpointing": rs[0]["gradient_checkpointing"], "effective_gflops": gflops,
             "share_of_ceiling": gflops / ceiling[precision],
@@ -164,7 +159,7 @@ def _summarise(runs: list[dict], ceiling: dict, sides: tuple[str, ...]) -> dict:
                 t = sum(x for r in rs for x in r["phase_s"][phase][WARMUP:])
                 summary[side][f"{phase}_s_per_step"], summary[side][f"{phase}_share"] = t / n, t / total
         if all(r.get("reward_per_step") for r in rs):  # per run: its mean sampled reward (each repeat its own seed)
-            summary[side]["mean_reward"] = _stats([statistics.fmean(r["reward_per_step"]) for r in rs])
+            summary[side]["mean_reward"] = spread([statistics.fmean(r["reward_per_step"]) for r in rs])
     z = by["zoo"]
     ratios = {}
     for other, name in (("trl_defaults", "speedup_vs_defaults"), ("obvious", "speedup_vs_obvious")):
@@ -296,7 +291,7 @@ def goals(algos: dict) -> list[dict]:
             if not row["met"]:
                 row["bound"] = _bound(algo, entry)
                 if key == "speedup_vs_defaults":  # the ceiling share the zoo would need
-                    need = target * entry["summary"]["zoo"]["share_of_ceiling"] * entry[key]["step_median"] ** -1
+                    need = target * entry["summary"]["zoo"]["share_of_ceiling"] / entry[key]["step_median"]
                     row["bound"] += f"; {target}x would need {need:.0%} of the ceiling at the same FLOPs"
             out.append(row)
     return out

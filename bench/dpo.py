@@ -40,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import add_worker_args, run_worker, write_result
+from bench.common import add_worker_args, run_worker, spread, write_result
 
 _T0 = time.perf_counter()  # worker start (after interpreter start-up), for the setup time
 
@@ -108,12 +108,7 @@ RUN_SCALARS = ("peak_rss_mb", "rss_imports_mb", "rss_train_begin_mb", "setup_s",
 
 def _scalar_stats(runs: list[dict]) -> dict:
     """Statistics over repeats of the one-number-per-run readings every bench worker reports."""
-    return {key: _stats([r[key] for r in runs]) for key in RUN_SCALARS}
-
-
-def _stats(xs: list[float]) -> dict:
-    return {"median": statistics.median(xs), "mean": statistics.fmean(xs), "min": min(xs), "max": max(xs),
-            "stdev": statistics.stdev(xs) if len(xs) > 1 else 0.0, "n": len(xs)}
+    return {key: spread([r[key] for r in runs]) for key in RUN_SCALARS}
 
 
 def _env() -> dict:
@@ -185,8 +180,8 @@ def drive(repeats: int, steps: int, batch_size: int, bf16: bool, result_path: Pa
     by = {s: [r for r in runs if r["side"] == s] for s in SIDES}
     summary = {
         s: {
-            "step_s": _stats([x for r in by[s] for x in r["step_s"][WARMUP:]]),
-            "interval_s": _stats([x for r in by[s] for x in r["interval_s"][WARMUP:]]),
+            "step_s": spread([x for r in by[s] for x in r["step_s"][WARMUP:]]),
+            "interval_s": spread([x for r in by[s] for x in r["interval_s"][WARMUP:]]),
             **_scalar_stats(by[s]),
         }
         for s in SIDES

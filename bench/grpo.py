@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import add_worker_args, write_result
+from bench.common import add_worker_args, spread, write_result
 
 _T0 = time.perf_counter()
 
@@ -88,7 +88,7 @@ def paired_ratios(zoo_runs: list[dict], trl_runs: list[dict]) -> list[float]:
 
 
 def drive(a, bf16: bool, result_path: Path) -> dict:
-    from bench.dpo import _busy_processes, _env, _scalar_stats, _stats, start_driver
+    from bench.dpo import _busy_processes, _env, _scalar_stats, start_driver
     from bench.ppo import run_sides
 
     t_start, scratch, load_before, busy_before = start_driver("grpo")
@@ -108,9 +108,9 @@ def drive(a, bf16: bool, result_path: Path) -> dict:
         shutil.rmtree(scratch, ignore_errors=True)
 
     by = {s: [r for r in runs if r["side"] == s] for s in SIDES}
-    summary = {s: {"iter_s": _stats([x for r in by[s] for x in r["interval_s"][WARMUP:]]),
-                   "token_s": _stats([x for r in by[s] for x in r["token_s"]]),
-                   "completion_mean_length": _stats([x for r in by[s] for x in r["completion_mean_length"][WARMUP:]]),
+    summary = {s: {"iter_s": spread([x for r in by[s] for x in r["interval_s"][WARMUP:]]),
+                   "token_s": spread([x for r in by[s] for x in r["token_s"]]),
+                   "completion_mean_length": spread([x for r in by[s] for x in r["completion_mean_length"][WARMUP:]]),
                    **_scalar_stats(by[s])} for s in SIDES}
     z, t = summary["zoo"], summary["trl"]
     ratios = {

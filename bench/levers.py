@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import add_worker_args, machine, run_worker, versions, write_result
+from bench.common import add_worker_args, machine, run_worker, spread, versions, write_result
 from bench.dpo import alternating
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,16 +56,16 @@ VARIANTS = {  # name -> (overrides, extra environment)
 }
 
 
-def _stats(xs: list[float]) -> dict:
-    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs),
-            "stdev": statistics.stdev(xs) if len(xs) > 1 else 0.0, "n": len(xs)}
-
-
 def padding(batches: list[list[int]]) -> dict:
     """[padded tokens, real tokens] per batch -> the share of a batch's positions that are padding."""
     padded, real = sum(b[0] for b in batches), sum(b[1] for b in batches)
     return {"batches": len(batches), "padded_positions": padded, "real_tokens": real,
             "padding_share": 1 - real / padded if padded else 0.0}
+
+
+def _whole_per_step(run: dict) -> float:
+    """Training time per step including everything before the first step (what a user waits per step)."""
+    return (run["train_s"] + run["before_first_step_s"]) / run["global_step"]
 
 
 def summarise(runs: list[dict], variants: list[str]) -> dict:
@@ -74,19 +74,17 @@ def summarise(runs: list[dict], variants: list[str]) -> dict:
     for name in variants:
         rs = [r for r in runs if r["variant"] == name]
         steps = [x for r in rs for x in r["step_s"][WARMUP:]]
-        entry = {"step_s": _stats(steps),
-                 "train_s_per_step": _stats([(r["train_s"] + r["before_first_step_s"]) / r["global_step"]
-                                             for r in rs]),
+        entry = {"step_s": spread(steps),
+                 "train_s_per_step": spread([_whole_per_step(r) for r in rs]),
                  "first_steps_s": [r["step_s"][:WARMUP] for r in rs],
-                 "before_first_step_s": _stats([r["before_first_step_s"] for r in rs]),
-                 "peak_rss_mb": _stats([r["peak_rss_mb"] for r in rs]),
-                 "train_loss": _stats([r["train_loss"] for r in rs]),
+                 "before_first_step_s": spread([r["before_first_step_s"] for r in rs]),
+                 "peak_rss_mb": spread([r["peak_rss_mb"] for r in rs]),
+                 "train_loss": spread([r["train_loss"] for r in rs]),
                  "padding": padding([b for r in rs for b in r["batches"]])}
         if base and name != "zoo_defaults":
             per = [statistics.median(b["step_s"][WARMUP:]) / statistics.median(r["step_s"][WARMUP:])
                    for b, r in zip(base, rs)]
-            total = [((b["train_s"] + b["before_first_step_s"]) / b["global_step"])
-                     / ((r["train_s"] + r["before_first_step_s"]) / r["global_step"]) for b, r in zip(base, rs)]
+            total = [_whole_per_step(b) / _whole_per_step(r) for b, r in zip(base, rs)]
             entry["speedup_vs_defaults"] = {"step_median": statistics.median(
                 statistics.median(b["step_s"][WARMUP:]) for b in base) / entry["step_s"]["median"],
                 "step_per_repeat": per, "train_time_per_step_per_repeat": total}

@@ -49,7 +49,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import add_worker_args, run_worker, write_result
+from bench.common import add_worker_args, run_worker, spread, write_result
 
 _T0 = time.perf_counter()  # worker start (after interpreter start-up), for the setup time
 
@@ -135,7 +135,7 @@ def _ratio(a: float, b: float) -> float:
 
 
 def drive(a, bf16: bool, result_path: Path) -> dict:
-    from bench.dpo import _busy_processes, _env, _scalar_stats, _stats, start_driver
+    from bench.dpo import _busy_processes, _env, _scalar_stats, start_driver
 
     t_start, scratch, load_before, busy_before = start_driver("ppo")
     try:
@@ -156,9 +156,9 @@ def drive(a, bf16: bool, result_path: Path) -> dict:
     by = {s: [r for r in runs if r["side"] == s] for s in SIDES}
     summary = {
         s: {
-            "iter_s": _stats([x for r in by[s] for x in r["interval_s"][WARMUP:]]),
+            "iter_s": spread([x for r in by[s] for x in r["interval_s"][WARMUP:]]),
             **_scalar_stats(by[s]),
-            **({"completion_mean_length": _stats(lens)}
+            **({"completion_mean_length": spread(lens)}
                if (lens := [x for r in by[s] for x in r["completion_mean_length"][WARMUP:]]) else {}),
         }
         for s in SIDES
