@@ -78,7 +78,7 @@ def truncate_at_eos(ids: list[int], eos_ids: set[int]) -> tuple[list[int], bool]
     return ids, False
 
 
-def _eos_ids(model, tokenizer) -> set[int]:
+def eos_ids(model, tokenizer) -> set[int]:
     eos = model.generation_config.eos_token_id
     ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
     ids.add(tokenizer.eos_token_id)
@@ -95,7 +95,7 @@ def sample(model, tokenizer, prompts: list, *, max_new_tokens: int, temperature:
     if seed is not None:
         torch.manual_seed(seed)
     device = next(model.parameters()).device
-    eos = _eos_ids(model, tokenizer)
+    eos = eos_ids(model, tokenizer)
     flat = [p for p in prompts for _ in range(num_return_sequences)]
     encoded = [tokenizer(render_prompt(tokenizer, p), add_special_tokens=False)["input_ids"] for p in flat]
     do_sample = temperature > 0

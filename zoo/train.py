@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from zoo import config, dist, levers, tracking
+from zoo import config, costs, dist, levers, tracking
 from zoo.files import write_json, write_jsonl
 from zoo.rewards import usage
 
@@ -53,6 +53,7 @@ def _run_stage(cfg, name, algo, args, policy, rows, gold_fn, artifacts, named_re
     """Train one stage, or pick up its finished output on resume. Returns (exported dir, stage metrics)."""
     from zoo.algos import REGISTRY
     from zoo.algos.base import Context
+    from zoo.generation import eos_ids
     from zoo.models import export_merged
 
     module = REGISTRY[algo.name]
@@ -73,10 +74,18 @@ def _run_stage(cfg, name, algo, args, policy, rows, gold_fn, artifacts, named_re
     # may not call again what it used before the crash (pairs ranked by the gold are cached).
     record = stage_dir / "scorers.json"
     previous = json.loads(record.read_text()) if cfg.resume and record.exists() else None
+    # Its cost in shared units (zoo.costs), persisted as it grows so a resumed stage continues the count.
+    cost_file = stage_dir / "cost.json"
+    spent = json.loads(cost_file.read_text()) if cfg.resume and cost_file.exists() else None
+    t0 = time.time()
     with usage.recording(previous, on_new=lambda calls: dist.is_main() and write_json(record, calls)) as scorers, \
-            usage.training(name):
+            costs.metering(spent, on_change=lambda c: dist.is_main() and write_json(cost_file, c)) as cost, \
+            costs.counting_generate(policy.model, eos_ids(policy.model, policy.tokenizer)), usage.training(name):
         trained, metrics = module.train(ctx)
     metrics[f"{name}/scorers"] = sorted(scorers)
+    cost["seconds"] = cost.get("seconds", 0) + time.time() - t0
+    cost["gold_scored"] = cost.get(f"scored/{getattr(gold_fn, 'name', None)}", 0)
+    metrics.update({f"{name}/cost/{key}": cost.get(key, 0) for key in costs.KEYS})
     # Metrics first: the exported model dir appears last (atomically), so its existence means all is written.
     if dist.is_main():  # one writer of the run dir under zoo.launch; export_merged waits for it
         write_json(stage_dir / "metrics.json", metrics)
@@ -150,6 +159,14 @@ def _trained_on(cfg, task, named, metrics: dict) -> tuple[list[str], dict[str, s
                       proxy=[n for n, _, _ in named], independent=task.independent)
 
 
+def _run_cost(cfg, metrics: dict) -> dict:
+    """`run/cost/*`: what the stages after the evaluation baseline cost (zoo.costs), i.e. what the evaluated policy
+    paid beyond the start it is compared with (all stages when eval.baseline=start)."""
+    stages = [name for name, _ in config.iter_stages(cfg)]
+    after = stages[stages.index(cfg.eval.baseline) + 1:] if cfg.eval.baseline in stages else stages
+    return {f"run/cost/{key}": sum(metrics.get(f"{s}/cost/{key}", 0) for s in after) for key in costs.KEYS}
+
+
 def run(cfg: DictConfig) -> dict:
     """Run the configured pipeline end to end and return its metrics (also written to metrics.json)."""
     from transformers import set_seed
@@ -193,6 +210,7 @@ def run(cfg: DictConfig) -> dict:
             for column in columns.values():
                 metrics.update(column)
             metrics["run/trained_on"], notes = _trained_on(cfg, task, named, metrics)
+            metrics.update(_run_cost(cfg, metrics))
             metrics["run/seconds"] = time.time() - t0
             if dist.is_main():  # every rank evaluated the same prompts; one writes
                 write_jsonl(out / "samples.jsonl", records)

@@ -23,6 +23,7 @@ import torch
 from omegaconf import DictConfig
 from transformers import TrainerCallback
 
+from zoo import costs
 from zoo.errors import NonFiniteLossError
 from zoo.files import read_complete_jsonl, write_jsonl
 from zoo.levers import completion_only_logits, fast_generate, lever, model_autocast
@@ -200,6 +201,7 @@ def fit(trainer, ctx: Context) -> dict:
             fast_generate(trainer.model, autocast_dtype=_mixed_precision(trainer.args)):
         result = trainer.train(resume_from_checkpoint=last if ctx.resume else None)
     metrics = dict(result.metrics)
+    costs.steps(_segment(trainer), trainer.state.global_step)  # this trainer's whole count, resumed or not
     if not whole_run:
         history = trainer.state.log_history
         loss = history_train_loss(history)

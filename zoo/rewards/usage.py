@@ -13,6 +13,8 @@ from __future__ import annotations
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+from zoo import costs
+
 _STAGE: ContextVar[str | None] = ContextVar("zoo_training_stage", default=None)
 _CALLS: ContextVar[dict | None] = ContextVar("zoo_scorer_calls", default=None)
 
@@ -30,6 +32,9 @@ class Tracked:
             record[0][self.name].append(stage)
             if record[1] is not None:
                 record[1](record[0])
+        if stage is not None:  # the stage's cost (zoo.costs): completions this scorer labelled for training
+            costs.add("scored_completions", len(completions))
+            costs.add(f"scored/{self.name}", len(completions))
         return self.fn(prompts, completions, **columns)
 
     def __getattr__(self, attr):  # e.g. RBR's `report`, a WeightedSum's `named`
@@ -66,6 +71,7 @@ def training(stage: str):
 def measuring():
     token = _STAGE.set(None)
     try:
-        yield
+        with costs.paused():
+            yield
     finally:
         _STAGE.reset(token)

@@ -1,0 +1,112 @@
+"""One home for what a stage's training cost, in units every algorithm shares, so a comparison can state its
+budget rule and show each arm's cost beside its metrics (a DPO step, a PPO step and an online-DPO step are not the
+same work):
+
+  generated_tokens    tokens the policy sampled while training (preference pairs, rollouts, TRL's GRPO/RLOO
+                      generate, online-DPO rounds), up to and including the first EOS
+  scored_completions  completions a training scorer (reward function, gold signal, judge) scored
+  gold_scored         ... of which the task's gold signal scored (the "labelled completions" of a budget)
+  optimizer_steps     the stage's optimizer steps
+  seconds             the stage's wall-clock seconds
+
+Counted as the work happens, while a stage trains (`metering`), never while the zoo measures (`paused`: curve
+points, the harness). A stage resumed after a crash continues the counts it had persisted, so its cost is the work
+actually done, including anything redone after the last checkpoint. A leaf: imports nothing from the zoo.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+KEYS = ("generated_tokens", "scored_completions", "gold_scored", "optimizer_steps", "seconds")
+
+_METER: ContextVar[tuple[dict, object] | None] = ContextVar("zoo_cost_meter", default=None)
+
+
+@contextmanager
+def metering(initial: dict | None = None, on_change=None):
+    """Yields the stage's counts {key: number}, filled as it trains; `initial`: what an interrupted run of the stage
+    had persisted; `on_change(counts)` runs after each addition, to persist them."""
+    counts = {key: 0 for key in KEYS}
+    counts.update(initial or {})
+    token = _METER.set((counts, on_change))
+    try:
+        yield counts
+    finally:
+        _METER.reset(token)
+
+
+@contextmanager
+def paused():
+    """Measuring, not training: nothing inside is counted."""
+    token = _METER.set(None)
+    try:
+        yield
+    finally:
+        _METER.reset(token)
+
+
+def add(key: str, amount) -> None:
+    meter = _METER.get()
+    if meter is None or not amount:
+        return
+    counts, on_change = meter
+    counts[key] = counts.get(key, 0) + amount
+    if on_change is not None:
+        on_change(counts)
+
+
+def steps(trainer: str, global_step: int) -> None:
+    """A trainer's optimizer steps so far (`trainer`: its name within the stage, e.g. an online-DPO round): kept per
+    trainer, so a trainer resumed from a checkpoint replaces its count rather than adding to it."""
+    meter = _METER.get()
+    if meter is None:
+        return
+    counts, on_change = meter
+    counts.setdefault("steps_by_trainer", {})[trainer] = global_step
+    counts["optimizer_steps"] = sum(counts["steps_by_trainer"].values())
+    if on_change is not None:
+        on_change(counts)
+
+
+def generated_tokens(new_ids, eos_ids) -> int:
+    """Tokens a batch of `generate` really produced: each row's new ids up to and including its first EOS (the rest
+    is padding). `new_ids`: rows of generated ids (a tensor's .tolist() or lists)."""
+    eos, total = set(eos_ids), 0
+    for row in new_ids:
+        n = len(row)
+        for i, token in enumerate(row):
+            if token in eos:
+                n = i + 1
+                break
+        total += n
+    return total
+
+
+@contextmanager
+def counting_generate(model, eos_ids):
+    """Count the tokens every `model.generate` call inside the block produces (the policy's own sampling and a
+    trainer's, e.g. TRL's GRPO, which calls the same object). The instance attribute is restored afterwards."""
+    inner = getattr(model, "generate", None)
+    if not callable(inner):  # e.g. a reward model
+        yield
+        return
+    original = model.__dict__.get("generate")
+
+    def generate(*args, **kwargs):
+        out = inner(*args, **kwargs)
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        sequences = getattr(out, "sequences", out)
+        if ids is not None and hasattr(sequences, "shape"):
+            add("generated_tokens", generated_tokens(sequences[:, ids.shape[1]:].tolist(), eos_ids))
+        return out
+
+    model.generate = generate
+    try:
+        yield
+    finally:
+        if original is None:
+            del model.generate
+        else:
+            model.generate = original
