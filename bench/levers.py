@@ -9,7 +9,7 @@ all-linear, the arithmetic pairs, batch 8, same seed and rows), each run a fresh
 
   zoo_defaults              trainer=cpu as composed
   torch_compile             trainer.torch_compile=true (inductor on CPU; compiling is paid inside the first steps)
-  gradient_checkpointing    trainer.gradient_checkpointing=true (TRL's default)
+  gradient_checkpointing    trainer.activation_checkpointing=true (TRL's default)
   precompute_ref_log_probs  algo.args.precompute_ref_log_probs=true (a pass over the pairs before training: the
                             step loses its reference forward, the pass is timed as `before_first_step_s`)
   sdpa_attention            trainer.zoo.eager_attention=false (torch SDPA instead of transformers' eager attention,
@@ -45,7 +45,7 @@ WARMUP = 2
 VARIANTS = {  # name -> (overrides, extra environment)
     "zoo_defaults": ([], {}),
     "torch_compile": (["trainer.torch_compile=true"], {}),
-    "gradient_checkpointing": (["trainer.gradient_checkpointing=true"], {}),
+    "gradient_checkpointing": (["trainer.activation_checkpointing=true"], {}),
     "precompute_ref_log_probs": (["algo.args.precompute_ref_log_probs=true"], {}),
     "sdpa_attention": (["trainer.zoo.eager_attention=false"], {}),
     "fp32": (["trainer.bf16=false"], {}),

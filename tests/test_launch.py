@@ -69,7 +69,7 @@ def test_accelerate_setup_must_fit_the_config(compose, accelerate, overrides, me
     ["algo=grpo", "algo.args.use_vllm=true", "algo.args.vllm_mode=colocate"],
     ["algo=rloo", "algo.args.use_vllm=true", "algo.args.vllm_mode=server", "algo.args.vllm_server_base_url=http://h:8000"],
     ["algo=dpo", "trainer.use_liger_kernel=true", "trainer.optim=adamw_bnb_8bit"],
-    ["algo=sft", "trainer.gradient_checkpointing=true", "trainer.optim=paged_adamw_8bit"],
+    ["algo=sft", "trainer.activation_checkpointing=true", "trainer.optim=paged_adamw_8bit"],
     ["algo=grpo", "+model.attn_implementation=sdpa"],
 ])
 def test_gpu_knobs_compose_and_validate(compose, overrides):

@@ -104,7 +104,7 @@ def test_trainer_cpu_sets_what_the_bench_chose(compose):
     from zoo import config
 
     cfg = compose("trainer.bf16=auto")
-    assert cfg.trainer.gradient_checkpointing is False and cfg.trainer.bf16 == "auto"
+    assert cfg.trainer.activation_checkpointing is False and cfg.trainer.bf16 == "auto"
     assert cfg.trainer.zoo.completion_only_logits is True
     assert cfg.trainer.zoo.eager_attention is True and "attn_implementation" not in cfg.model  # 1.18x per DPO step
     assert "zoo" not in config.training_arguments(cfg)  # never handed to TRL

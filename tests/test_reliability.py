@@ -72,7 +72,7 @@ def test_crash_then_resume_matches_uninterrupted(compose, tmp_path, monkeypatch,
             assert resumed[key] == value, key
     # The stage's training metrics cover the whole run, not just the steps after the resume; only wall-clock
     # timings (and rates derived from them) describe the process that finished.
-    timing = ("_runtime", "_per_second", "run/seconds")
+    timing = ("_runtime", "_per_second", "run/seconds", "cost/seconds")
     stage = {k: v for k, v in straight.items() if k.startswith(f"{algo}/") and not k.endswith(timing)}
     assert f"{algo}/train_loss" in stage and (algo == "ppo" or f"{algo}/num_tokens" in stage)
     numbers = {k: v for k, v in stage.items() if not isinstance(v, list)}

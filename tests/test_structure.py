@@ -1,5 +1,5 @@
 """The shape ../shared/DESIGN.md promises: imports go one way down the layers, no algorithm imports another,
-and the files that list the tree (conf/train.yaml's comments, the README layout) match it."""
+and the files that list the tree (conf/train.yaml's comments, the layout page docs/layout.md) match it."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ LAYERS = [
     {"zoo.eval"},  # harness
     {"zoo.rewards", "zoo.judges"},  # scorers (rewards may use judges, not the other way)
     {"zoo.data", "zoo.models", "zoo.model_cache", "zoo.generation", "zoo.levers"},  # rows, weights, sampling, levers
-    # leaves (checks: errors only); dist: rank, barriers and sums across the processes zoo.launch starts
-    {"zoo.errors", "zoo.checks", "zoo.files", "zoo.named_yaml", "zoo.tracking", "zoo.dist"},
+    # leaves (checks: errors only); dist: rank, barriers and sums across the processes zoo.launch starts;
+    # costs: a stage's cost in shared units; quiet: the third-party messages the entry points silence
+    {"zoo.errors", "zoo.checks", "zoo.files", "zoo.named_yaml", "zoo.tracking", "zoo.dist", "zoo.costs", "zoo.quiet"},
 ]
 FORBIDDEN_SAME_LAYER = {("zoo.judges", "zoo.rewards")}
 NOT_ALGORITHMS = {"__init__", "base", "experimental", "online", "preference"}  # shared by several algorithms
@@ -110,14 +111,14 @@ def test_train_yaml_comments_list_every_option(group):
     assert on_disk <= named, f"conf/train.yaml does not name {sorted(on_disk - named)} of conf/{group}/"
 
 
-def test_readme_layout_matches_the_tree():
-    readme = (ROOT / "README.md").read_text()
-    layout = readme[readme.index("## Layout"):]
-    layout = layout[layout.index("```") + 3:]
+def test_layout_page_matches_the_tree():
+    """docs/layout.md (linked from the README) lists every module and package of zoo/, and nothing else."""
+    page = (ROOT / "docs" / "layout.md").read_text()
+    layout = page[page.index("```") + 3:]
     layout = layout[: layout.index("```")]
     listed = {line.split()[0].rstrip("/") for line in layout.splitlines() if line.strip()}
     on_disk = {f"zoo/{p.name}" for p in ZOO.iterdir() if p.suffix == ".py" and p.name != "__init__.py"}
     on_disk |= {f"zoo/{p.name}" for p in ZOO.iterdir() if p.is_dir() and p.name != "__pycache__"}
     zoo_listed = {x for x in listed if x.startswith("zoo/")}
-    assert zoo_listed == on_disk, f"README layout: missing {sorted(on_disk - zoo_listed)}, stale " \
+    assert zoo_listed == on_disk, f"docs/layout.md: missing {sorted(on_disk - zoo_listed)}, stale " \
                                   f"{sorted(zoo_listed - on_disk)}"

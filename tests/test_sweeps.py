@@ -1,5 +1,6 @@
-"""sweeps/: every sweep config composes (launchers included); a multirun writes sweep.json, records a failing
-job without losing the others, and a rerun with resume=true skips the finished jobs."""
+"""sweeps/: every sweep config composes (launchers included), and so does every job it expands into, composed the
+way Hydra's sweeper composes it; a multirun writes sweep.json, records a failing job without losing the others, and
+a rerun with resume=true skips the finished jobs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = sorted(p.stem for p in (ROOT / "sweeps").glob("*.yaml"))
@@ -27,6 +29,49 @@ def _compose_hydra(*overrides: str, hydra: bool = True):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return compose("train", overrides=normalize_overrides([*overrides, "paths.output_dir=/tmp/unused"]),
                        return_hydra_config=hydra)
+
+
+def compose_job(overrides: list[str]):
+    """Compose one job's overrides exactly as given: no zoo.config.normalize_overrides, as for a sweeper's job."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=True)
+
+
+def sweep_jobs(arguments: list[str]) -> list[list[str]]:
+    """The override lists of the jobs `python -m zoo.train -m <arguments>` launches, built as the sweeper builds them.
+
+    zoo.train's main passes the command line through zoo.config.normalize_overrides (`algo.args.x=v` becomes
+    `++algo.args.x=v`); the sweeper's `params` from a sweep file reach Hydra as written. Hydra's basic sweeper puts the
+    params first, then the command line, and expands the grid (`BasicSweeper.split_arguments`, the function it uses).
+    Optuna proposes the values itself, so its jobs here cover every choice and both ends of every interval or range,
+    one value of each parameter per job (as many jobs as the longest list)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from zoo.config import normalize_overrides
+
+    args = normalize_overrides(list(arguments))
+    parser = OverridesParser.create()
+    fixed = [o.input_line for o in parser.parse_overrides(args) if not o.is_sweep_override()]
+    sweeper = compose_job(fixed).hydra.sweeper
+    params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()] + args
+    overrides = parser.parse_overrides(params)
+    if sweeper._target_.endswith("BasicSweeper"):
+        return [list(job) for job in BasicSweeper.split_arguments(overrides, None)[0]]
+    assert sweeper._target_.endswith("OptunaSweeper"), f"no job expansion for {sweeper._target_} in this test"
+    values = {}
+    for o in overrides:
+        key = o.get_key_element()
+        if not o.is_sweep_override():
+            values[key] = [o.get_value_element_as_str()]
+        elif o.is_interval_sweep():
+            values[key] = [str(o.value().start), str(o.value().end)]
+        else:
+            values[key] = list(o.sweep_string_iterator())
+    width = max(len(v) for v in values.values())
+    return [[f"{k}={v[i % len(v)]}" for k, v in values.items()] for i in range(width)]
 
 
 def _plugin_missing(name: str) -> bool:
@@ -60,16 +105,42 @@ def test_every_sweep_composes(name):
         assert cfg.hydra.launcher.n_jobs == 2 and cfg.hydra.job.env_set.OMP_NUM_THREADS == "1"
 
 
+def _sweep_arguments(name: str) -> list[str]:
+    """The command line that runs sweep file `name` (a launcher goes on top of a sweep)."""
+    return [f"+sweeps=[sentiment_algos,{name}]" if name in LAUNCHERS else f"+sweeps={name}"]
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_every_job_of_every_sweep_composes(name):
+    """Each job a sweep file expands into composes as Hydra composes it before launching: the params exactly as the
+    file writes them (`algo.args.kl_coef` without `++` failed every job of ppo_kl: 'Key kl_coef is not in struct')."""
+    if _plugin_missing(name):
+        pytest.skip(f"{PLUGINS[name]} not installed")
+    jobs = sweep_jobs(_sweep_arguments(name))
+    assert len(jobs) >= 2
+    for job in jobs:
+        try:
+            compose_job(job)
+        except Exception as e:  # noqa: BLE001 - Hydra raises several kinds; the job and the message are the point
+            pytest.fail(f"sweeps/{name}.yaml: the job {job} does not compose: {type(e).__name__}: {e}",
+                        pytrace=False)
+
+
 def test_sweep_grid_values_are_valid_configs():
-    """Every value a grid sweeps is accepted by the zoo's validation (composed one job at a time)."""
+    """Every value a grid sweeps is accepted by the zoo's validation (each value in one job at least)."""
     from zoo.config import validate
 
     for name in ("sentiment_algos", "dpo_beta_loss", "ppo_kl", "grpo_loss_beta"):
-        params = _compose_hydra(f"+sweeps={name}").hydra.sweeper.params
-        fixed = [f"{k}={v}" for k, v in params.items() if "," not in str(v)]
-        for key, values in params.items():
-            for value in str(values).split(","):
-                validate(_compose_hydra(f"+sweeps={name}", *fixed, f"{key}={value}", hydra=False))
+        jobs = sweep_jobs([f"+sweeps={name}", "paths.output_dir=/tmp/unused"])
+        seen: set[str] = set()
+        for job in jobs:
+            if set(job) <= seen:
+                continue  # every value of this job was validated in an earlier one
+            seen |= set(job)
+            cfg = compose_job(job)
+            with open_dict(cfg):
+                del cfg["hydra"]
+            validate(cfg)
 
 
 def _multirun(tiny_dir, sweep_dir, *overrides, check=True, algo="sft"):

@@ -214,7 +214,7 @@ def validate(cfg: DictConfig) -> None:
     from zoo.data import check_data_config
     from zoo.eval import check_eval_config
     from zoo.levers import check_levers
-    from zoo.models import check_model_config, check_peft_config
+    from zoo.models import check_model_config, check_model_path, check_peft_config
     from zoo.rlaif.judging import check_judge
 
     for name, stage in iter_stages(cfg):
@@ -232,6 +232,7 @@ def validate(cfg: DictConfig) -> None:
             module.check_config(stage, path)
     check_levers(cfg.trainer.get(ZOO_LEVERS), f"trainer.{ZOO_LEVERS}")
     check_model_config(cfg.model)
+    check_model_path(cfg.model, cfg.paths.cache_dir)
     check_peft_config(cfg.peft)
     check_data_config(cfg.data)
     check_eval_config(cfg.eval, [n for n, a in iter_stages(cfg) if REGISTRY[a.name].PRODUCES == "policy"])

@@ -10,12 +10,15 @@ same work):
   seconds             the stage's wall-clock seconds
 
 Counted as the work happens, while a stage trains (`metering`), never while the zoo measures (`paused`: curve
-points, the harness). A stage resumed after a crash continues the counts it had persisted, so its cost is the work
-actually done, including anything redone after the last checkpoint. A leaf: imports nothing from the zoo.
+points, the harness). Each checkpoint keeps the counts at that step (zoo.algos.base), and a stage resumed from it
+restarts from them, so a resumed run reports the cost an uninterrupted one would (wall seconds aside: they cover
+the process that finished). A leaf: imports nothing from the zoo.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -53,6 +56,32 @@ def add(key: str, amount) -> None:
         return
     counts, on_change = meter
     counts[key] = counts.get(key, 0) + amount
+    if on_change is not None:
+        on_change(counts)
+
+
+# Beside a checkpoint's weights: the stage's counts at that step.
+CHECKPOINT_FILE = "zoo_cost.json"
+
+
+def save_into(checkpoint_dir) -> None:
+    """Keep the counts so far in a checkpoint dir (nothing when no stage is metering)."""
+    meter = _METER.get()
+    if meter is not None:
+        with open(os.path.join(checkpoint_dir, CHECKPOINT_FILE), "w") as f:
+            json.dump(meter[0], f)
+
+
+def restore_from(checkpoint_dir) -> None:
+    """Resume the counts a checkpoint kept: what was counted after it is counted again as it is redone."""
+    meter, path = _METER.get(), os.path.join(checkpoint_dir, CHECKPOINT_FILE)
+    if meter is None or not os.path.exists(path):
+        return
+    counts, on_change = meter
+    with open(path) as f:
+        saved = json.load(f)
+    counts.clear()
+    counts.update(saved)
     if on_change is not None:
         on_change(counts)
 

@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from zoo import config
 from zoo.checks import require
+from zoo.errors import UserError
 from zoo.files import write_json
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -42,8 +43,8 @@ SHARDED_TYPES = {"FSDP", "DEEPSPEED"}
 DDP_ONLY_ALGOS = {"ppo"}
 
 
-class LaunchError(RuntimeError):
-    pass
+class LaunchError(UserError, RuntimeError):
+    """A launch the config or this machine cannot run (plan, Accelerate file, packages), or workers that failed."""
 
 
 @dataclass
@@ -183,12 +184,17 @@ def launch(cfg: DictConfig, plan: Plan) -> dict:
 
 
 def main() -> None:
+    from zoo import quiet
+
+    quiet.install()
     import hydra
 
-    from zoo import sweep
+    from zoo import errors, sweep
+    from zoo.train import remove_hydra_leftovers
 
     keys, hydra_args, extra = split_argv(sys.argv[1:])
-    plan = make_plan(keys, extra)
+    with errors.reported():
+        plan = make_plan(keys, extra)
 
     # An absolute path: a relative one is resolved against the package when this runs as the zoo-launch script.
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
@@ -196,7 +202,8 @@ def main() -> None:
         info = sweep.job_info()
         if info is not None:  # one job of -m is one multi-process run, recorded in sweep.json like zoo.train's
             return sweep.run_job(lambda c: launch(c, plan), cfg, info)
-        metrics = launch(cfg, plan)
+        with errors.reported(cleanup=remove_hydra_leftovers):
+            metrics = launch(cfg, plan)
         return metrics.get(cfg.objective) if cfg.get("objective") else None
 
     # -m anywhere on the line, as with the launcher keys (Hydra's parser wants it before the overrides).

@@ -90,6 +90,10 @@ def _tiny_corpus() -> list[str]:
     return text
 
 
+# The tiny test model's directory under paths.cache_dir (conf/model/tiny.yaml); model=tiny builds it only there.
+TINY_DIR_NAME = "tiny-llama-v2"
+
+
 def build_tiny(dest: str | os.PathLike, vocab_size: int = 512, hidden_size: int = 128, layers: int = 2) -> Path:
     """A random Llama-style model with a byte-level BPE tokenizer trained on the zoo's own task text.
 

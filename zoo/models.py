@@ -18,9 +18,10 @@ from typing import Any
 import torch
 
 from zoo import dist
+from zoo.errors import ModelLoadError
 from zoo.checks import number, require
 from zoo.levers import lever
-from zoo.model_cache import EMBEDDED_HUB_ID, build_tiny, ensure_embedded
+from zoo.model_cache import EMBEDDED_HUB_ID, TINY_DIR_NAME, build_tiny, ensure_embedded
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # model.attn_implementation (optional, `+model.attn_implementation=...`): transformers' attention kernels, and the
@@ -30,10 +31,6 @@ ATTENTION = {"eager": None, "sdpa": None, "flex_attention": None, "flash_attenti
 # bitsandbytes quantizes 4-bit weights in blocks of this many inputs; on CPUs with native bf16 it also repacks
 # them into (out_features, in_features // 64) blocks of 32 output rows.
 BNB_4BIT_BLOCK = 64
-
-
-class ModelLoadError(RuntimeError):
-    pass
 
 
 @dataclass
@@ -67,7 +64,8 @@ def resolve_model_path(model_cfg, cache_dir: str) -> str:
     name = str(model_cfg.name_or_path)
     if source == "embedded" and name == EMBEDDED_HUB_ID:
         return str(ensure_embedded(cache_dir))
-    if source == "tiny":
+    if source == "tiny" and not Path(name).expanduser().exists():
+        check_model_path(model_cfg, cache_dir)  # only the group's own cache location is built
         return str(build_tiny(name))
     if Path(name).expanduser().exists():
         return str(Path(name).expanduser())
@@ -91,6 +89,23 @@ def check_model_name(name: str | None, path: str) -> None:
     require(not name or (CONF_DIR / "model" / f"{name}.yaml").is_file() or Path(str(name)).expanduser().is_dir()
             or (_is_hub_id(str(name)) and not str(name).startswith((".", "/", "~"))),
             f"{path}={name!r}: expected null, a conf/model name, an existing directory or a hub id")
+
+
+def check_model_path(model_cfg, cache_dir: str) -> None:
+    """A model path that does not exist is a typo under every model group, caught before anything loads: only the
+    embedded model (converted on first use) and the tiny test model at its own cache location
+    (`<paths.cache_dir>/tiny-llama-v2`, built on first use) may not exist yet; a hub id is checked when it loads."""
+    source, name = model_cfg.get("source", "path"), str(model_cfg.name_or_path)
+    if (source == "embedded" and name == EMBEDDED_HUB_ID) or Path(name).expanduser().is_dir():
+        return
+    if source == "tiny":
+        require(Path(name).expanduser() == Path(cache_dir).expanduser() / TINY_DIR_NAME,
+                f"model.name_or_path={name!r}: no such directory. model=tiny builds its random test model only at "
+                f"<paths.cache_dir>/{TINY_DIR_NAME} (leave model.name_or_path unset), or point it at an existing "
+                f"model directory")
+        return
+    require(_is_hub_id(name) and not name.startswith((".", "/", "~")),
+            f"model.name_or_path={name!r}: no such local directory (and not a hub id such as org/name)")
 
 
 def check_model_config(model_cfg) -> None:

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
 
+from zoo.errors import UserError, short
 from zoo.files import write_json
 
 RUN_NAME_CHARS = 120  # W&B shows long names truncated anyway
@@ -96,7 +98,10 @@ def run_job(run, cfg: DictConfig, info: dict):
     try:
         metrics = run(cfg)
     except Exception as exc:  # noqa: BLE001 - any failure of one job is recorded, not fatal to the sweep
-        traceback.print_exc()
+        if isinstance(exc, UserError):  # the user's mistake: its message alone (zoo.errors)
+            print(short(exc), file=sys.stderr)
+        else:
+            traceback.print_exc()
         last = (str(exc).strip().splitlines() or [""])[-1]
         path = record(info, "failed", run_dir, error=f"{type(exc).__name__}: {last}")
         print(f"[zoo] sweep job {info['num']} failed; recorded in {path}")

@@ -46,9 +46,15 @@ def start(cfg: DictConfig, out_dir: Path):
         return None
     # Offline by default: nothing leaves the machine and no API key is needed (nor ever written by the zoo).
     # logger.mode defaults to $WANDB_MODE (else offline), and an explicit logger.mode=... wins over the variable.
+    offline = cfg.logger.mode == "offline"
+    if offline:
+        # Offline, W&B's own lines are noise (TRL's model card asks for the run's URL at every checkpoint, and an
+        # offline run warns it has none); the zoo says in one line where the run is and how to upload it.
+        # Read when W&B first sets up in this process; WANDB_SILENT=false keeps its lines.
+        os.environ.setdefault("WANDB_SILENT", "true")
     import wandb
 
-    return wandb.init(
+    run = wandb.init(
         mode=cfg.logger.mode,
         project=cfg.logger.project,
         group=cfg.logger.group,
@@ -57,6 +63,9 @@ def start(cfg: DictConfig, out_dir: Path):
         config=OmegaConf.to_container(cfg, resolve=True),
         reinit="finish_previous",
     )
+    if offline and run is not None:
+        print(f"[zoo] W&B offline run in {Path(run.dir).parent}; `wandb sync` that directory to upload it")
+    return run
 
 
 def finish(run, metrics: dict | None) -> None:

@@ -40,6 +40,16 @@ def _stage_args(cfg: DictConfig, out: Path) -> dict:
     return built
 
 
+def _check_rows(cfg: DictConfig, shares: dict) -> None:
+    """Each stage's rows have the columns its algorithm needs (an algorithm's `check_rows`), before anything loads."""
+    from zoo.algos import REGISTRY
+
+    for name, algo in config.iter_stages(cfg):
+        check = getattr(REGISTRY[algo.name], "check_rows", None)
+        if check:
+            check(shares[name], cfg, config.stage_path(cfg, name))
+
+
 def _data_shares(cfg: DictConfig, task) -> dict:
     """Each stage's own disjoint share of the training rows (all of them for a single-stage run)."""
     from zoo.data import partition
@@ -182,9 +192,12 @@ def run(cfg: DictConfig) -> dict:
     if cfg.resume and (out / "metrics.json").exists():  # written last: the run finished (e.g. a rerun sweep job)
         print(f"[zoo] {out} already finished (metrics.json); resume=true returns its metrics")
         return json.loads((out / "metrics.json").read_text())
+    if cfg.resume and not (out / "config.yaml").exists():
+        print(f"[zoo] resume=true: no earlier run in {out} (no config.yaml); starting a fresh run")
     stage_args = _stage_args(cfg, out)
     task = load_task(cfg)
     shares = _data_shares(cfg, task)
+    _check_rows(cfg, shares)
 
     out.mkdir(parents=True, exist_ok=True)
     if dist.is_main():
@@ -222,10 +235,42 @@ def run(cfg: DictConfig) -> dict:
     return metrics
 
 
+def one_run_dir(overrides: list[str]) -> list[str]:
+    """`paths.output_dir=X` also makes X Hydra's run dir, so Hydra's files (.hydra/, the job log) land beside the
+    zoo's instead of in a stray outputs/<date>/<time> of their own."""
+    keys = {o.lstrip("+~").split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if "=" in o}
+    if "paths.output_dir" in keys and "hydra.run.dir" not in keys:
+        return [*overrides, f"hydra.run.dir={keys['paths.output_dir']}"]
+    return overrides
+
+
+def remove_hydra_leftovers() -> None:
+    """After a failed validation: Hydra made the run dir and wrote its own files before the zoo wrote anything;
+    remove them, so a mistake leaves nothing behind (a dir the zoo had written into is kept as it is)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    hydra_files = {".hydra", f"{hc.job.name}.log"}
+    if not run_dir.is_dir() or not {p.name for p in run_dir.iterdir()} <= hydra_files:
+        return
+    shutil.rmtree(run_dir)
+    default_root = Path.cwd() / "outputs"  # Hydra's default layout: outputs/<date>/<time>_<algo>
+    for parent in run_dir.parents:
+        if parent == default_root.parent or default_root not in (parent, *parent.parents) or any(parent.iterdir()):
+            break
+        parent.rmdir()
+
+
 def main() -> None:
+    from zoo import quiet
+
+    quiet.install()
     import hydra
 
-    from zoo import sweep
+    from zoo import errors, sweep
 
     # An absolute path: relative to a module, Hydra would look inside the `zoo` package when started from the
     # installed `zoo-train` script, where conf/ is not.
@@ -235,10 +280,11 @@ def main() -> None:
         info = sweep.job_info()
         if info is not None:  # one job of -m: recorded in sweep.json, a failure does not end the sweep
             return sweep.run_job(run, cfg, info)
-        metrics = run(cfg)
+        with errors.reported(cleanup=remove_hydra_leftovers):
+            metrics = run(cfg)
         return metrics.get(cfg.objective) if cfg.get("objective") else None
 
-    sys.argv = [sys.argv[0], *config.normalize_overrides(sys.argv[1:])]
+    sys.argv = [sys.argv[0], *one_run_dir(config.normalize_overrides(sys.argv[1:]))]
     _main()
 
 

@@ -12,7 +12,7 @@ import sys
 
 from omegaconf import OmegaConf
 
-from zoo import dist
+from zoo import dist, quiet
 from zoo.sweep import apply_threads
 
 
@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     if len(argv) != 1:
         raise SystemExit("usage: python -m zoo.worker <run dir>/config.yaml (started by python -m zoo.launch)")
     cfg = OmegaConf.load(argv[0])
+    quiet.install()
     apply_threads()
     dist.init(cpu=bool(cfg.trainer.get("use_cpu", False)))
     from zoo.models import resolve_model_path

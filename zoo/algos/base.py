@@ -93,6 +93,16 @@ class _WholeRun(TrainerCallback):
             control.should_log = True
 
 
+class _CostAtCheckpoints(TrainerCallback):
+    """The stage's cost so far (zoo.costs) saved into each checkpoint, so a stage resumed from it restarts the count
+    from there: work redone after the checkpoint (rollouts, scoring) is counted once, as in an uninterrupted run."""
+
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and checkpoint.is_dir():
+            costs.save_into(checkpoint)
+
+
 class _History(TrainerCallback):
     """`stages/<name>/history.jsonl`: every log entry (loss, rewards/margins, KL, lr, ...) with its global step,
     appended as it is logged, so a killed run keeps what it logged. Entries carry their `segment` (the trainer's
@@ -195,6 +205,10 @@ def fit(trainer, ctx: Context) -> dict:
     if not whole_run:
         trainer.add_callback(_WholeRun(trainer))
     trainer.add_callback(_History(ctx.stage_dir / "history.jsonl", _segment(trainer)))
+    if not whole_run:  # the zoo's own trainers keep the cost in their checkpoints themselves
+        trainer.add_callback(_CostAtCheckpoints())
+    if last and ctx.resume:
+        costs.restore_from(last)
     if ctx.curve is not None:
         trainer.add_callback(_CurvePoints(trainer, ctx))
     with completion_only_logits(lever(ctx.cfg.trainer, "completion_only_logits")), \

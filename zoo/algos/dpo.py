@@ -10,11 +10,12 @@ from __future__ import annotations
 from trl import DPOConfig
 
 from zoo.algos.base import Context
-from zoo.algos.preference import check_dpo_args, check_gold_pairs, preference_pairs, train_dpo
+from zoo.algos.preference import check_dpo_args, check_gold_pairs, check_pair_rows, preference_pairs, train_dpo
 
 CONFIG_CLASS = DPOConfig
 PRODUCES = "policy"
 EXTRA_KEYS = ("pairs",)
+check_rows = check_pair_rows
 check_args = check_dpo_args
 check_config = check_gold_pairs
 

@@ -14,7 +14,7 @@ from datasets import Dataset
 from trl import KTOConfig, KTOTrainer
 
 from zoo.algos.base import Context, columns, fit, guarded
-from zoo.algos.preference import check_gold_pairs, preference_pairs
+from zoo.algos.preference import check_gold_pairs, check_pair_rows, preference_pairs
 from zoo.checks import number, require
 
 CONFIG_CLASS = KTOConfig
@@ -27,6 +27,10 @@ def check_config(algo, path: str) -> None:
     check_gold_pairs(algo, path)
     number(algo, "unpaired_fraction", path, lambda v: 0 <= v <= 1,
            "a share of the pairs in [0, 1] that keep only one side (1: every prompt labelled once)")
+
+
+def check_rows(rows: list[dict], cfg, path: str) -> None:
+    check_pair_rows(rows, cfg, path, unpaired=True)
 
 
 def check_args(args, path: str) -> None:

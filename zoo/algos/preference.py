@@ -33,6 +33,35 @@ def check_gold_pairs(algo, path: str) -> None:
         number(block, "batch_size", path, lambda v: v >= 1, "an integer >= 1", integer=True)
 
 
+def check_pair_rows(rows: list[dict], cfg, path: str, *, unpaired: bool = False) -> None:
+    """Rows a pairwise stage can train on, checked before anything loads: {prompt, chosen, rejected} pairs, or
+    prompts whose sampled completions the task's gold signal ranks (`pairs:`); `unpaired` (KTO) also takes
+    {prompt, completion, label} rows."""
+    from zoo.data import has_preferences
+    from zoo.errors import DataError
+
+    if not rows or has_preferences(rows):
+        return
+    have = set(rows[0])
+    if unpaired and {"prompt", "completion", "label"} <= have:
+        return
+    if "prompt" in have and cfg.data.get("gold"):
+        return
+    shapes = ["{prompt, chosen, rejected} pairs", "{prompt} rows of a task with a gold signal (data.gold) to rank "
+              "sampled pairs"]
+    if unpaired:
+        shapes.insert(0, "{prompt, completion, label} rows")
+    missing = ("label" if unpaired and {"prompt", "completion"} <= have else
+               "chosen/rejected" if "prompt" in have else "prompt")
+    source = f" (data.path={cfg.data.path})" if cfg.data.get("path") else ""
+    raise DataError(f"{path}={_algo_name(cfg, path)}: the rows of data.name={cfg.data.name}{source} have columns "
+                    f"{sorted(have)}, no `{missing}` and no data.gold; expected " + ", or ".join(shapes))
+
+
+def _algo_name(cfg, path: str) -> str:
+    return (cfg.algo if path == "algo" else cfg.stages[path.split(".", 1)[1]]).name
+
+
 def check_judge_pairs(algo, path: str) -> None:
     """The `pairs:` block of two policy samples per prompt labelled by a judge."""
     block, path = algo.pairs, f"{path}.pairs"
@@ -54,6 +83,15 @@ def check_dpo_args(args, path: str) -> None:
             f"paper uses 1e-3)")
 
 
+def consumable_pairs(args, available: int) -> int:
+    """How many prompts' pairs the stage can train on: all of them for epoch-based training, at most max_steps x
+    the global batch under trainer.max_steps (each prompt gives at most one pair; a 2-step run needs 16, not 480)."""
+    if args.max_steps is None or args.max_steps <= 0:
+        return available
+    batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * dist.world()
+    return min(available, args.max_steps * batch)
+
+
 def _cached(ctx: Context, name: str, make, empty: str) -> list[dict]:
     """Pairs made once per stage and kept in its dir, so a resumed run trains on exactly the same ones. Under
     zoo.launch each process makes the pairs of its share of the prompts, every process gets them all, and the main
@@ -61,13 +99,17 @@ def _cached(ctx: Context, name: str, make, empty: str) -> list[dict]:
     cache = ctx.stage_dir / name
     if cache.exists():
         return read_jsonl(cache)
-    pairs = dist.gather(make(dist.shard(ctx.rows)))
+    prompts = ctx.rows[:consumable_pairs(ctx.args, len(ctx.rows))]
+    if dist.is_main() and len(prompts) < len(ctx.rows):
+        print(f"[zoo] {ctx.stage}: sampling pairs for {len(prompts)} of {len(ctx.rows)} prompts: trainer.max_steps="
+              f"{ctx.args.max_steps} at a global batch of {len(prompts) // ctx.args.max_steps} uses no more")
+    pairs = dist.gather(make(dist.shard(prompts)))
     if not pairs:
         raise ValueError(f"{ctx.stage}: {empty}")
     if dist.is_main():
         ctx.stage_dir.mkdir(parents=True, exist_ok=True)
         write_jsonl(cache, pairs)
-        print(f"[zoo] {ctx.stage}: {len(pairs)} preference pairs from {len(ctx.rows)} prompts -> {cache}")
+        print(f"[zoo] {ctx.stage}: {len(pairs)} preference pairs from {len(prompts)} prompts -> {cache}")
     dist.barrier()  # the file exists for everyone before anyone can resume from it
     return pairs
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 from trl import RewardConfig
 
 from zoo.algos.base import Context
-from zoo.algos.preference import check_eval_fraction, check_gold_pairs, preference_pairs, train_reward_model
+from zoo.algos.preference import (check_eval_fraction, check_gold_pairs, check_pair_rows, preference_pairs,
+                                  train_reward_model)
 
 CONFIG_CLASS = RewardConfig
 PRODUCES = "reward_model"
 EXTRA_KEYS = ("pairs", "eval_fraction")
+check_rows = check_pair_rows
 
 
 def check_config(algo, path: str) -> None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from zoo.algos.base import Context
 from zoo.algos.experimental import CPOConfig, CPOTrainer, train_reference_free
-from zoo.algos.preference import check_gold_pairs, preference_pairs
+from zoo.algos.preference import check_gold_pairs, check_pair_rows, preference_pairs
 from zoo.checks import require
 
 CONFIG_CLASS = CPOConfig
 PRODUCES = "policy"
 EXTRA_KEYS = ("pairs",)
+check_rows = check_pair_rows
 check_config = check_gold_pairs
 
 

@@ -14,16 +14,14 @@ import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
+from zoo.errors import DataError
+
 SUPPORTED_EXTENSIONS = (".jsonl", ".json", ".parquet")
 DOWNLOAD_HINT = (
     "download the dataset on a machine with internet access and pass "
     "data.path=/path/to/file.jsonl (json, jsonl and parquet files are read)"
 )
 _TRUE = {"1", "true", "yes", "on"}
-
-
-class DataError(ValueError):
-    """A problem with the user's data, worded for the user (file, row, what was expected)."""
 
 
 Row = tuple[int, dict]

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from transformers import Trainer, get_scheduler
 from transformers.trainer_utils import TrainOutput
 
-from zoo import dist
+from zoo import costs, dist
 from zoo.data import task_columns
 from zoo.generation import logits_at, sample
 from zoo.rl import math as rlm
@@ -282,6 +282,7 @@ class PPOTrainer(Trainer):
                    os.path.join(tmp, CHECKPOINT_FILE))
         with open(os.path.join(tmp, "trainer_state.json"), "w") as f:
             json.dump({"global_step": step, "log_history": self.state.log_history}, f)
+        costs.save_into(tmp)  # the stage's cost at this step, restored with it (zoo.costs)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         self._rotate()

@@ -27,7 +27,7 @@ from contextlib import nullcontext
 from omegaconf import DictConfig, OmegaConf
 
 from zoo import dist
-from zoo.errors import ConfigError
+from zoo.errors import ConfigError, UserError
 from zoo.generation import sample
 from zoo.judges import LogProbScorer, PairwiseLogProbJudge, PointwiseScoreJudge, RewardModelJudge, RuleJudge
 
@@ -37,7 +37,7 @@ CHECK_DEFAULTS = {"pairs": 32, "at_chance": "warn", "min_gold_margin": 0.0, "pat
 AT_CHANCE = ("warn", "stop", "off")
 
 
-class JudgeAtChanceError(RuntimeError):
+class JudgeAtChanceError(UserError, RuntimeError):
     """The judge's labels could not be told from coin flips on gold-labelled pairs, and the config said stop."""
 
 

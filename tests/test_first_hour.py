@@ -1,0 +1,104 @@
+"""A new user's first hour (issue: quiet runs, short errors, no silent fallbacks, small runs that are small).
+
+The CLI tests run `python -m zoo.train` in a subprocess, as a user types it, in a scratch working directory, and
+check what the user reads (stdout/stderr) and what is left on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from zoo.algos.preference import consumable_pairs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# What a tiny run may still print that looks like a warning, each with its reason.
+EXPECTED = (
+    # The tiny test tokenizer's BPE merges tokens across the prompt/completion boundary (SmolLM2's does not).
+    "The tokenized prompt is not a prefix of the tokenized prompt+completion",
+)
+WARNING = re.compile(r"warn|deprecat|\[INFO\]|Traceback", re.I)
+
+
+def zoo_train(tmp_path: Path, *overrides: str, cache: Path | None = None):
+    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "HYDRA_FULL_ERROR", "PYTHONWARNINGS")}
+    env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "zoo.train", *overrides, f"paths.cache_dir={cache or tmp_path / 'cache'}"]
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _tiny(tiny_dir) -> list[str]:
+    return ["model=tiny", f"model.name_or_path={tiny_dir}", "trainer.max_steps=2", "trainer.bf16=false",
+            "eval.num_prompts=4", "eval.max_new_tokens=8", "data.max_rows=48", "eval.sycophancy.items=0",
+            "eval.capability.arithmetic=0", "eval.capability.choice=2", "eval.diversity.prompts=2"]
+
+
+def test_a_tiny_pipeline_prints_no_unexpected_warning(tmp_path, tiny_dir):
+    """SFT then DPO, logged to W&B offline (the demo's logger), under Python's default warning filters."""
+    out = tmp_path / "run"
+    done = zoo_train(tmp_path, "experiment=demo", *_tiny(tiny_dir), f"paths.output_dir={out}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    noise = [line for line in (done.stdout + done.stderr).splitlines()
+             if WARNING.search(line) and not any(e in line for e in EXPECTED)]
+    assert not noise, "\n".join(noise[:10])
+    assert (out / "metrics.json").exists() and (out / ".hydra").is_dir()  # Hydra's run dir is the zoo's
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("overrides, names", [
+    (["algo.args.betta=0.2"], ["algo.args.betta", "beta"]),
+    (["model=tiny", "model.name_or_path=/no/such/model"], ["model.name_or_path", "/no/such/model"]),
+    (["model.name_or_path=./no_such_dir"], ["model.name_or_path", "no such local directory"]),
+    (["model=tiny", "algo=kto", "data=trl", "data.path={rows}", "eval.num_prompts=4"],
+     ["algo=kto", "`label`", "{prompt, completion, label}"]),
+])
+def test_a_mistake_is_a_few_lines_and_leaves_nothing(tmp_path, overrides, names):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"prompt": f"p{i}", "completion": "c"}) + "\n" for i in range(40)))
+    out = tmp_path / "run"
+    done = zoo_train(tmp_path, *[o.format(rows=rows) for o in overrides], "logger=none", f"paths.output_dir={out}")
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert 1 <= len(lines) <= 5 and "Traceback" not in done.stderr, done.stderr
+    assert all(n in done.stderr for n in names), done.stderr
+    assert not out.exists() and not (tmp_path / "outputs").exists()
+    assert not (tmp_path / "cache" / "tiny-llama-v2").exists()  # nothing was built
+
+
+def test_a_mistake_keeps_its_traceback_with_hydra_full_error(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "zoo.train", "algo.args.betta=0.2", "logger=none",
+                           f"paths.output_dir={tmp_path / 'run'}"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "HYDRA_FULL_ERROR": "1", "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert done.returncode != 0 and "Traceback" in done.stderr and "ConfigError" in done.stderr
+
+
+def test_resume_over_nothing_says_so(tmp_path, tiny_dir, compose, capsys):
+    from zoo.train import run
+
+    out = tmp_path / "fresh"
+    run(compose("algo=sft", "data=sentiment", "resume=true", output_dir=out))
+    assert f"no earlier run in {out}" in capsys.readouterr().out
+
+
+def test_pairs_are_sampled_only_for_the_steps_that_use_them(compose, tmp_path, capsys):
+    from types import SimpleNamespace
+
+    args = SimpleNamespace(max_steps=2, per_device_train_batch_size=8, gradient_accumulation_steps=2)
+    assert consumable_pairs(args, 480) == 32
+    assert consumable_pairs(SimpleNamespace(**{**vars(args), "max_steps": -1}), 480) == 480
+    assert consumable_pairs(SimpleNamespace(**{**vars(args), "max_steps": 100}), 480) == 480
+
+    from zoo.files import read_jsonl
+    from zoo.train import run
+
+    run(compose("algo=dpo", "data=sentiment", "trainer.max_steps=1", "trainer.per_device_train_batch_size=4",
+                "data.max_rows=40"))
+    assert "sampling pairs for 4 of " in capsys.readouterr().out
+    pairs = read_jsonl(tmp_path / "run" / "stages" / "dpo" / "pairs.jsonl")
+    assert 1 <= len(pairs) <= 4
