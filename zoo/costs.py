@@ -28,26 +28,28 @@ _METER: ContextVar[tuple[dict, object] | None] = ContextVar("zoo_cost_meter", de
 
 
 @contextmanager
+def scoped(var: ContextVar, value):
+    """`var` set to `value` inside the block (the zoo's run-wide switches: this meter, zoo.rewards.usage's stage)."""
+    token = var.set(value)
+    try:
+        yield value
+    finally:
+        var.reset(token)
+
+
+@contextmanager
 def metering(initial: dict | None = None, on_change=None):
     """Yields the stage's counts {key: number}, filled as it trains; `initial`: what an interrupted run of the stage
     had persisted; `on_change(counts)` runs after each addition, to persist them."""
     counts = {key: 0 for key in KEYS}
     counts.update(initial or {})
-    token = _METER.set((counts, on_change))
-    try:
+    with scoped(_METER, (counts, on_change)):
         yield counts
-    finally:
-        _METER.reset(token)
 
 
-@contextmanager
 def paused():
     """Measuring, not training: nothing inside is counted."""
-    token = _METER.set(None)
-    try:
-        yield
-    finally:
-        _METER.reset(token)
+    return scoped(_METER, None)
 
 
 def add(key: str, amount) -> None:

@@ -51,27 +51,15 @@ def recording(initial: dict | None = None, on_new=None):
     interrupted run of the stage had recorded (a resumed stage may not call again a scorer it used before the
     crash, e.g. pairs ranked by the gold and cached); `on_new(calls)` runs at each new record, to persist it."""
     calls: dict[str, list[str]] = {k: list(v) for k, v in (initial or {}).items()}
-    token = _CALLS.set((calls, on_new))
-    try:
+    with costs.scoped(_CALLS, (calls, on_new)):
         yield calls
-    finally:
-        _CALLS.reset(token)
 
 
-@contextmanager
 def training(stage: str):
-    token = _STAGE.set(stage)
-    try:
-        yield
-    finally:
-        _STAGE.reset(token)
+    return costs.scoped(_STAGE, stage)
 
 
 @contextmanager
 def measuring():
-    token = _STAGE.set(None)
-    try:
-        with costs.paused():
-            yield
-    finally:
-        _STAGE.reset(token)
+    with costs.scoped(_STAGE, None), costs.paused():
+        yield
