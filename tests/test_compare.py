@@ -154,34 +154,45 @@ def test_t_quantile_falls_back_to_normal_beyond_30():
     assert s["ci95_high"] - s["mean"] == pytest.approx(1.96 * s["std"] / math.sqrt(40))
 
 
-def test_paired_win_rate_by_hand(sweep):
-    rates = compare.paired_win_rates(compare.group_runs(compare.load_runs([sweep])))
-    assert rates == {("algo.name=dpo", "algo.name=kto"): pytest.approx(5 / 6),
-                     ("algo.name=kto", "algo.name=dpo"): pytest.approx(1 / 6)}
+def test_paired_win_rate_is_per_seed_then_averaged(sweep):
+    from zoo.compare import verdicts
+
+    groups = compare.group_runs(compare.load_runs([sweep]))
+    row = verdicts.compare_pair("algo.name=dpo", groups["algo.name=dpo"], "algo.name=kto", groups["algo.name=kto"],
+                                "win_rate:eval/gold_reward")
+    # Same seed, same prompt: seed 0 dpo wins p2, p3 (2/3); seed 1 p1, p2 (2/3); seed 2 p1, p2 and ties p3 (5/6).
+    # Averaging each prompt over seeds first would say 5/6 and hide that seed 0 loses p1.
+    assert row["estimate"] == pytest.approx((2 / 3 + 2 / 3 + 5 / 6) / 3)
+    assert (row["pairing"], row["seeds"], row["prompts"]) == ("paired by seed", 3, 3)
+    assert 0.0 <= row["low"] < row["estimate"] < row["high"] <= 1.0
 
 
 def test_paired_win_rate_matches_chat_prompts_and_uses_proxy_without_gold():
+    from zoo.compare import verdicts
+
     chat = [[{"role": "user", "content": q}] for q in ("a", "b")]
 
-    def run(name, proxies, prompts):
+    def run(name, seed, proxies, prompts):
         recs = [{"policy": "after", "prompt": p, "completion": "x", "gold": None, "proxy": v}
                 for p, v in zip(prompts, proxies)]
-        return compare.Run(dir=Path(name), config={}, metrics={}, samples=recs)
+        return compare.Run(dir=Path(name), config={"trainer.seed": seed}, metrics={}, samples=recs)
 
-    # "c" is answered by A only, so it is not compared; on a and b A wins one and ties one.
-    groups = {"A": [run("a", [2.0, 1.0, 9.0], chat + [[{"role": "user", "content": "c"}]])],
-              "B": [run("b", [1.0, 1.0], chat)]}
+    # "c" is answered by A only, so it is not compared; on a and b A wins one and ties one, on both seeds.
+    groups = {"A": [run(f"a{s}", s, [2.0, 1.0, 9.0], chat + [[{"role": "user", "content": "c"}]]) for s in (0, 1)],
+              "B": [run(f"b{s}", s, [1.0, 1.0], chat) for s in (0, 1)]}
     assert compare.score_field(groups) == "proxy"
-    assert compare.paired_win_rates(groups) == {("A", "B"): 0.75, ("B", "A"): 0.25}
+    pairs, _ = verdicts.all_verdicts(groups, "proxy")
+    (win,) = [p for p in pairs if p["metric"] == "win_rate:eval/proxy_reward"]
+    assert (win["estimate"], win["prompts"]) == (0.75, 2)
 
 
 def test_main_writes_tables_samples_and_plots(sweep, tmp_path):
     out = tmp_path / "out"
     written = compare.main([str(sweep), "--out", str(out), "--samples", "2"])
     names = {p.name for p in written}
-    assert names == {"compare.csv", "compare.md", "samples.md", "frontier.png", "curves.png", "proxy_vs_gold.png",
-                     "length.png"}
-    for name in names - {"compare.csv", "compare.md", "samples.md"}:
+    assert names == {"compare.csv", "verdicts.csv", "compare.md", "compare.html", "samples.md", "frontier.png",
+                     "curves.png", "proxy_vs_gold.png", "length.png"}
+    for name in {n for n in names if n.endswith(".png")}:
         assert (out / name).read_bytes()[:8] == PNG, name
 
     with open(out / "compare.csv") as f:
@@ -192,17 +203,19 @@ def test_main_writes_tables_samples_and_plots(sweep, tmp_path):
     assert _row(rows, "algo.name=dpo", "run/peak_rss_mb")["std"] == ""
 
     md = (out / "compare.md").read_text()
-    assert ("| group | runs | eval/gold_reward | eval/proxy_reward | eval/kl | eval/win_rate | eval/accuracy | "
-            "run/seconds |") in md
+    assert ("| group | runs | eval/gold_reward | eval/proxy_reward | eval/kl (to start) | eval/win_rate (vs start) | "
+            "eval/accuracy | run/seconds |") in md
     assert "| algo.name=dpo | 3 | 0.6 ± 0.1 [0.3516, 0.8484] |" in md
     assert "| algo.name=kto | 3 | 0.5 ± 0.3606 [-0.3957, 1.396] |" in md
     assert "(n=2)" in md  # dpo's accuracy
-    assert "| algo.name=dpo | — | 0.833 |" in md and "| algo.name=kto | 0.167 | — |" in md
+    matrix = md[md.index("## Paired win rate (gold)"):md.index("## Plots")]
+    assert "| algo.name=dpo | — | 0.7222 [" in matrix and "| algo.name=kto | 0.2778 [" in matrix
     assert f"`{sweep / '3'}`" in md
 
     text = (out / "samples.md").read_text()
     first = text[text.index("## Prompt 1"): text.index("## Prompt 2")]
     assert "dpo seed 0 on p1" in first and "kto seed 0 on p1" in first  # kto's is a message list: its content
+    assert "- **before** (gold -100.0, proxy 1.0):" in first  # the shared start's completion comes first
     assert "'role'" not in first and "seed 1" not in first
     assert "## Prompt 3" not in text
 
@@ -210,9 +223,14 @@ def test_main_writes_tables_samples_and_plots(sweep, tmp_path):
 def test_plots_without_data_are_not_written(tmp_path):
     sweep = make_sweep(tmp_path / "sweep", with_curves=False)
     written = {p.name for p in compare.main([str(sweep), "--out", str(tmp_path / "out")])}
-    # Final eval points still make a frontier; no history, no curve.jsonl, no proxy: no other plot.
-    assert written == {"compare.csv", "compare.md", "samples.md", "frontier.png"}
+    # The start and the final eval still make a frontier (two points per run); no history: no curves; no length
+    # anywhere (eval/length is null): no length plot; no proxy: no proxy_vs_gold.
+    assert written == {"compare.csv", "verdicts.csv", "compare.md", "compare.html", "samples.md", "frontier.png"}
     assert not (tmp_path / "out" / "curves.png").exists() and not (tmp_path / "out" / "length.png").exists()
+    md = (tmp_path / "out" / "compare.md").read_text()
+    assert "- `curves.png`: not written: no stage history has two points of loss" in md
+    assert "- `proxy_vs_gold.png`: not written: no run has a proxy reward" in md
+    assert "- `length.png`: not written: no run has two points of length" in md
 
 
 def test_globs_and_single_run_dirs(sweep, tmp_path):
@@ -327,7 +345,7 @@ def test_diagnostics_changes_and_trained_on(tmp_path):
     assert {"frontier.png", "frontier_independent.png", "curves.png", "length.png"} <= written
     assert (out / "frontier_independent.png").read_bytes()[:8] == PNG
     md = (out / "compare.md").read_text()
-    assert "| group | runs | trained on | eval/gold_reward | eval/independent_reward | eval/kl | eval/fluency | " in md
+    assert "| group | runs | trained on | eval/gold_reward | eval/independent_reward | eval/kl (to start) | " in md
     assert "| algo.name=dpo | 2 | gold_reward, proxy_reward | 0.5 ± 0 [0.5, 0.5] |" in md
     assert "| algo.name=grpo | 2 | — | 0.5 ± 0 [0.5, 0.5] |" in md
     assert "| algo.name=ppo | 2 | not recorded | 0.5 ± 0 [0.5, 0.5] |" in md
@@ -335,7 +353,7 @@ def test_diagnostics_changes_and_trained_on(tmp_path):
     # eos_rate 0.9, 1.0: 0.95 ± 0.6353 -> the interval's top is 1, not 1.585
     assert "0.95 ± 0.07071 [0.3147, 1]" in md
 
-    diag = md[md.index("## Diagnostics"):md.index("## Paired win rate")]
+    diag = md[md.index("## Diagnostics"):md.index("## Cost")]
     metric_rows = [line.split(" | ")[0].lstrip("| ") for line in diag.splitlines() if line.startswith("| ")][2:]
     # over-optimisation, mode collapse, sycophancy, safety, in that order; only the metrics some group has
     assert list(dict.fromkeys(metric_rows)) == ["reward_length_corr", "self_bleu", "token_entropy",

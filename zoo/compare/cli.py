@@ -7,11 +7,13 @@ import importlib
 import sys
 from pathlib import Path
 
-from zoo.compare.groups import SEED_KEYS, group_runs
+from zoo.compare import context, html, tables, verdicts
+from zoo.compare.groups import SEED_KEYS, config_drift, group_runs
 from zoo.compare.plots import plot
-from zoo.compare.report import log_wandb, markdown, samples_markdown, write_csv
+from zoo.compare.report import DRIFT, log_wandb, markdown, write_csv
 from zoo.compare.runs import CompareError, load_runs
-from zoo.compare.stats import summarise
+from zoo.compare.samples import samples_markdown
+from zoo.compare.stats import score_field, summarise
 
 
 def _split(text: str | None) -> list[str]:
@@ -23,7 +25,8 @@ def main(argv=None) -> list[Path]:
     about = importlib.import_module(__package__).__doc__.split("\n\n")[1]  # the package docstring's summary
     parser = argparse.ArgumentParser(prog="python -m zoo.compare", description=about)
     parser.add_argument("paths", nargs="+", help="run dirs, sweep roots (searched recursively) or glob patterns")
-    parser.add_argument("--by", help="comma-separated config keys to group by (default: the keys that differ)")
+    parser.add_argument("--by", help="comma-separated config keys or group choices to group by (default: the "
+                                     "ones that differ)")
     parser.add_argument("--out", default="compare", help="output dir (default: ./compare)")
     parser.add_argument("--metrics", default="loss", help="history.jsonl keys for curves.png (default: loss)")
     parser.add_argument("--samples", type=int, default=5, help="held-out prompts in samples.md (default: 5)")
@@ -35,17 +38,27 @@ def main(argv=None) -> list[Path]:
         groups = group_runs(runs, by=_split(args.by), seed_keys=_split(args.seed_keys))
     except CompareError as e:
         sys.exit(f"zoo.compare: {e}")
+    warning = context.reference_warning(groups)
+    if warning:
+        print(f"[compare] {warning}", file=sys.stderr)
+    drift = config_drift(groups, _split(args.seed_keys))
+    if drift:
+        print(f"[compare] note: {DRIFT} {'; '.join(drift)}", file=sys.stderr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = summarise(groups)
     write_csv(rows, out / "compare.csv")
-    table = markdown(groups, rows)
-    (out / "compare.md").write_text(table)
+    found = verdicts.all_verdicts(groups, score_field(groups))
+    tables.write_verdicts_csv(found[1] + found[0], out / "verdicts.csv")
+    plots = plot(groups, out, _split(args.metrics) or ["loss"])
+    pngs = [p.path for p in plots if p.path is not None]
+    report = markdown(groups, rows, found, plots)
+    (out / "compare.md").write_text(report)
+    (out / "compare.html").write_text(html.render(report, out, title=f"zoo.compare: {out.name}"))
     (out / "samples.md").write_text(samples_markdown(groups, args.samples))
-    pngs = plot(groups, out, _split(args.metrics) or ["loss"])
     if args.wandb:
         log_wandb(rows, pngs, out)
-    print(table)
-    written = [out / n for n in ("compare.csv", "compare.md", "samples.md")] + pngs
+    print(report)
+    written = [out / n for n in ("compare.csv", "verdicts.csv", "compare.md", "compare.html", "samples.md")] + pngs
     print(f"[compare] {len(runs)} runs, {len(groups)} groups -> " + ", ".join(str(p) for p in written))
     return written

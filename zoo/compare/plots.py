@@ -1,115 +1,173 @@
-"""The PNG plots: reward vs KL frontiers, training curves, proxy vs gold, length along training. matplotlib is
-imported only when plotting, so reading and tabulating runs works without it."""
+"""The PNG plots: gold (and independent, and proxy-vs-gold) along each run's path from the shared start, training
+curves one panel per (stage, metric), and length along training. matplotlib (Agg) is imported only when plotting,
+so reading and tabulating runs works without it. A plot whose runs have fewer than two points each is not
+written; the reason is returned instead, for compare.md to say."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+from zoo.compare import context
 from zoo.compare.runs import Run, number
-
-FIRST_SEGMENT = "checkpoints"  # a trainer's default output dir: the segment of entries that name none
-
-
-def _points(rows: list[dict], x: str, y: str) -> list[tuple[float, float]]:
-    return [(number(r.get(x)), number(r.get(y))) for r in rows if number(r.get(x)) is not None
-            and number(r.get(y)) is not None]
+from zoo.compare.trajectories import group_mean, shared_stages, trajectory, xy
 
 
-def cumulative_steps(rows: list[dict]) -> list[dict]:
-    """One stage's rows with `step` made cumulative over its segments.
-
-    A stage that runs one trainer per round (online DPO: segments "round_0", "round_1", ...) restarts its step
-    count at 0 each round, so drawn as logged the rounds pile up over the first few steps. Each segment's steps
-    are offset by the previous segments' last steps, segments in order of first appearance in the file."""
-    ends: dict[str, float] = {}  # segment -> its last step, in order of first appearance
-    for row in rows:
-        step = number(row.get("step"))
-        segment = row.get("segment", FIRST_SEGMENT)
-        ends[segment] = max(ends.get(segment, 0.0), 0.0 if step is None else step)
-    offsets, total = {}, 0.0
-    for segment, end in ends.items():
-        offsets[segment] = total
-        total += end
-    out = []
-    for row in rows:
-        step = number(row.get("step"))
-        out.append(row if step is None else {**row, "step": step + offsets[row.get("segment", FIRST_SEGMENT)]})
-    return out
+@dataclass
+class Plot:
+    name: str
+    path: Path | None  # None: not written
+    note: str  # what it shows, or why it was not written
 
 
-def _curve_by_stage(run: Run) -> dict[str, list[dict]]:
-    stages: dict[str, list] = {}
-    for row in run.curve:
-        stages.setdefault(str(row.get("stage")), []).append(row)
-    return stages
+def _scorer(groups: dict[str, list[Run]], key: str) -> str:
+    found = sorted({str(r.config[key]) for runs in groups.values() for r in runs if r.config.get(key)})
+    return f"{key}={'/'.join(found)}" if found else key
 
 
-def plot(groups: dict[str, list[Run]], out: Path, metrics=("loss",)) -> list[Path]:
-    """Write the plots that have data; returns their paths. Skipped (with one printed line) without matplotlib."""
+def trained_note(groups: dict[str, list[Run]], column: str) -> str:
+    """Whether the runs trained on an eval column (run/trained_on): a reader must know if a reward axis is the
+    training signal or held-out evidence."""
+    recorded = [r.metrics["run/trained_on"] for runs in groups.values() for r in runs
+                if isinstance(r.metrics.get("run/trained_on"), list)]
+    if not recorded:
+        return ""
+    users = sum(column in columns for columns in recorded)
+    return ("; trained on by no run" if users == 0 else "; trained on by every run" if users == len(recorded)
+            else f"; trained on by {users} of {len(recorded)} runs")
+
+
+def axis_labels(groups: dict[str, list[Run]]) -> dict[str, str]:
+    """What each plotted quantity is, named from the runs' configs (KL: against which policy)."""
+    return {"kl": f"KL to {context.reference_text(groups)}\n(nats per completion, mean over held-out prompts)",
+            "gold_reward": f"gold reward ({_scorer(groups, 'data.gold')}{trained_note(groups, 'gold_reward')})",
+            "independent_reward": f"independent reward ({_scorer(groups, 'data.independent')}"
+                                  f"{trained_note(groups, 'independent_reward')})",
+            "proxy_reward": "proxy reward (the run's reward functions / reward model)",
+            "length": "completion length (tokens, mean over held-out prompts)",
+            "step": f"optimizer steps after {context.reference_text(groups)}"}
+
+
+def frontier_runs(groups: dict[str, list[Run]], x: str, y: str) -> tuple[dict[str, list[Run]], list[Run]]:
+    """({label: the runs with at least two (x, y) points}, the runs left out for having fewer)."""
+    kept = {label: [r for r in runs if len(xy(trajectory(r), x, y)) >= 2] for label, runs in groups.items()}
+    short = [r for label, runs in groups.items() for r in runs if r not in kept[label]]
+    return {label: runs for label, runs in kept.items() if runs}, short
+
+
+def plot(groups: dict[str, list[Run]], out: Path, metrics=("loss",)) -> list[Plot]:
+    """Write every plot that has data; returns each one's Plot (skipped ones with their reason)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as e:
-        print(f"[compare] plots skipped: matplotlib is not installed ({e})")
-        return []
-    colours = {label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(groups)}
-    written = []
+        return [Plot("*.png", None, f"not written: matplotlib is not installed ({e})")]
+    from zoo.compare.curves import curves_figure
 
-    def figure(name, panels, draw, xlabel):
-        """One PNG of `panels` axes; draw(ax, panel) returns whether it plotted anything (else nothing is saved)."""
-        fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
-        drew = [draw(ax, panel) for ax, panel in zip(axes[0], panels)]
-        if any(drew):
-            for ax, panel in zip(axes[0], panels):
-                ax.set_xlabel(xlabel)
-                ax.set_ylabel(panel)
-                ax.grid(alpha=0.3)
-                handles, labels = ax.get_legend_handles_labels()
-                unique = dict(zip(labels, handles))  # one entry per group, not per run
-                if unique:
-                    # Below the axes, and the saved image grows to fit: group labels can be long.
-                    ax.legend(unique.values(), unique.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.15))
-            fig.savefig(out / name, dpi=110, bbox_inches="tight")
-            written.append(out / name)
-        plt.close(fig)
+    colours = {label: plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")(i) for i, label in enumerate(groups)}
+    labels = axis_labels(groups)
+    proxy = any(number(r.metrics.get("eval/proxy_reward")) is not None for runs in groups.values() for r in runs)
+    made = [
+        _trajectory_figure(plt, groups, colours, out, "frontier.png", "kl", "gold_reward", labels,
+                           "Gold reward vs KL"),
+        _trajectory_figure(plt, groups, colours, out, "frontier_independent.png", "kl", "independent_reward",
+                           labels, "Independent (held-out) reward vs KL"),
+        _trajectory_figure(plt, groups, colours, out, "proxy_vs_gold.png", "proxy_reward", "gold_reward", labels,
+                           "Gold vs proxy reward") if proxy else
+        Plot("proxy_vs_gold.png", None, "not written: no run has a proxy reward (eval/proxy_reward)"),
+        curves_figure(plt, groups, colours, out, metrics),
+        _trajectory_figure(plt, groups, colours, out, "length.png", "step", "length", labels,
+                           "Completion length along training"),
+    ]
+    for p in made:
+        if p.path is None:
+            print(f"[compare] {p.name} {p.note}")
+    return made
 
-    def scatter(ax, x, y, before=False):
-        """Curve points small, each run's final eval point large, the starting policy as a grey x."""
-        drew = False
-        for label, runs in groups.items():
-            for run in runs:
-                pts = _points(run.curve, x, y)
-                if pts:
-                    ax.scatter(*zip(*pts), s=8, alpha=0.5, color=colours[label])
-                final = _points([run.metrics], f"eval/{x}", f"eval/{y}")
-                if final:
-                    ax.scatter(*zip(*final), s=60, edgecolors="black", color=colours[label], label=label)
-                start = _points([run.metrics], f"before/{x}", f"before/{y}") if before else []
-                if start:
-                    ax.scatter(*zip(*start), s=60, marker="x", color="grey", label="before")
-                drew = drew or bool(pts or final)
-        return drew
 
-    def lines(ax, rows_of, key):
-        drew = False
-        for label, runs in groups.items():
-            for run in runs:
-                for rows in rows_of(run).values():
-                    pts = _points(cumulative_steps(rows), "step", key)
-                    if pts:
-                        ax.plot(*zip(*pts), color=colours[label], alpha=0.8, lw=1, label=label)
-                        drew = True
-        return drew
+def _error(points: list[dict], axis: str) -> list[list[float]]:
+    """errorbar's [[below], [above]]: the 95% interval's distance from the mean, 0 where there is none."""
+    return [[0.0 if p[f"{axis}_low"] is None else p[axis] - p[f"{axis}_low"] for p in points],
+            [0.0 if p[f"{axis}_high"] is None else p[f"{axis}_high"] - p[axis] for p in points]]
 
-    figure("frontier.png", ["gold reward"], lambda ax, _: scatter(ax, "kl", "gold_reward", before=True),
-           "KL to the reference")
-    if any(number(r.metrics.get("eval/independent_reward")) is not None for runs in groups.values() for r in runs):
-        figure("frontier_independent.png", ["independent reward"],
-               lambda ax, _: scatter(ax, "kl", "independent_reward", before=True), "KL to the reference")
-    figure("curves.png", list(metrics), lambda ax, key: lines(ax, lambda r: r.history, key), "step")
-    figure("proxy_vs_gold.png", ["gold reward"], lambda ax, _: scatter(ax, "proxy_reward", "gold_reward"),
-           "proxy reward")
-    figure("length.png", ["length (tokens)"], lambda ax, _: lines(ax, _curve_by_stage, "length"), "step")
-    return written
+
+def _dodge(labels: list[str], x: str) -> dict[str, float]:
+    """On a step axis every group's means sit at the same steps; shifting each group a little keeps one group's
+    error bars from hiding another's (a KL axis needs none: the groups' KLs differ)."""
+    width = 0.35 if x == "step" else 0.0
+    return {label: width * (i - (len(labels) - 1) / 2) for i, label in enumerate(labels)}
+
+
+def _shifted(point: dict, dx: float) -> dict:
+    return {**point, **{k: point[k] + dx for k in ("x", "x_low", "x_high") if point[k] is not None}}
+
+
+def _frame_the_points(ax, points: list[tuple[float, float, float]]) -> None:
+    """Axes around the runs' own points: with 2-3 seeds a t-interval can be many times their spread and would
+    squeeze every path into a corner, so a bar reaching past the frame is cut at it (the faint points show the
+    spread)."""
+    for axis, values in ((ax.set_xlim, [p[1] for p in points]), (ax.set_ylim, [p[2] for p in points])):
+        low, high = min(values), max(values)
+        pad = 0.15 * (high - low) or 0.1 * (abs(high) or 1.0)
+        axis(low - pad, high + pad)
+
+
+def _trajectory_figure(plt, groups, colours, out: Path, name: str, x: str, y: str, labels: dict,
+                       what: str) -> Plot:
+    """Each run's path from the start (faint), its group's seed mean ± 95% CI on both axes (bold), the shared
+    start as a black star; the final harness is each mean path's last, outlined point."""
+    kept, short = frontier_runs(groups, x, y)
+    if not kept:
+        return Plot(name, None, f"not written: no run has two points of {y} and {x} (start, curve points, final)")
+    fig, ax = plt.subplots(figsize=(9, 6.5))
+    shared = shared_stages(kept) | {"start"}
+    # One run per seed: runs of a seed share their start (and a shared stage), so each seed counts once.
+    per_seed = {str(r.config.get("trainer.seed")): r for runs in reversed(list(kept.values())) for r in runs}
+    pooled = [p for p in group_mean(list(per_seed.values()), x, y) if p["stage"] in shared]
+    dodge = _dodge(list(kept), x)
+    for label, runs in kept.items():
+        colour = colours[label]
+        for run in runs:
+            _, xs, ys = zip(*xy(trajectory(run), x, y))
+            ax.plot(xs, ys, color=colour, alpha=0.25, lw=0.8, marker="o", ms=2.5)
+        mean = [_shifted(p, dodge[label]) for p in group_mean(runs, x, y)]
+        own = [p for p in mean if p["stage"] not in shared]
+        if not own:
+            continue
+        # The mean path leaves the shared part where this group's own seeds left it (a group missing a seed
+        # starts from its seeds' mean start, not the pooled one).
+        joined = [p for p in mean if p["stage"] in shared][-1:] + own
+        ax.plot([p["x"] for p in joined], [p["y"] for p in joined], color=colour, lw=1.8)
+        ax.errorbar([p["x"] for p in own], [p["y"] for p in own], xerr=_error(own, "x"), yerr=_error(own, "y"),
+                    color=colour, lw=0, elinewidth=1.5, marker="o", ms=4, capsize=2,
+                    label=f"{label} ({len(runs)} seed{'s' * (len(runs) != 1)})")
+        ax.scatter([own[-1]["x"]], [own[-1]["y"]], s=80, color=colour, edgecolors="black", zorder=6)  # over the star
+    if len(pooled) > 1:  # a stage every group went through (SFT after a base-model baseline): drawn once
+        ax.plot([p["x"] for p in pooled], [p["y"] for p in pooled], color="black", lw=1.5, ls="--")
+        later = pooled[1:]
+        names = "/".join(sorted(shared - {"start"}))
+        ax.errorbar([p["x"] for p in later], [p["y"] for p in later], xerr=_error(later, "x"),
+                    yerr=_error(later, "y"), color="black", lw=0, elinewidth=1.2, marker="s", ms=5, capsize=2,
+                    label=f"{names}, shared by every group (all seeds)")
+    if pooled and pooled[0]["stage"] == "start":
+        start = pooled[0]
+        ax.errorbar([start["x"]], [start["y"]], yerr=_error([start], "y"), color="black", capsize=3, lw=0,
+                    elinewidth=1.2)
+        ax.scatter([start["x"]], [start["y"]], s=220, marker="*", color="black", zorder=5,
+                   label=f"start: {context.reference_text(groups)}")
+    _frame_the_points(ax, [pt for runs in kept.values() for r in runs for pt in xy(trajectory(r), x, y)])
+    ax.set_xlabel(labels.get(x, x))
+    ax.set_ylabel(labels.get(y, y))
+    ax.grid(alpha=0.3)
+    ax.set_title(context.title(groups, f"{what}: runs faint, seed mean ± 95% CI bold, final outlined"), fontsize=10)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=min(3, len(kept) + 1))
+    path = out / name
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    note = (f"{what}: {sum(map(len, kept.values()))} runs from the start through their curve points to the final "
+            "harness; the frame fits the runs' points, so an interval reaching past it is cut at the edge")
+    if short:
+        note += f"; left out (fewer than two points): {', '.join(str(r.dir) for r in short)}"
+    return Plot(name, path, note)

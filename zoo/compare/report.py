@@ -1,6 +1,6 @@
-"""The written outputs: compare.csv (every metric's seed statistics), compare.md (the headline table, the
-diagnostics table, the paired win-rate matrix, the run dirs), samples.md (completions side by side), and the
-same table and plots logged to W&B on request."""
+"""compare.md and compare.csv: what the numbers are measured against (the runs' evaluation baseline, with a
+warning when runs differ), the headline table with the baseline policy as its first row, the verdicts, the
+diagnostics, the cost, the paired win rates, the plots and the run dirs; and the same table and plots on W&B."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import os
 from fnmatch import fnmatch
 from pathlib import Path
 
-from zoo.compare.runs import Run, number, prompt_key
-from zoo.compare.stats import changes, paired_win_rates, score_field
+from zoo.compare import context, tables
+from zoo.compare.groups import config_drift
+from zoo.compare.runs import Run, number
+from zoo.compare.stats import baseline_rows, changes
 
 HEADLINE = ("eval/gold_reward", "eval/proxy_reward", "eval/independent_reward", "eval/kl", "eval/win_rate",
             "eval/fluency", "eval/length", "eval/eos_rate", "eval/distinct_2", "eval/accuracy", "run/seconds")
@@ -21,18 +23,16 @@ DIAGNOSTICS = ("reward_length_corr", "proxy_gold_spearman", "proxy_gold_gap", "o
                "refusal_f1")
 CSV_FIELDS = ("group", "metric", "n", "mean", "std", "ci95_low", "ci95_high", "min", "max")
 TRAINED_ON = "run/trained_on"
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.0f}" if abs(x) >= 1e4 else f"{x:.4g}"
+DRIFT = ("runs of one group were composed from different configs (keys set in some runs only, by no override: "
+         "conf/ changed between them?); not grouped by:")
 
 
 def _cell(row: dict | None, runs: int) -> str:
     if row is None:
         return "—"
-    text = _fmt(row["mean"])
+    text = tables.fmt(row["mean"])
     if row["std"] is not None:
-        text += f" ± {_fmt(row['std'])} [{_fmt(row['ci95_low'])}, {_fmt(row['ci95_high'])}]"
+        text += f" ± {tables.fmt(row['std'])} [{tables.fmt(row['ci95_low'])}, {tables.fmt(row['ci95_high'])}]"
     return text + (f" (n={row['n']})" if row["n"] < runs else "")
 
 
@@ -64,17 +64,31 @@ def _diagnostic_keys(groups: dict[str, list[Run]]) -> list[str]:
     return [f"eval/{name}" for pattern in DIAGNOSTICS for name in present if fnmatch(name, pattern)]
 
 
+def _column(metric: str, short: str) -> str:
+    return {"eval/kl": f"eval/kl (to {short})", "eval/win_rate": f"eval/win_rate (vs {short})"}.get(metric, metric)
+
+
 def _headline(groups: dict[str, list[Run]], by_key: dict) -> list[str]:
     columns = [m for m in HEADLINE if any((g, m) in by_key for g in groups)]
     trained = any(_records_trained_on(r) for runs in groups.values() for r in runs)
-    lines = ["Cells: mean ± sample std [95% t-interval of the mean] over seeds; (n=k) where only k runs had a value. "
+    refs = context.references(groups)
+    short = next(iter(refs)) if len(refs) == 1 else "each run's baseline"
+    lines = ["## Headline", "",
+             "Cells: mean ± sample std [95% t-interval of the mean] over seeds; (n=k) where only k runs had a value. "
              "Intervals are clipped to the metric's range: [0, 1] for rates, accuracies, distinct-n, self-BLEU, "
-             "refusal F1 and overoptimised; [-1, 1] for correlations.", ""]
+             "refusal F1 and overoptimised; [-1, 1] for correlations. The first row is the baseline policy itself "
+             "(`before/*`, one value per seed: runs of a seed share it).", ""]
     if trained:
         lines += ["trained on: the eval columns the group's runs optimised against (union over its runs); a score "
                   "in a trained-on column is the training signal, not held-out evidence.", ""]
-    head = ["group", "runs"] + (["trained on"] if trained else []) + columns
+    head = ["group", "runs"] + (["trained on"] if trained else []) + [_column(m, short) for m in columns]
     lines += ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    all_runs = context.all_runs(groups)
+    for ref, found in baseline_rows(groups, columns).items():
+        seeds = max(row["n"] for row in found.values())
+        cells = [f"before: {context.describe(ref, all_runs)}", f"{seeds} seed{'s' * (seeds != 1)}"]
+        cells += (["—"] if trained else []) + [_cell(found.get(m), seeds) for m in columns]
+        lines.append("| " + " | ".join(cells) + " |")
     for label, runs in groups.items():
         cells = [label, str(len(runs))] + ([_trained_on(runs)] if trained else [])
         cells += [_cell(by_key.get((label, m)), len(runs)) for m in columns]
@@ -89,76 +103,62 @@ def _diagnostics(groups: dict[str, list[Run]], by_key: dict) -> list[str]:
     delta = {(r["group"], r["metric"]): r for r in changes(groups, keys)}
     lines = ["", "## Diagnostics", "",
              "Over-optimisation, mode collapse, sycophancy, capability and safety. after: the trained policy's "
-             "value (eval/); change: eval/x − before/x within each run, then over its seeds; cells as above "
-             "(a change's interval is clipped to ± the metric's range).", "",
+             f"value (eval/); change: eval/x − before/x within each run, before being {context.reference_text(groups)}"
+             ", then over its seeds; cells as above (a change's interval is clipped to ± the metric's range).", "",
              "| metric | group | after | change vs before |", "|---|---|---|---|"]
+    starts = baseline_rows(groups, keys)
     for key in keys:
+        for ref, found in starts.items():
+            if key in found:
+                lines.append(f"| {key.partition('/')[2]} | before: {context.describe(ref, context.all_runs(groups))} "
+                             f"| {_cell(found[key], found[key]['n'])} | — |")
         for label, runs in groups.items():
             lines.append(f"| {key.partition('/')[2]} | {label} | {_cell(by_key.get((label, key)), len(runs))} | "
                          f"{_cell(delta.get((label, key)), len(runs))} |")
     return lines
 
 
-def _win_rates(groups: dict[str, list[Run]]) -> list[str]:
-    score = score_field(groups)
-    rates = paired_win_rates(groups, score)
-    if not rates:
+def _about(groups: dict[str, list[Run]]) -> list[str]:
+    """Task, budget, seeds and the reference point, read from the runs' configs; the warning when they differ."""
+    reference = context.reference_text(groups)
+    task = "/".join(sorted({str(r.config.get("data.name")) for r in context.all_runs(groups)}))
+    lines = [f"Task: {task}; budget: {context.budget_text(groups)}; {context.seeds_text(groups)}; "
+             f"{context.prompts_text(groups)}.", "",
+             f"Reference point: `before/*`, KL (eval/kl) and the win rate (eval/win_rate) are measured against "
+             f"{reference}.", ""]
+    warning = context.reference_warning(groups)
+    drift = config_drift(groups)
+    if drift:
+        lines += [f"Note: {DRIFT} {'; '.join(drift)}.", ""]
+    return lines + ([f"**{warning}**", ""] if warning else [])
+
+
+def _plots(plots) -> list[str]:
+    if not plots:
         return []
-    scored = [g for g in groups if any(g in pair for pair in rates)]  # groups with no scored prompt: no row
-    lines = ["", f"## Paired win rate ({score})", "",
-             f"Row vs column: the share of held-out prompts both answered where the row's {score} (mean over its "
-             "seeds) is higher; ties count 1/2.", "",
-             "| | " + " | ".join(scored) + " |", "|---" * (len(scored) + 1) + "|"]
-    for a in scored:
-        cells = ["—" if a == b else f"{rates[a, b]:.3f}" if (a, b) in rates else "" for b in scored]
-        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    lines = ["", "## Plots", ""]
+    for p in plots:
+        lines += [f"- `{p.name}`: {p.note}" if p.path is None else f"![{p.name}]({p.path.name})\n\n{p.note}", ""]
     return lines
 
 
-def markdown(groups: dict[str, list[Run]], rows: list[dict]) -> str:
-    """The headline table (mean ± std [95% CI] over seeds), the diagnostics that any group has (after and change
-    from before), the paired win-rate matrix, and the run dirs."""
+def markdown(groups: dict[str, list[Run]], rows: list[dict], found: tuple[list, list] = ([], []),
+             plots=None) -> str:
+    """The report: what it is measured against, the headline table (baseline row first), each group vs its start,
+    each pair of groups, the diagnostics, the cost, the paired win rates, the plots, and the run dirs.
+    `found`: zoo.compare.verdicts.all_verdicts' (pairs, starts)."""
     by_key = {(r["group"], r["metric"]): r for r in rows}
+    pairs, starts = found
     n_runs = sum(len(runs) for runs in groups.values())
-    lines = [f"# Comparison of {n_runs} runs in {len(groups)} groups", ""]
-    lines += _headline(groups, by_key) + _diagnostics(groups, by_key) + _win_rates(groups)
+    reference = context.reference_text(groups)
+    runs, arms = f"{n_runs} run{'s' * (n_runs != 1)}", f"{len(groups)} group{'s' * (len(groups) != 1)}"
+    lines = [f"# Comparison of {runs} in {arms}", ""] + _about(groups) + _headline(groups, by_key)
+    lines += tables.start_lines(starts, reference, groups) + tables.pair_lines(pairs, reference, bool(starts))
+    lines += _diagnostics(groups, by_key) + tables.cost_lines(groups, by_key, reference, context.budget_rule(groups))
+    lines += tables.win_matrix_lines(pairs, list(groups)) + _plots(plots)
     lines += ["", "## Runs", ""]
     for label, runs in groups.items():
         lines.append(f"- {label}: " + ", ".join(f"`{r.dir}`" for r in runs))
-    return "\n".join(lines) + "\n"
-
-
-def _messages(value: list) -> str:
-    return "\n".join(f"{m.get('role')}: {m.get('content')}" for m in value if isinstance(m, dict))
-
-
-def _completion_text(value) -> str:
-    """A chat completion shows its assistant content (the reply), a plain one its text."""
-    if isinstance(value, list):
-        assistant = [str(m.get("content", "")) for m in value if isinstance(m, dict) and m.get("role") == "assistant"]
-        return "\n".join(assistant) if assistant else _messages(value)
-    return "" if value is None else str(value)
-
-
-def _quote(text: str, indent: str = "") -> str:
-    return "\n".join(f"{indent}> {line}" for line in (text.splitlines() or [""]))
-
-
-def samples_markdown(groups: dict[str, list[Run]], count: int = 5) -> str:
-    """The first `count` held-out prompts, each group's completion (from its first run) side by side."""
-    first = next(iter(groups.values()))[0]
-    prompts = [s.get("prompt") for s in first.samples if s.get("policy") == "after"][:count]
-    lines = ["# Samples", "", "Each group's completion from its first run (by dir name), with its gold / proxy score."]
-    for i, prompt in enumerate(prompts, 1):
-        lines += ["", f"## Prompt {i}", "", _quote(_messages(prompt) if isinstance(prompt, list) else str(prompt)), ""]
-        for label, runs in groups.items():
-            rec = next((s for s in runs[0].samples if s.get("policy") == "after"
-                        and prompt_key(s.get("prompt")) == prompt_key(prompt)), None)
-            if rec is None:
-                lines.append(f"- **{label}**: (this prompt is not in its samples)")
-                continue
-            lines += [f"- **{label}** (gold {rec.get('gold')}, proxy {rec.get('proxy')}):",
-                      _quote(_completion_text(rec.get("completion")), "  ")]
     return "\n".join(lines) + "\n"
 
 

@@ -1,5 +1,7 @@
 """Reading run dirs: config.yaml (flattened to dotted keys), metrics.json, samples.jsonl, each stage's
-history.jsonl and curve.jsonl. A path compare cannot read is a CompareError that names it."""
+history.jsonl and curve.jsonl, and the config-group choices the run was composed from (Hydra's
+`.hydra/hydra.yaml`, else the job's overrides in the sweep's `sweep.json`). A path compare cannot read is a
+CompareError that names it."""
 
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ class Run:
     samples: list = field(default_factory=list)
     history: dict = field(default_factory=dict)  # stage -> TRL log history rows
     curve: list = field(default_factory=list)
+    choices: dict = field(default_factory=dict)  # config group -> option (algo -> dpo, peft -> qlora); {} if unknown
+    overrides: list = field(default_factory=list)  # what the command line / sweep set (`algo=dpo`, `trainer.seed=0`)
 
 
 def number(value) -> float | None:
@@ -101,6 +105,52 @@ def _run_dirs(arg: str) -> list[Path]:
     return found
 
 
+def _hydra_record(path: Path) -> tuple[dict, list]:
+    """(group choices, overrides) from `.hydra/hydra.yaml` (hydra.runtime.choices, hydra.overrides.task); Hydra's
+    own groups (hydra, hydra/launcher, ...) are never an arm. Empty when the run dir has no such file."""
+    try:
+        hydra = yaml.safe_load((path / ".hydra" / "hydra.yaml").read_text())["hydra"]
+        choices, overrides = hydra["runtime"]["choices"], hydra.get("overrides", {}).get("task", [])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return {}, []
+    if not isinstance(choices, dict):
+        return {}, []
+    return {str(k): v for k, v in choices.items() if not str(k).startswith("hydra")}, list(overrides or [])
+
+
+def _override_choices(overrides: list, config: dict) -> dict:
+    """`algo=dpo`, `+sweeps=x` in a job's overrides are group choices; `trainer.seed=0` (dotted) and `resume=true`
+    (a leaf of the config, not a group) are values."""
+    out = {}
+    for text in overrides:
+        key, sep, value = str(text).lstrip("+~").partition("=")
+        if sep and "." not in key and key not in config and not key.startswith("hydra"):
+            out[key] = value
+    return out
+
+
+def _sweep_jobs(run_dir: Path) -> list[tuple[tuple, list]]:
+    """[(the job's run_dir parts, its overrides)] from the nearest sweep.json above `run_dir` (zoo.sweep writes one
+    per sweep root), or []."""
+    for parent in list(run_dir.resolve().parents)[:4]:
+        if (parent / "sweep.json").is_file():
+            try:
+                jobs = json.loads((parent / "sweep.json").read_text()).get("jobs", [])
+            except (json.JSONDecodeError, AttributeError):
+                return []
+            return [(Path(j["run_dir"]).parts, j.get("overrides", [])) for j in jobs
+                    if isinstance(j, dict) and j.get("run_dir")]
+    return []
+
+
+def _sweep_overrides(run: Run) -> list:
+    """The job's run_dir may be relative to where the sweep started, or the sweep moved since (results/ holds
+    copies): a job matches by path suffix, else by its dir name alone (Hydra's job number) when that is unique."""
+    parts, jobs = run.dir.resolve().parts, _sweep_jobs(run.dir)
+    found = [o for p, o in jobs if parts[-len(p):] == p] or [o for p, o in jobs if p[-1:] == parts[-1:]]
+    return list(found[0]) if len(found) == 1 else []
+
+
 def load_run(path: Path) -> Run:
     try:
         config = yaml.safe_load((path / "config.yaml").read_text())
@@ -110,8 +160,13 @@ def load_run(path: Path) -> Run:
     if not isinstance(config, dict) or not isinstance(metrics, dict):
         raise CompareError(f"{path}: config.yaml and metrics.json must each hold a mapping")
     history = {p.parent.name: _read_jsonl(p) for p in sorted((path / "stages").glob("*/history.jsonl"))}
-    return Run(dir=path, config=flatten(config), metrics=metrics, samples=_read_jsonl(path / "samples.jsonl"),
-               history=history, curve=_read_jsonl(path / "curve.jsonl"))
+    run = Run(dir=path, config=flatten(config), metrics=metrics, samples=_read_jsonl(path / "samples.jsonl"),
+              history=history, curve=_read_jsonl(path / "curve.jsonl"))
+    run.choices, run.overrides = _hydra_record(path)
+    if not run.choices:
+        run.overrides = _sweep_overrides(run)
+        run.choices = _override_choices(run.overrides, run.config)
+    return run
 
 
 def load_runs(paths) -> list[Run]:

@@ -1,12 +1,13 @@
 """Seed statistics: each group's mean, sample std and 95% t-interval per metric (and per change from the
-baseline), and the paired win-rate matrix on the held-out prompts the groups share."""
+baseline), the baseline policy's own row, and which score the win rates compare."""
 
 from __future__ import annotations
 
 import math
 import statistics
 
-from zoo.compare.runs import Run, number, prompt_key
+from zoo.compare.context import baseline
+from zoo.compare.runs import Run, number
 
 # t_{0.975, df} for df = 1..30; beyond that the normal 1.96 is within 2% of the t quantile.
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
@@ -43,7 +44,8 @@ def stats(values: list[float], limits: tuple[float, float] | None = None) -> dic
 
 def _is_metric(key: str) -> bool:
     head, _, tail = key.partition("/")
-    return head in ("eval", "before") or key in ("run/seconds", "run/peak_rss_mb") or tail in ("train_loss", "accuracy")
+    return (head in ("eval", "before") or key in ("run/seconds", "run/peak_rss_mb") or key.startswith("run/cost/")
+            or tail in ("train_loss", "accuracy"))
 
 
 def _metric_order(key: str) -> tuple:
@@ -61,6 +63,23 @@ def summarise(groups: dict[str, list[Run]]) -> list[dict]:
             if values:
                 rows.append({"group": label, "metric": key, **stats(values, bounds(key))})
     return rows
+
+
+def baseline_rows(groups: dict[str, list[Run]], keys) -> dict[str, dict[str, dict]]:
+    """{eval.baseline: {eval/x: stats}} of the baseline policy itself ("before"), one value per seed: runs of one
+    seed share their start (the same SFT policy), so counting it once per group would multiply n."""
+    out: dict[str, dict[str, dict]] = {}
+    for ref in dict.fromkeys(baseline(r) for runs in groups.values() for r in runs):
+        runs = [r for rs in groups.values() for r in rs if baseline(r) == ref]
+        for key in keys:
+            before = "before/" + key.partition("/")[2]
+            per_seed: dict[str, list[float]] = {}
+            for r in runs:
+                if number(r.metrics.get(before)) is not None:
+                    per_seed.setdefault(str(r.config.get("trainer.seed")), []).append(r.metrics[before])
+            if per_seed:
+                out.setdefault(ref, {})[key] = stats([statistics.fmean(v) for v in per_seed.values()], bounds(key))
+    return out
 
 
 def _change_bounds(key: str) -> tuple[float, float] | None:
@@ -88,33 +107,3 @@ def score_field(groups: dict[str, list[Run]]) -> str | None:
     """Gold where any trained completion has it (the true objective), else the proxy the run optimised."""
     after = [s for runs in groups.values() for r in runs for s in r.samples if s.get("policy") == "after"]
     return next((f for f in ("gold", "proxy") if any(number(s.get(f)) is not None for s in after)), None)
-
-
-def _prompt_means(runs: list[Run], score: str) -> dict[str, float]:
-    scores: dict[str, list[float]] = {}
-    for run in runs:
-        for s in run.samples:
-            if s.get("policy") == "after" and number(s.get(score)) is not None:
-                scores.setdefault(prompt_key(s.get("prompt")), []).append(float(s[score]))
-    return {p: statistics.fmean(v) for p, v in scores.items()}
-
-
-def paired_win_rates(groups: dict[str, list[Run]], score: str | None = None) -> dict[tuple[str, str], float]:
-    """{(a, b): share of the held-out prompts both groups answered where a's seed-mean score beats b's}.
-
-    Pairing by prompt removes the prompt-difficulty variance that an unpaired comparison of means carries; ties
-    count one half, so (a, b) + (b, a) = 1. Pairs with no common prompt are left out.
-    """
-    score = score or score_field(groups)
-    if score is None:
-        return {}
-    means = {label: _prompt_means(runs, score) for label, runs in groups.items()}
-    out = {}
-    for a in groups:
-        for b in groups:
-            common = means[a].keys() & means[b].keys()
-            if a != b and common:
-                wins = sum(1.0 if means[a][p] > means[b][p] else 0.5 if means[a][p] == means[b][p] else 0.0
-                           for p in common)
-                out[a, b] = wins / len(common)
-    return out

@@ -1,0 +1,95 @@
+"""zoo.compare's plot data: each run's path from the shared start (points per run, in step order, online rounds on
+one step axis), one curves panel per (stage, metric) with a shared stage drawn once, and titles and axis labels
+read from the runs' configs (checked on the figures as saved). No torch."""
+
+from __future__ import annotations
+
+import pytest
+
+from zoo import compare
+from zoo.compare import plots
+from zoo.compare.curves import SHARED, panels
+from zoo.compare.trajectories import group_mean, xy
+
+from test_compare_report import START_GOLD, make_new_sweep, write_new_run  # tests/ is on sys.path under pytest
+
+
+@pytest.fixture
+def groups(tmp_path):
+    return compare.group_runs(compare.load_runs([make_new_sweep(tmp_path / "sweep")]))
+
+
+def test_each_run_goes_from_the_start_through_its_curve_to_the_final_harness(groups):
+    run = groups["algo=dpo"][1]  # seed 1
+    points = compare.trajectory(run)
+    assert [(p["stage"], p["step"]) for p in points] == [("start", 0), ("dpo", 5), ("dpo", 10), ("dpo", 15),
+                                                         ("final", 20)]
+    assert [(x, y) for _, x, y in xy(points, "kl", "gold_reward")] == [
+        (0.0, START_GOLD[1]), (0.5, pytest.approx(0.3 + 0.41 / 4)), (1.0, pytest.approx(0.3 + 0.41 / 2)),
+        (1.5, pytest.approx(0.3 + 0.41 * 3 / 4)), (3.0, 0.71)]
+    # Online DPO's rounds restart their steps; on the path they follow each other (round k's step 5 is 5 (k + 1)).
+    online = compare.trajectory(groups["algo=online_dpo_gold"][0])
+    assert [p["step"] for p in online] == [0, 5, 10, 15, 20]
+
+
+def test_the_group_mean_has_an_interval_on_both_axes(groups):
+    mean = group_mean(groups["algo=dpo"], "kl", "gold_reward")
+    assert [p["step"] for p in mean] == [0, 5, 10, 15, 20] and [p["n"] for p in mean] == [3] * 5
+    final = mean[-1]
+    assert (final["x"], final["y"]) == (pytest.approx(3.0), pytest.approx(0.71))  # KL 2, 3, 4; gold .70 .71 .72
+    half = 4.303 * 1.0 / 3 ** 0.5
+    assert (final["x_low"], final["x_high"]) == (pytest.approx(3 - half), pytest.approx(3 + half))
+    assert mean[0]["x_low"] == mean[0]["x_high"] == 0.0  # the start's KL to itself
+
+
+def test_a_run_with_fewer_than_two_points_is_left_out(tmp_path):
+    path = write_new_run(tmp_path / "sweep" / "0", "dpo", 0)
+    write_new_run(tmp_path / "sweep" / "1", "dpo", 1)
+    (path / "curve.jsonl").unlink()
+    metrics = (path / "metrics.json").read_text().replace('"before/independent_reward": 0.05, ', "")
+    (path / "metrics.json").write_text(metrics)
+    groups = compare.group_runs(compare.load_runs([tmp_path / "sweep"]))
+    kept, short = plots.frontier_runs(groups, "kl", "independent_reward")
+    assert [r.dir.name for r in short] == ["0"] and [r.dir.name for r in kept["all"]] == ["1"]
+    kept, short = plots.frontier_runs(groups, "kl", "gold_reward")  # start and final: two points, kept
+    assert not short
+
+
+def test_curves_one_panel_per_stage_and_metric_shared_stage_once(groups):
+    found, left_out = panels(groups, ["loss", "grad_norm"])
+    assert [(stage, metric) for stage, metric, _ in found] == [("sft", "loss"), ("dpo", "loss"),
+                                                               ("online_dpo", "loss"), ("ppo", "loss")]
+    assert left_out == ["sft: grad_norm", "dpo: grad_norm", "online_dpo: grad_norm", "ppo: grad_norm"]
+    sft = found[0][2]
+    assert list(sft) == [SHARED] and [r.config["trainer.seed"] for r in sft[SHARED]] == [0, 1, 2]
+    assert list(found[2][2]) == ["algo=online_dpo_gold"]
+
+
+def test_titles_and_axis_labels_come_from_the_configs(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    saved = {}
+    original = matplotlib.figure.Figure.savefig
+
+    def record(fig, path, *args, **kwargs):
+        axes = [ax for ax in fig.axes if ax.get_visible()]
+        saved[path.name] = {"title": fig._suptitle.get_text() if fig._suptitle else axes[0].get_title(),
+                            "x": axes[0].get_xlabel(), "y": axes[0].get_ylabel(), "axes": len(axes),
+                            "faint": sum(line.get_alpha() == 0.25 for ax in axes for line in ax.lines),
+                            "paths": sum(line.get_linewidth() == 1.8 for ax in axes for line in ax.lines)}
+        return original(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record)
+    compare.main([str(make_new_sweep(tmp_path / "sweep")), "--out", str(tmp_path / "out")])
+    assert set(saved) == {"frontier.png", "frontier_independent.png", "curves.png", "length.png"}
+    for name, fig in saved.items():
+        assert ("sentiment: trainer.max_steps=20 per stage after sft, 3 seeds per group, 8 held-out prompts"
+                in fig["title"]), name
+    frontier = saved["frontier.png"]
+    assert frontier["x"].startswith("KL to the sft policy (eval.baseline=sft)")
+    assert frontier["y"] == "gold reward (data.gold=sentiment; trained on by every run)"
+    assert saved["frontier_independent.png"]["y"] == (
+        "independent reward (data.independent=textblob; trained on by no run)")
+    assert (frontier["faint"], frontier["paths"]) == (9, 3)  # each run's path faint, each group's mean path bold
+    assert saved["length.png"]["x"] == "optimizer steps after the sft policy (eval.baseline=sft)"
+    assert saved["curves.png"]["axes"] == 4

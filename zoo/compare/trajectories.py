@@ -1,0 +1,115 @@
+"""Each run's path from the shared start to its final policy, the data of the frontier and length plots: the
+baseline policy (step 0: `before/*`, KL 0), every curve.jsonl point of the stages after the baseline in step
+order, and the final harness (`eval/*`) at the last step. Steps count optimizer steps after the baseline: a stage's
+rounds are laid end to end (`cumulative_steps`) and a later stage starts where the earlier one ended.
+
+Plain data, no matplotlib: the tests check the points a plot will draw."""
+
+from __future__ import annotations
+
+import statistics
+
+from zoo.compare.context import baseline
+from zoo.compare.runs import Run, number
+from zoo.compare.stats import stats
+
+FIRST_SEGMENT = "checkpoints"  # a trainer's default output dir: the segment of entries that name none
+
+
+def cumulative_steps(rows: list[dict]) -> list[dict]:
+    """One stage's rows with `step` made cumulative over its segments.
+
+    A stage that runs one trainer per round (online DPO: segments "round_0", "round_1", ...) restarts its step
+    count at 0 each round, so drawn as logged the rounds pile up over the first few steps. Each segment's steps
+    are offset by the previous segments' last steps, segments in order of first appearance in the file."""
+    ends: dict[str, float] = {}  # segment -> its last step, in order of first appearance
+    for row in rows:
+        step = number(row.get("step"))
+        segment = row.get("segment", FIRST_SEGMENT)
+        ends[segment] = max(ends.get(segment, 0.0), 0.0 if step is None else step)
+    offsets, total = {}, 0.0
+    for segment, end in ends.items():
+        offsets[segment] = total
+        total += end
+    out = []
+    for row in rows:
+        step = number(row.get("step"))
+        out.append(row if step is None else {**row, "step": step + offsets[row.get("segment", FIRST_SEGMENT)]})
+    return out
+
+
+def stage_order(run: Run) -> list[str]:
+    """The run's stages in run order: `stages.*` as its config lists them, then the final `algo` stage."""
+    names = list(dict.fromkeys(k.split(".")[1] for k in run.config if k.startswith("stages.") and k.count(".") > 1))
+    final = run.config.get("algo.name")
+    return names + ([str(final)] if final is not None and final not in names else [])
+
+
+def stages_after_baseline(run: Run) -> list[str]:
+    order, ref = stage_order(run), baseline(run)
+    return order[order.index(ref) + 1:] if ref in order else order
+
+
+def _stage_steps(run: Run, stage: str, curve_rows: list[dict]) -> float:
+    """A stage's length in optimizer steps: its history's last (cumulative) step, else trainer.max_steps, else
+    its last curve point."""
+    logged = [number(r.get("step")) for r in cumulative_steps(run.history.get(stage, []))]
+    logged = [s for s in logged if s is not None]
+    if logged:
+        return max(logged)
+    max_steps = number(run.config.get("trainer.max_steps"))
+    if max_steps and max_steps > 0:
+        return max_steps
+    return max((number(r.get("step")) or 0.0 for r in curve_rows), default=0.0)
+
+
+def trajectory(run: Run) -> list[dict]:
+    """[{"stage", "step", <harness metrics without prefix>}, ...] from the start to the final harness."""
+    start = {k.partition("/")[2]: v for k, v in run.metrics.items() if k.startswith("before/")}
+    points = [{**start, "kl": start.get("kl", 0.0), "stage": "start", "step": 0.0}]
+    offset = 0.0
+    for stage in stages_after_baseline(run):
+        rows = cumulative_steps([r for r in run.curve if r.get("stage") == stage])
+        steps = [r for r in rows if number(r.get("step")) is not None]
+        points += [{**r, "stage": stage, "step": offset + r["step"]} for r in sorted(steps, key=lambda r: r["step"])]
+        offset += _stage_steps(run, stage, steps)
+    final = {k.partition("/")[2]: v for k, v in run.metrics.items() if k.startswith("eval/")}
+    return points + [{**final, "stage": "final", "step": offset}]
+
+
+def shared_stages(groups: dict[str, list[Run]]) -> set[str]:
+    """Stages on the path of every run of every group (an SFT stage after eval.baseline=start): drawn once, not in
+    each group's colour."""
+    runs = [r for rs in groups.values() for r in rs]
+    if len(groups) < 2 or not runs:
+        return set()
+    on_path = [{p["stage"] for p in trajectory(r)} - {"start", "final"} for r in runs]
+    return set.intersection(*on_path)
+
+
+def xy(points: list[dict], x: str, y: str) -> list[tuple[float, float, float]]:
+    """(step, x, y) of the points where both are numbers."""
+    return [(p["step"], number(p.get(x)), number(p.get(y))) for p in points
+            if number(p.get(x)) is not None and number(p.get(y)) is not None]
+
+
+def group_mean(runs: list[Run], x: str, y: str) -> list[dict]:
+    """The group's seed mean along its trajectory: per step, x and y's mean and 95% t-interval over the runs
+    that have that step (no interval where only one has)."""
+    by_step: dict[float, list[tuple[float, float]]] = {}
+    stage: dict[float, str] = {}
+    for run in runs:
+        for point in trajectory(run):
+            vx, vy = number(point.get(x)), number(point.get(y))
+            if vx is not None and vy is not None:
+                by_step.setdefault(point["step"], []).append((vx, vy))
+                stage.setdefault(point["step"], point["stage"])
+    out = []
+    for step in sorted(by_step):
+        xs, ys = zip(*by_step[step])
+        sx, sy = stats(list(xs)), stats(list(ys))
+        out.append({"step": step, "stage": stage[step], "n": len(xs),
+                    "x": statistics.fmean(xs), "y": statistics.fmean(ys),
+                    "x_low": sx["ci95_low"], "x_high": sx["ci95_high"], "y_low": sy["ci95_low"],
+                    "y_high": sy["ci95_high"]})
+    return out
