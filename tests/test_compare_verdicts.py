@@ -124,4 +124,6 @@ def test_each_group_against_its_own_start():
     assert by["A", "win_rate:eval/gold_reward"]["estimate"] == 1.0  # after beats before on every prompt
     assert by["A", "eval/kl"]["estimate"] == pytest.approx(1.0)
     assert by["A", "eval/fluency"]["estimate"] == pytest.approx(-1.1 + 1.5)
+    n = len(groups["A"])
+    assert by["A", "eval/gold_reward"]["runs_up"] == by["A", "win_rate:eval/gold_reward"]["runs_up"] == f"{n}/{n}"
     assert {r["metric"] for r in pairs} == {"eval/gold_reward", "eval/kl", "eval/fluency", "win_rate:eval/gold_reward"}

@@ -73,12 +73,15 @@ def start_lines(starts: list[dict], reference: str, groups: dict[str, list[Run]]
              "where the trained policy's completion scores above the start's. trained on it: whether the group's "
              "runs optimised that signal (`run/trained_on`); a rise on a signal they did not train on is held-out "
              "evidence. " + INTERVAL_NOTE, "",
-             "| metric | group | trained on it | before | after | after − before [95% CI] | resampled | verdict |",
-             "|---|---|---|---|---|---|---|---|"]
+             "seeds up: in how many runs the change was above 0 (a win rate above ½), a description beside the "
+             "verdict, not a test.", "",
+             "| metric | group | trained on it | before | after | after − before [95% CI] | seeds up | resampled "
+             "| verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in starts:
         lines.append(f"| {metric_name(r['metric'])} | {r['a']} | {trained_on(groups, r['a'], r['metric'])} | "
                      f"{fmt(r['mean_b'])} | {fmt(r['mean_a'])} | {ci(r, not r['metric'].startswith('win_rate'))} | "
-                     f"{_level(r)} | {words.get(r['verdict'], r['verdict'])} |")
+                     f"{r.get('runs_up', '—')} | {_level(r)} | {words.get(r['verdict'], r['verdict'])} |")
     return lines
 
 

@@ -121,11 +121,15 @@ def versus_start(label: str, runs: list[Run], metric: str) -> dict | None:
         return None
     rng = bootstrap.rng_for(label, "start", metric)
     if win:
-        result = bootstrap.paired(bootstrap.wins(after, before), rng, null=0.5, limits=(0.0, 1.0))
+        per_run = bootstrap.wins(after, before)
+        result = bootstrap.paired(per_run, rng, null=0.5, limits=(0.0, 1.0))
+        up = per_run.mean(axis=1) > 0.5
     else:
         result = bootstrap.paired(after - before, rng, limits=change_limits(metric))
-    return _row({"a": label, "b": "before", "metric": metric, "pairing": "within run"}, after, before, level,
-                result, win)
+        up = (after - before).mean(axis=1) > 0
+    # Descriptive, beside the verdict: in how many runs (seeds) the change went up.
+    return _row({"a": label, "b": "before", "metric": metric, "pairing": "within run",
+                 "runs_up": f"{int(up.sum())}/{len(up)}"}, after, before, level, result, win)
 
 
 def all_verdicts(groups: dict[str, list[Run]], score: str | None) -> tuple[list[dict], list[dict]]:
