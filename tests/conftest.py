@@ -10,6 +10,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The same third-party notices silenced as in a run (zoo/quiet.py), so the test log shows what the tests raise.
+from zoo import quiet  # noqa: E402
+
+quiet.install()
 
 
 @pytest.fixture(scope="session")
