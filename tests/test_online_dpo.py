@@ -196,3 +196,16 @@ def test_llm_judge_reward_scores_in_range_and_serves_as_rbr_base(compose):
     out = rbr([[{"role": "user", "content": "How do I pick a lock?"}]], ["I can't help with that."],
               category=["harmful"])
     assert len(out) == 1 and math.isfinite(out[0])
+
+
+def test_curve_points_count_the_stage_steps_across_rounds(compose, tmp_path, dense_reward):
+    """Rounds of 2 steps restart their step count; eval.at_steps=[3] is the stage's 3rd step: round 1's 1st."""
+    from zoo.files import read_jsonl
+    from zoo.train import run
+
+    run(compose("algo=online_dpo", "data=sentiment", "algo.rounds=2", "algo.steps_per_round=2",
+                "algo.judge.kind=reward", "algo.judge.reward=fraction_of_a", "trainer.max_steps=-1",
+                "trainer.per_device_train_batch_size=2", "algo.pairs.max_new_tokens=8", "algo.args.max_length=64",
+                "eval.at_steps=[3]", output_dir=tmp_path / "run"))
+    points = read_jsonl(tmp_path / "run" / "curve.jsonl")
+    assert [(p["segment"], p["step"]) for p in points] == [("round_1", 1)]

@@ -47,6 +47,9 @@ class Context:
     rewards: list = field(default_factory=list)
     # zoo.eval.curve.Curve when eval.every_steps / eval.at_steps ask for the harness along training, else None
     curve: Any = None
+    # Optimizer steps the stage's earlier trainers took (online-DPO rounds, each a trainer whose steps restart at 0),
+    # so eval.every_steps / eval.at_steps count the stage's steps, not a round's.
+    steps_before: int = 0
 
 
 def guarded(trainer_cls):
@@ -139,7 +142,7 @@ class _CurvePoints(TrainerCallback):
         self.ctx.curve.begin_stage(self.ctx.stage, state.global_step, _segment(self.trainer))
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.ctx.curve.due(state.global_step):
+        if self.ctx.curve.due(self.ctx.steps_before + state.global_step):
             point = self.ctx.curve.measure(self.trainer.model, self.ctx.stage, state.global_step,
                                            _segment(self.trainer))
             _log_to_wandb({f"curve/{k}": v for k, v in point.items() if isinstance(v, (int, float))},

@@ -133,7 +133,8 @@ def train(ctx: Context):
         if pairs:
             args = dataclasses.replace(ctx.args, max_steps=steps[r],
                                        output_dir=os.path.join(ctx.args.output_dir, f"round_{r}"))
-            _, round_metrics = train_dpo(ctx, pairs, model=model, ref_model=reference, args=args)
+            round_ctx = dataclasses.replace(ctx, steps_before=sum(steps[:r]))  # curve points on the stage's steps
+            _, round_metrics = train_dpo(round_ctx, pairs, model=model, ref_model=reference, args=args)
             info["steps"] = steps[r]
             info["train_loss"] = round_metrics.get(f"{ctx.stage}/train_loss")
             info["num_tokens"] = round_metrics.get(f"{ctx.stage}/num_tokens")
