@@ -254,7 +254,9 @@ def remove_hydra_leftovers() -> None:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     hydra_files = {".hydra", f"{hc.job.name}.log"}
-    if not run_dir.is_dir() or not {p.name for p in run_dir.iterdir()} <= hydra_files:
+    cwd = Path.cwd().resolve()
+    if not run_dir.is_dir() or run_dir.resolve() in (cwd, *cwd.parents) or \
+            not {p.name for p in run_dir.iterdir()} <= hydra_files:
         return
     shutil.rmtree(run_dir)
     default_root = Path.cwd() / "outputs"  # Hydra's default layout: outputs/<date>/<time>_<algo>
