@@ -10,8 +10,10 @@ from zoo.train import run
 
 
 def test_generated_tokens_stop_at_the_first_eos():
+    from zoo.generation import generated_tokens
+
     # rows of new ids; 2 is EOS: [5, 2 | pad pad] -> 2 tokens, [5, 6, 7, 8] -> 4 (no EOS), [2, ...] -> 1
-    assert costs.generated_tokens([[5, 2, 0, 0], [5, 6, 7, 8], [2, 2, 2, 2]], {2}) == 2 + 4 + 1
+    assert generated_tokens([[5, 2, 0, 0], [5, 6, 7, 8], [2, 2, 2, 2]], {2}) == 2 + 4 + 1
 
 
 def test_counts_only_while_metering_and_not_paused():

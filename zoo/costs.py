@@ -3,7 +3,8 @@ budget rule and show each arm's cost beside its metrics (a DPO step, a PPO step 
 same work):
 
   generated_tokens    tokens the policy sampled while training (preference pairs, rollouts, TRL's GRPO/RLOO
-                      generate, online-DPO rounds), up to and including the first EOS
+                      generate, online-DPO rounds), up to and including the first EOS (counted by
+                      zoo.generation.counting_generate)
   scored_completions  completions a training scorer (reward function, gold signal, judge) scored
   gold_scored         ... of which the task's gold signal scored (the "labelled completions" of a budget)
   optimizer_steps     the stage's optimizer steps
@@ -99,45 +100,3 @@ def steps(trainer: str, global_step: int) -> None:
     counts["optimizer_steps"] = sum(counts["steps_by_trainer"].values())
     if on_change is not None:
         on_change(counts)
-
-
-def generated_tokens(new_ids, eos_ids) -> int:
-    """Tokens a batch of `generate` really produced: each row's new ids up to and including its first EOS (the rest
-    is padding). `new_ids`: rows of generated ids (a tensor's .tolist() or lists)."""
-    eos, total = set(eos_ids), 0
-    for row in new_ids:
-        n = len(row)
-        for i, token in enumerate(row):
-            if token in eos:
-                n = i + 1
-                break
-        total += n
-    return total
-
-
-@contextmanager
-def counting_generate(model, eos_ids):
-    """Count the tokens every `model.generate` call inside the block produces (the policy's own sampling and a
-    trainer's, e.g. TRL's GRPO, which calls the same object). The instance attribute is restored afterwards."""
-    inner = getattr(model, "generate", None)
-    if not callable(inner):  # e.g. a reward model
-        yield
-        return
-    original = model.__dict__.get("generate")
-
-    def generate(*args, **kwargs):
-        out = inner(*args, **kwargs)
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        sequences = getattr(out, "sequences", out)
-        if ids is not None and hasattr(sequences, "shape"):
-            add("generated_tokens", generated_tokens(sequences[:, ids.shape[1]:].tolist(), eos_ids))
-        return out
-
-    model.generate = generate
-    try:
-        yield
-    finally:
-        if original is None:
-            del model.generate
-        else:
-            model.generate = original

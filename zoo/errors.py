@@ -36,7 +36,7 @@ MAX_LINES = 5
 
 
 def short(exc: BaseException) -> str:
-    """`exc` as the one message a user reads: its type's name and text, at most MAX_LINES lines."""
+    """`exc` as the one message a user reads: "error: " and its text, at most MAX_LINES lines."""
     lines = f"error: {exc}".strip().splitlines()
     if len(lines) > MAX_LINES:
         lines = [*lines[:MAX_LINES - 1], f"... ({len(lines) - MAX_LINES + 1} more lines; HYDRA_FULL_ERROR=1 shows all)"]

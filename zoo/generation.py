@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from zoo import costs
 from zoo.levers import fast_generate
 
 
@@ -76,6 +77,41 @@ def truncate_at_eos(ids: list[int], eos_ids: set[int]) -> tuple[list[int], bool]
         if tok in eos_ids:
             return ids[: i + 1], True
     return ids, False
+
+
+def generated_tokens(new_ids, eos: set[int]) -> int:
+    """Tokens a batch of `generate` really produced: each row's new ids up to and including its first EOS (the rest
+    is padding). `new_ids`: rows of generated ids."""
+    return sum(len(truncate_at_eos(row, eos)[0]) for row in new_ids)
+
+
+@contextmanager
+def counting_generate(model, eos: set[int]):
+    """Count into the stage's cost (zoo.costs) the tokens every `model.generate` call inside the block produces: the
+    zoo's own sampling and a trainer's (TRL's GRPO/RLOO call the same object). The instance attribute is restored
+    afterwards, as zoo.levers.fast_generate restores its own."""
+    inner = getattr(model, "generate", None)
+    if not callable(inner):  # e.g. a reward model
+        yield
+        return
+    original = model.__dict__.get("generate")
+
+    def generate(*args, **kwargs):
+        out = inner(*args, **kwargs)
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        sequences = getattr(out, "sequences", out)
+        if ids is not None and hasattr(sequences, "shape"):
+            costs.add("generated_tokens", generated_tokens(sequences[:, ids.shape[1]:].tolist(), eos))
+        return out
+
+    model.generate = generate
+    try:
+        yield
+    finally:
+        if original is None:
+            del model.generate
+        else:
+            model.generate = original
 
 
 def eos_ids(model, tokenizer) -> set[int]:

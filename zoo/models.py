@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from zoo import dist
-from zoo.errors import ModelLoadError
 from zoo.checks import number, require
+from zoo.errors import ModelLoadError
 from zoo.levers import lever
 from zoo.model_cache import EMBEDDED_HUB_ID, TINY_DIR_NAME, build_tiny, ensure_embedded
 
@@ -43,6 +43,11 @@ class PolicyBundle:
 
 def _is_hub_id(name: str) -> bool:
     return bool(re.fullmatch(r"[A-Za-z0-9_][\w.-]*(/[\w.-]+)?", name))
+
+
+def _named_hub_id(name: str) -> bool:
+    """A hub id as a user writes one: not a path that merely has the same shape (./x, /x, ~/x)."""
+    return _is_hub_id(name) and not name.startswith((".", "/", "~"))
 
 
 def _hub_cached(repo_id: str) -> bool:
@@ -87,7 +92,7 @@ def check_model_name(name: str | None, path: str) -> None:
     from zoo.named_yaml import CONF_DIR
 
     require(not name or (CONF_DIR / "model" / f"{name}.yaml").is_file() or Path(str(name)).expanduser().is_dir()
-            or (_is_hub_id(str(name)) and not str(name).startswith((".", "/", "~"))),
+            or _named_hub_id(str(name)),
             f"{path}={name!r}: expected null, a conf/model name, an existing directory or a hub id")
 
 
@@ -104,7 +109,7 @@ def check_model_path(model_cfg, cache_dir: str) -> None:
                 f"<paths.cache_dir>/{TINY_DIR_NAME} (leave model.name_or_path unset), or point it at an existing "
                 f"model directory")
         return
-    require(_is_hub_id(name) and not name.startswith((".", "/", "~")),
+    require(_named_hub_id(name),
             f"model.name_or_path={name!r}: no such local directory (and not a hub id such as org/name)")
 
 

@@ -63,7 +63,7 @@ def _run_stage(cfg, name, algo, args, policy, rows, gold_fn, artifacts, named_re
     """Train one stage, or pick up its finished output on resume. Returns (exported dir, stage metrics)."""
     from zoo.algos import REGISTRY
     from zoo.algos.base import Context
-    from zoo.generation import eos_ids
+    from zoo.generation import counting_generate, eos_ids
     from zoo.models import export_merged
 
     module = REGISTRY[algo.name]
@@ -90,10 +90,10 @@ def _run_stage(cfg, name, algo, args, policy, rows, gold_fn, artifacts, named_re
     t0 = time.time()
     with usage.recording(previous, on_new=lambda calls: dist.is_main() and write_json(record, calls)) as scorers, \
             costs.metering(spent, on_change=lambda c: dist.is_main() and write_json(cost_file, c)) as cost, \
-            costs.counting_generate(policy.model, eos_ids(policy.model, policy.tokenizer)), usage.training(name):
+            counting_generate(policy.model, eos_ids(policy.model, policy.tokenizer)), usage.training(name):
         trained, metrics = module.train(ctx)
     metrics[f"{name}/scorers"] = sorted(scorers)
-    cost["seconds"] = cost.get("seconds", 0) + time.time() - t0
+    cost["seconds"] = time.time() - t0  # the process that finished the stage (not persisted for a resume)
     cost["gold_scored"] = cost.get(f"scored/{getattr(gold_fn, 'name', None)}", 0)
     metrics.update({f"{name}/cost/{key}": cost.get(key, 0) for key in costs.KEYS})
     # Metrics first: the exported model dir appears last (atomically), so its existence means all is written.

@@ -205,11 +205,10 @@ def fit(trainer, ctx: Context) -> dict:
         raise RuntimeError(f"{out} already holds checkpoints ({Path(last).name}); pass resume=true to continue that "
                            f"run, or choose a new paths.output_dir")
     whole_run = getattr(trainer, "reports_whole_run", False)  # the zoo's own trainers keep their totals
-    if not whole_run:
+    if not whole_run:  # the zoo's own trainers keep their totals and cost in their checkpoints themselves
         trainer.add_callback(_WholeRun(trainer))
-    trainer.add_callback(_History(ctx.stage_dir / "history.jsonl", _segment(trainer)))
-    if not whole_run:  # the zoo's own trainers keep the cost in their checkpoints themselves
         trainer.add_callback(_CostAtCheckpoints())
+    trainer.add_callback(_History(ctx.stage_dir / "history.jsonl", _segment(trainer)))
     if last and ctx.resume:
         costs.restore_from(last)
     if ctx.curve is not None:
