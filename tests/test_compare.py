@@ -280,6 +280,15 @@ def test_rounds_of_one_stage_are_laid_end_to_end():
     assert compare.cumulative_steps(plain) == plain
 
 
+def test_curve_points_inside_rounds_take_the_rounds_lengths_from_the_history():
+    # Rounds of 4 steps (the history logs each round's last step); curve points at the stage's steps 5 and 10 are
+    # round 1's 1st and round 2's 2nd step. From the curve rows alone the rounds would look 1 and 2 steps long.
+    history = [{"segment": f"round_{r}", "step": 4, "loss": 0.6} for r in range(3)]
+    curve = [{"segment": "round_1", "step": 1}, {"segment": "round_2", "step": 2}]
+    assert [r["step"] for r in compare.cumulative_steps(curve, history)] == [5, 10]
+    assert [r["step"] for r in compare.cumulative_steps(curve)] == [1, 3]
+
+
 def test_intervals_are_clipped_to_the_metric_range():
     unit = ("eval/win_rate", "before/eos_rate", "eval/distinct_1", "eval/accuracy", "eval/harmless_rate",
             "eval/refusal_f1", "eval/self_bleu", "eval/syco_flip_rate", "eval/arithmetic_accuracy",

@@ -16,14 +16,16 @@ from zoo.compare.stats import stats
 FIRST_SEGMENT = "checkpoints"  # a trainer's default output dir: the segment of entries that name none
 
 
-def cumulative_steps(rows: list[dict]) -> list[dict]:
+def cumulative_steps(rows: list[dict], lengths_from: list[dict] | None = None) -> list[dict]:
     """One stage's rows with `step` made cumulative over its segments.
 
     A stage that runs one trainer per round (online DPO: segments "round_0", "round_1", ...) restarts its step
     count at 0 each round, so drawn as logged the rounds pile up over the first few steps. Each segment's steps
-    are offset by the previous segments' last steps, segments in order of first appearance in the file."""
+    are offset by the previous segments' last steps, segments in order of first appearance. `lengths_from`: rows
+    that know each segment's length (the stage's history, logged to every round's last step); without it the
+    rows' own last steps are used, which undercounts a round that has only a mid-round curve point."""
     ends: dict[str, float] = {}  # segment -> its last step, in order of first appearance
-    for row in rows:
+    for row in [*(lengths_from or []), *rows]:
         step = number(row.get("step"))
         segment = row.get("segment", FIRST_SEGMENT)
         ends[segment] = max(ends.get(segment, 0.0), 0.0 if step is None else step)
@@ -69,7 +71,7 @@ def trajectory(run: Run) -> list[dict]:
     points = [{**start, "kl": start.get("kl", 0.0), "stage": "start", "step": 0.0}]
     offset = 0.0
     for stage in stages_after_baseline(run):
-        rows = cumulative_steps([r for r in run.curve if r.get("stage") == stage])
+        rows = cumulative_steps([r for r in run.curve if r.get("stage") == stage], run.history.get(stage))
         steps = [r for r in rows if number(r.get("step")) is not None]
         points += [{**r, "stage": stage, "step": offset + r["step"]} for r in sorted(steps, key=lambda r: r["step"])]
         offset += _stage_steps(run, stage, steps)
