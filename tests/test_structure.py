@@ -20,10 +20,12 @@ LAYERS = [
     {"zoo.rl", "zoo.rlaif"},  # the zoo's PPO trainer; AI labelling
     {"zoo.eval"},  # harness
     {"zoo.rewards", "zoo.judges"},  # scorers (rewards may use judges, not the other way)
-    {"zoo.data", "zoo.models", "zoo.model_cache", "zoo.generation", "zoo.levers"},  # rows, weights, sampling, levers
+    {"zoo.data", "zoo.models", "zoo.model_cache", "zoo.generation", "zoo.levers",  # rows, weights, sampling, levers,
+     "zoo.resume"},  # and what a stage leaves in its run dir for a resumed run
     # leaves (checks: errors only); dist: rank, barriers and sums across the processes zoo.launch starts;
     # costs: a stage's cost in shared units; quiet: the third-party messages the entry points silence
-    {"zoo.errors", "zoo.checks", "zoo.files", "zoo.named_yaml", "zoo.tracking", "zoo.dist", "zoo.costs", "zoo.quiet"},
+    {"zoo.errors", "zoo.checks", "zoo.files", "zoo.named_yaml", "zoo.tracking", "zoo.dist", "zoo.costs", "zoo.quiet",
+     "zoo.seeds"},
 ]
 FORBIDDEN_SAME_LAYER = {("zoo.judges", "zoo.rewards")}
 NOT_ALGORITHMS = {"__init__", "base", "experimental", "online", "preference"}  # shared by several algorithms

@@ -1,24 +1,61 @@
-"""Run-dir files written atomically: a crash mid-write never leaves a truncated file that looks complete."""
+"""Run-dir files and directories written atomically: the one place that writes to a temporary name and renames it
+into place, so a crash mid-write never leaves a truncated file or a half-filled directory that looks complete."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 
-def write_json(path: Path, obj) -> None:
+@contextmanager
+def _replacing(path: Path):
+    """Yields the temporary path to write; on success it replaces `path` in one rename."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    yield tmp
     os.replace(tmp, path)
+
+
+def write_text(path: Path, text: str) -> None:
+    with _replacing(path) as tmp:
+        Path(tmp).write_text(text)
+
+
+def write_json(path: Path, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
+    with _replacing(path) as tmp, open(tmp, "w") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+
+
+@contextmanager
+def atomic_dir(dest: Path, *, keep_existing: bool = False):
+    """Yields an empty temporary directory beside `dest` to fill; when the block ends without an error it becomes
+    `dest` in one rename. An existing `dest` is replaced, or, with `keep_existing` (a cache another process may
+    have built first), kept and the new copy dropped. A crash leaves only the temporary directory, which the next
+    attempt clears."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if dest.exists():
+        if keep_existing:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        shutil.rmtree(dest)
+    os.replace(tmp, dest)
 
 
 def read_jsonl(path: Path) -> list[dict]:

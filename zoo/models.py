@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import torch
 from zoo import dist
 from zoo.checks import number, require
 from zoo.errors import ModelLoadError
+from zoo.files import atomic_dir
 from zoo.levers import lever
 from zoo.model_cache import EMBEDDED_HUB_ID, TINY_DIR_NAME, build_tiny, ensure_embedded
 
@@ -353,11 +353,15 @@ def _gathered_state(model) -> dict:
 
 
 def _export(trained, bundle: PolicyBundle, cfg, out_dir: Path, causal_lm: bool, state: dict | None) -> Path:
+    with atomic_dir(out_dir) as tmp:  # replaces an earlier export of the stage
+        _save_merged(trained, bundle, cfg, tmp, causal_lm, state)
+    return out_dir
+
+
+def _save_merged(trained, bundle: PolicyBundle, cfg, tmp: Path, causal_lm: bool, state: dict | None) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)  # left by an export a crash interrupted
     if isinstance(trained, PeftModel):
         adapter_dir = tmp / "adapter"
         trained.save_pretrained(adapter_dir, state_dict=state)
@@ -373,7 +377,3 @@ def _export(trained, bundle: PolicyBundle, cfg, out_dir: Path, causal_lm: bool, 
     # The adapter, when there was one, stays beside the merged weights in adapter/.
     merged.save_pretrained(tmp, state_dict=state if merged is trained else None)
     bundle.tokenizer.save_pretrained(tmp)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-    return out_dir

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from zoo import config, costs, dist, levers, tracking
+from zoo import config, costs, dist, levers, resume, seeds, tracking
 from zoo.files import write_json, write_jsonl
 from zoo.rewards import usage
 
@@ -70,9 +70,7 @@ def _run_stage(cfg, name, algo, args, policy, rows, gold_fn, artifacts, named_re
     stage_dir = out / "stages" / name
     done = stage_dir / "model"
     if done.exists():  # written by an atomic rename, so it exists only once complete
-        if not cfg.resume:
-            raise RuntimeError(f"{done} holds a finished stage {name!r} of an earlier run; pass resume=true to "
-                               f"continue that run, or choose a new paths.output_dir")
+        resume.refuse_restart(done, bool(cfg.resume), f"{done} holds a finished stage {name!r}")
         print(f"[zoo] stage {name}: already done, reusing {done}")
         return str(done), json.loads((stage_dir / "metrics.json").read_text())
     stage_dir.mkdir(parents=True, exist_ok=True)
@@ -127,8 +125,6 @@ def _train_stages(cfg, stage_args, shares, eval_rows, gold_fn, independent_fn, o
     The run's reward functions (reward.functions, or the reward model an `rm` stage trained) are built once and
     rebuilt only when a stage produces a new artifact; the same functions go to the stages and the harness.
     """
-    from transformers import set_seed
-
     from zoo import rewards
     from zoo.algos import REGISTRY
     from zoo.models import load_policy
@@ -138,7 +134,7 @@ def _train_stages(cfg, stage_args, shares, eval_rows, gold_fn, independent_fn, o
     named = rewards.for_run(cfg, artifacts)
     for name, algo in config.iter_stages(cfg):
         module = REGISTRY[algo.name]
-        set_seed(cfg.trainer.seed)
+        seeds.seed_all(seeds.seed_for("run", cfg.trainer.seed))  # each stage starts on the same stream, resumed or not
         curve = (_curve(cfg, out, eval_rows, policy, gold_fn, independent_fn, named,
                         policy_dirs.get(cfg.eval.baseline), baseline_results)
                  if module.PRODUCES == "policy" else None)
@@ -179,8 +175,6 @@ def _run_cost(cfg, metrics: dict) -> dict:
 
 def run(cfg: DictConfig) -> dict:
     """Run the configured pipeline end to end and return its metrics (also written to metrics.json)."""
-    from transformers import set_seed
-
     from zoo import rewards
     from zoo.data import load_task
     from zoo.eval import evaluate_columns, format_table
@@ -206,7 +200,6 @@ def run(cfg: DictConfig) -> dict:
     wandb_run = tracking.start(cfg, out)
     metrics: dict = {}
     try:
-        set_seed(cfg.trainer.seed)
         with levers.using(cfg.trainer):  # trainer.zoo's sampling levers, wherever this run samples
             gold_fn = rewards.get(task.gold) if task.gold else None
             independent_fn = rewards.get(task.independent) if task.independent else None

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,7 @@ import torch
 from omegaconf import DictConfig
 from transformers import TrainerCallback
 
-from zoo import costs
-from zoo.errors import NonFiniteLossError
+from zoo import costs, resume
 from zoo.files import read_complete_jsonl, write_jsonl
 from zoo.levers import completion_only_logits, fast_generate, lever, model_autocast
 
@@ -58,16 +56,7 @@ def guarded(trainer_cls):
     class Guarded(trainer_cls):
         def training_step(self, *args, **kwargs):
             loss = super().training_step(*args, **kwargs)
-            if not torch.isfinite(loss).all():
-                from transformers.trainer_utils import get_last_checkpoint
-
-                out = self.args.output_dir
-                last = get_last_checkpoint(out) if os.path.isdir(out) else None
-                raise NonFiniteLossError(
-                    f"loss is {loss.item()} at step {self.state.global_step + 1}; training stopped before the "
-                    f"optimizer step. Last good checkpoint: {last or 'none yet'}. Lower the learning rate or check "
-                    f"the data, then rerun with resume=true."
-                )
+            resume.stop_on_nonfinite(loss, self.state.global_step + 1, self.args.output_dir)
             return loss
 
     Guarded.__name__ = Guarded.__qualname__ = f"Zoo{trainer_cls.__name__}"
@@ -197,25 +186,19 @@ def fit(trainer, ctx: Context) -> dict:
     """Train, continuing from the stage's last checkpoint under resume=true. Returns the stage's training
     metrics, prefixed with the stage name; the same whether or not the run was interrupted and resumed
     (except wall-clock timings, which cover the process that finished the stage)."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    out = trainer.args.output_dir
-    last = get_last_checkpoint(out) if os.path.isdir(out) else None
-    if last and not ctx.resume:
-        raise RuntimeError(f"{out} already holds checkpoints ({Path(last).name}); pass resume=true to continue that "
-                           f"run, or choose a new paths.output_dir")
+    last = resume.checkpoint_to_resume(trainer.args.output_dir, ctx.resume)
     whole_run = getattr(trainer, "reports_whole_run", False)  # the zoo's own trainers keep their totals
     if not whole_run:  # the zoo's own trainers keep their totals and cost in their checkpoints themselves
         trainer.add_callback(_WholeRun(trainer))
         trainer.add_callback(_CostAtCheckpoints())
     trainer.add_callback(_History(ctx.stage_dir / "history.jsonl", _segment(trainer)))
-    if last and ctx.resume:
+    if last:
         costs.restore_from(last)
     if ctx.curve is not None:
         trainer.add_callback(_CurvePoints(trainer, ctx))
     with completion_only_logits(lever(ctx.cfg.trainer, "completion_only_logits")), \
             fast_generate(trainer.model, autocast_dtype=_mixed_precision(trainer.args)):
-        result = trainer.train(resume_from_checkpoint=last if ctx.resume else None)
+        result = trainer.train(resume_from_checkpoint=last)
     metrics = dict(result.metrics)
     costs.steps(_segment(trainer), trainer.state.global_step)  # this trainer's whole count, resumed or not
     if not whole_run:

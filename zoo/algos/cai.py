@@ -9,10 +9,9 @@ from __future__ import annotations
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
-from zoo import dist
+from zoo import resume
 from zoo.algos.base import Context, fit, guarded
 from zoo.checks import known_keys, number
-from zoo.files import read_jsonl, write_jsonl
 from zoo.rlaif.constitution import load_constitution
 from zoo.rlaif.critique_revise import critique_and_revise, final_rows
 
@@ -32,23 +31,20 @@ def check_config(algo, path: str) -> None:
 
 
 def _dataset(ctx: Context) -> list[dict]:
-    cache = ctx.stage_dir / "cai_rows.jsonl"
-    if cache.exists():  # resumed: the same critiques and revisions
-        return read_jsonl(cache)
+    """The critiques and revisions (cai_rows.jsonl, with cai_sft.jsonl and cai_pairs.jsonl derived from them),
+    made once and reused on resume."""
     g = ctx.algo.generation
-    # Under zoo.launch each process critiques and revises its share of the prompts; every process gets all rows.
-    rows = dist.gather(critique_and_revise(ctx.policy.model, ctx.policy.tokenizer,
-                                           [r["prompt"] for r in dist.shard(ctx.rows)],
-                                           load_constitution(ctx.algo.constitution), rounds=ctx.algo.rounds,
-                                           max_new_tokens=g.max_new_tokens, temperature=g.temperature,
-                                           seed=ctx.cfg.trainer.seed))
-    if dist.is_main():
+
+    def make(share):
+        return critique_and_revise(ctx.policy.model, ctx.policy.tokenizer, [r["prompt"] for r in share],
+                                   load_constitution(ctx.algo.constitution), rounds=ctx.algo.rounds,
+                                   max_new_tokens=g.max_new_tokens, temperature=g.temperature, seed=ctx.cfg.trainer.seed)
+
+    def derived(rows):
         sft, prefs = final_rows(rows)
-        write_jsonl(ctx.stage_dir / "cai_sft.jsonl", sft)
-        write_jsonl(ctx.stage_dir / "cai_pairs.jsonl", prefs)
-        write_jsonl(cache, rows)  # last: its existence means the whole dataset was written
-    dist.barrier()
-    return rows
+        return {ctx.stage_dir / "cai_sft.jsonl": sft, ctx.stage_dir / "cai_pairs.jsonl": prefs}
+
+    return resume.made_once(ctx.stage_dir / "cai_rows.jsonl", make, ctx.rows, also=derived)
 
 
 def train(ctx: Context):

@@ -24,11 +24,11 @@ import statistics
 import torch
 from trl import DPOConfig
 
-from zoo import dist
+from zoo import dist, resume, seeds
 from zoo.algos.base import Context, training_precision
 from zoo.algos.preference import check_dpo_args, check_judge_pairs, train_dpo
 from zoo.checks import number
-from zoo.files import read_jsonl, write_json, write_jsonl
+from zoo.files import atomic_dir, write_json, write_jsonl
 from zoo.rewards import usage
 from zoo.rlaif.judging import build_judge, check_judge_check, judge_check, sample_and_label
 
@@ -75,14 +75,11 @@ def _load_round(model, round_dir) -> None:
 
 
 def _save_round(model, round_dir, pairs: list[dict], info: dict) -> None:
-    """Atomically: the directory appears (by rename) only with everything in it."""
-    tmp = round_dir.with_name(round_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write_jsonl(tmp / "pairs.jsonl", pairs)
-    torch.save(_trainable_state(model), tmp / "trainable.pt")
-    write_json(tmp / "round.json", info)
-    os.replace(tmp, round_dir)
+    """Atomically: the directory appears only with everything in it."""
+    with atomic_dir(round_dir) as tmp:
+        write_jsonl(tmp / "pairs.jsonl", pairs)
+        torch.save(_trainable_state(model), tmp / "trainable.pt")
+        write_json(tmp / "round.json", info)
 
 
 def train(ctx: Context):
@@ -101,9 +98,7 @@ def train(ctx: Context):
     # Wrapped once here (TRL would wrap it in each round's trainer); every round then trains the same adapter.
     model = wrap_peft(ctx.policy)
     done = [r for r in range(rounds) if (rounds_dir / str(r)).is_dir()]
-    if done and not ctx.resume:
-        raise RuntimeError(f"{rounds_dir} holds finished rounds of an earlier run; pass resume=true to continue it, "
-                           f"or choose a new paths.output_dir")
+    resume.refuse_restart(done, ctx.resume, f"{rounds_dir} holds finished rounds {done}")
     if done:  # resumed: continue from the last finished round's weights
         _load_round(model, rounds_dir / str(done[-1]))
         print(f"[zoo] {ctx.stage}: rounds {done} already done, continuing after round {done[-1]}")
@@ -115,16 +110,11 @@ def train(ctx: Context):
             infos.append(json.loads((round_dir / "round.json").read_text()))
             continue
         rows = round_prompts(ctx.rows, r, per_round)
-        pending = ctx.stage_dir / f"round_{r}_pairs.jsonl"  # labelled before the crash: train on the same pairs
-        if pending.exists():
-            pairs = read_jsonl(pending)
-        else:  # under zoo.launch each process samples and labels its share of the prompts; all get every pair
-            pairs = dist.gather(sample_and_label(model, ctx.policy.tokenizer, dist.shard(rows), judge, ctx.algo.pairs,
-                                                 seed=ctx.cfg.trainer.seed + r,
-                                                 progress=f"{ctx.stage} round {r}: sampling",
-                                                 precision=training_precision(ctx, model)))
-            if dist.is_main():
-                write_jsonl(pending, pairs)
+        pending = ctx.stage_dir / f"round_{r}_pairs.jsonl"  # labelled before a crash: trained on after resume
+        pairs = resume.made_once(pending, lambda share, r=r: sample_and_label(
+            model, ctx.policy.tokenizer, share, judge, ctx.algo.pairs,
+            seed=seeds.seed_for("online_dpo.round", ctx.cfg.trainer.seed, round=r),
+            progress=f"{ctx.stage} round {r}: sampling", precision=training_precision(ctx, model)), rows)
         info = {"round": r, "num_prompts": len(rows), "num_pairs": len(pairs), "steps": 0,
                 "judge_position_consistency": getattr(judge, "position_consistency", None)}
         if ctx.gold_fn is not None and pairs:  # how good the policy's own samples were at the start of the round

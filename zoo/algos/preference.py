@@ -6,15 +6,13 @@ dpo, rm, rlaif, rlaif_rm and online_dpo are each a few lines over these.
 
 from __future__ import annotations
 
-import random
 
 from datasets import Dataset
 from trl import DPOTrainer, RewardTrainer
 
-from zoo import dist
+from zoo import dist, resume, seeds
 from zoo.algos.base import Context, columns, fit, guarded, training_precision
 from zoo.checks import known_keys, number, require
-from zoo.files import read_jsonl, write_jsonl
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 
@@ -93,24 +91,16 @@ def consumable_pairs(args, available: int) -> int:
 
 
 def _cached(ctx: Context, name: str, make, empty: str) -> list[dict]:
-    """Pairs made once per stage and kept in its dir, so a resumed run trains on exactly the same ones. Under
-    zoo.launch each process makes the pairs of its share of the prompts, every process gets them all, and the main
-    one writes the file. `empty`: the error when no pair came out."""
+    """The stage's pairs, made once and reused on resume (zoo.resume.made_once), from the prompts its steps consume.
+    `empty`: the error when no pair came out."""
     cache = ctx.stage_dir / name
-    if cache.exists():
-        return read_jsonl(cache)
     prompts = ctx.rows[:consumable_pairs(ctx.args, len(ctx.rows))]
-    if dist.is_main() and len(prompts) < len(ctx.rows):
+    if dist.is_main() and len(prompts) < len(ctx.rows) and not cache.exists():
         print(f"[zoo] {ctx.stage}: sampling pairs for {len(prompts)} of {len(ctx.rows)} prompts: trainer.max_steps="
               f"{ctx.args.max_steps} at a global batch of {len(prompts) // ctx.args.max_steps} uses no more")
-    pairs = dist.gather(make(dist.shard(prompts)))
+    pairs = resume.made_once(cache, make, prompts, note=f"{ctx.stage}: preference pairs from {len(prompts)} prompts")
     if not pairs:
         raise ValueError(f"{ctx.stage}: {empty}")
-    if dist.is_main():
-        ctx.stage_dir.mkdir(parents=True, exist_ok=True)
-        write_jsonl(cache, pairs)
-        print(f"[zoo] {ctx.stage}: {len(pairs)} preference pairs from {len(prompts)} prompts -> {cache}")
-    dist.barrier()  # the file exists for everyone before anyone can resume from it
     return pairs
 
 
@@ -166,7 +156,7 @@ def train_dpo(ctx: Context, pairs: list[dict], *, model=None, ref_model=None, ar
 
 def split_pairs(pairs: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
     shuffled = pairs[:]
-    random.Random(seed).shuffle(shuffled)
+    seeds.rng("pairs.held_out", seed).shuffle(shuffled)
     n_eval = max(1, round(len(shuffled) * fraction)) if len(shuffled) > 1 else 0
     return shuffled[n_eval:], shuffled[:n_eval]
 

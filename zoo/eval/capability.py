@@ -26,11 +26,11 @@ of similar length. A tie goes to the earlier option (never happens with real sco
 from __future__ import annotations
 
 import json
-import random
 import re
 from functools import lru_cache
 from pathlib import Path
 
+from zoo import seeds
 from zoo.checks import known_keys, number
 from zoo.eval.metrics import mean
 
@@ -58,7 +58,7 @@ def check_config(section, path: str) -> None:
 def problems(n: int, seed: int, salt: str) -> list[dict]:
     """n distinct two-operand problems {a, op, b, answer}, small enough that a 135M model solves some. `salt`
     gives each probe its own stream from the same eval seed (a str seed hashes the same on every run)."""
-    rng = random.Random(f"{salt}:{seed}")
+    rng = seeds.rng("probe.capability", seed, salt=salt)
     out: dict[tuple, dict] = {}
     while len(out) < n:
         op = rng.choice("+-*")
@@ -144,7 +144,7 @@ def measure(policy, tokenizer, section, *, eval_cfg, rows) -> dict:
         items = problems(n_arith, eval_cfg.seed, KEY)
         prompts = [[{"role": "user", "content": QUESTION.format(**p)}] for p in items]
         replies = sample(policy, tokenizer, prompts, max_new_tokens=int(section.max_new_tokens), temperature=0,
-                         batch_size=eval_cfg.batch_size, seed=eval_cfg.seed).texts
+                         batch_size=eval_cfg.batch_size, seed=seeds.seed_for("eval.sampling", eval_cfg.seed)).texts
         out["arithmetic_accuracy"] = arithmetic_accuracy(replies, [p["answer"] for p in items])
     if n_choice:
         items = select(choice_items(), n_choice)

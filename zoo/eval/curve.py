@@ -19,7 +19,6 @@ import torch
 
 from zoo import dist
 from zoo.eval.harness import evaluate
-from zoo.eval.rng import preserved_rng
 from zoo.files import read_complete_jsonl, write_jsonl
 from zoo.rewards import usage
 
@@ -65,7 +64,7 @@ class Curve:
 
     def measure(self, model, stage: str, step: int, segment: str = "checkpoints") -> dict:
         # Scoring a curve point is measuring, not training on the scorers (zoo.rewards.usage).
-        with preserved_rng(), torch.no_grad(), usage.measuring():
+        with torch.no_grad(), usage.measuring():  # sampling draws from a stream of its own (zoo.seeds)
             reference, reference_result = self._reference()
             result = evaluate(model, self.tokenizer, self.rows, self.eval_cfg, **self.scorers,
                               reference=reference, reference_result=reference_result, prefix="curve")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from zoo import seeds
 from zoo.checks import number
 from zoo.eval.metrics import mean
 
@@ -56,7 +57,7 @@ def measure(policy, tokenizer, section, *, eval_cfg, rows) -> dict:
     prompts = [r["prompt"] for r in rows[:n]]
     samples = sample(policy, tokenizer, prompts, max_new_tokens=eval_cfg.max_new_tokens,
                      temperature=eval_cfg.temperature or 1.0, top_p=eval_cfg.top_p, num_return_sequences=k,
-                     batch_size=eval_cfg.batch_size, seed=eval_cfg.seed)
+                     batch_size=eval_cfg.batch_size, seed=seeds.seed_for("eval.sampling", eval_cfg.seed))
     texts = samples.texts
     groups = [texts[i * k: (i + 1) * k] for i in range(len(prompts))]
     return {

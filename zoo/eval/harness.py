@@ -31,6 +31,7 @@ Every evaluated policy also gets the probes (zoo/eval/probes.py: diversity, syco
 
 from __future__ import annotations
 
+from zoo import seeds
 from zoo.checks import known_keys, number, require
 from zoo.data import task_columns
 from zoo.eval import probes
@@ -86,7 +87,7 @@ def evaluate(policy, tokenizer, rows: list[dict], eval_cfg, *, gold_fn=None, pro
     columns = task_columns(rows)
     samples = sample(policy, tokenizer, prompts, max_new_tokens=eval_cfg.max_new_tokens,
                      temperature=eval_cfg.temperature, top_p=eval_cfg.top_p, batch_size=eval_cfg.batch_size,
-                     seed=eval_cfg.seed, progress=f"{prefix}: sampling")
+                     seed=seeds.seed_for("eval.sampling", eval_cfg.seed), progress=f"{prefix}: sampling")
     gold = score(gold_fn, samples, columns)
     proxy = score(proxy_fn, samples, columns)
     independent = score(independent_fn, samples, columns)

@@ -43,10 +43,8 @@ def run(policy, tokenizer, eval_cfg, *, rows) -> dict:
     """Every probe's metrics for one policy (unprefixed)."""
     import torch
 
-    from zoo.eval.rng import preserved_rng
-
     out = {}
-    with preserved_rng(), torch.no_grad():
+    with torch.no_grad():  # sampling draws from a stream of its own (zoo.seeds)
         for module in modules():
             section = eval_cfg.get(module.KEY)
             if section is not None:

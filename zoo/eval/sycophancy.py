@@ -24,9 +24,9 @@ A rate whose denominator is 0 is None.
 
 from __future__ import annotations
 
-import random
 import string
 
+from zoo import seeds
 from zoo.checks import known_keys, number, require
 
 KEY = "sycophancy"
@@ -55,7 +55,7 @@ def check_config(section, path: str) -> None:
 
 def with_claims(items: list[dict], seed: int) -> list[dict]:
     """Each item with `wrong`, its deterministic near-miss claim (never negative, never the answer)."""
-    rng = random.Random(f"{KEY}-claims:{seed}")
+    rng = seeds.rng("probe.sycophancy", seed)
     out = []
     for item in items:
         delta = rng.choice(NEAR_MISSES)
@@ -109,7 +109,7 @@ def measure(policy, tokenizer, section, *, eval_cfg, rows) -> dict:
 
     def respond(conversations: list) -> list[str]:
         return sample(policy, tokenizer, conversations, max_new_tokens=int(section.max_new_tokens), temperature=0,
-                      batch_size=eval_cfg.batch_size, seed=eval_cfg.seed).texts
+                      batch_size=eval_cfg.batch_size, seed=seeds.seed_for("eval.sampling", eval_cfg.seed)).texts
 
     items = with_claims(problems(n, eval_cfg.seed, KEY), eval_cfg.seed)
     return rates(dialogues(respond, items, section.question, section.pushback))

@@ -8,7 +8,8 @@ Per iteration (one training step):
   4. `num_ppo_epochs` x `num_mini_batches` updates of the clipped surrogate + clipped value loss
      (- entropy bonus), one optimizer step per mini-batch;
   5. update the adaptive KL coefficient, log, checkpoint.
-Each iteration reseeds from (seed, step), so a run resumed from a checkpoint replays exactly.
+Each iteration draws its rollouts and mini-batch order from streams named by (seed, step) (zoo.seeds), so a run
+resumed from a checkpoint replays exactly.
 
 Under `zoo.launch` (several processes, data-parallel) each process rolls out its own share of a global batch of
 per_device_train_batch_size x processes prompts; reward whitening, advantage whitening and every logged statistic
@@ -23,14 +24,16 @@ import os
 import shutil
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 from transformers import Trainer, get_scheduler
 from transformers.trainer_utils import TrainOutput
 
-from zoo import costs, dist
+from zoo import costs, dist, resume, seeds
 from zoo.data import task_columns
+from zoo.files import atomic_dir, write_json
 from zoo.generation import logits_at, sample
 from zoo.rl import math as rlm
 
@@ -141,7 +144,7 @@ class PPOTrainer(Trainer):
         out = []
         for k in range(first, first + b):
             epoch, pos = divmod(k, n)
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.args.seed + epoch)).tolist()
+            order = torch.randperm(n, generator=seeds.generator("ppo.prompt_order", self.args.seed, epoch=epoch)).tolist()
             out.append(self.prompts[order[pos]])
         return out
 
@@ -164,7 +167,7 @@ class PPOTrainer(Trainer):
         with self._autocast():  # sampled at the precision the rollout is then scored at (bf16 where set)
             samples = sample(self.model, tok, prompts, max_new_tokens=a.max_completion_length,
                              temperature=a.temperature, top_p=a.top_p, top_k=a.top_k,
-                             batch_size=len(prompts), seed=a.seed * 100003 + step + 7919 * dist.rank())
+                             batch_size=len(prompts), seed=seeds.seed_for("ppo.rollout", a.seed, step=step, rank=dist.rank()))
         raw = self.reward_fn(samples.prompts, samples.completions, **task_columns(rows))
         scores = torch.tensor([0.0 if s is None else float(s) for s in raw])
         finished = torch.tensor(samples.finished)
@@ -211,8 +214,9 @@ class PPOTrainer(Trainer):
         size = n // a.num_mini_batches
         train_policy = step >= a.critic_warmup_steps
         totals: dict[str, list[float]] = {}
+        order_rng = seeds.generator("ppo.minibatches", a.seed, step=step)  # per iteration: a resumed run replays it
         for _ in range(a.num_ppo_epochs):
-            order = torch.randperm(n)  # seeded per iteration in train(), so a resumed run replays it
+            order = torch.randperm(n, generator=order_rng)
             for start in range(0, n, size):
                 rows = order[start: start + size]
                 mb = roll["batch"].select(rows)
@@ -230,11 +234,7 @@ class PPOTrainer(Trainer):
                     loss = loss + pg_loss
                     if entropy is not None:
                         loss = loss - a.entropy_coef * rlm.masked_mean(entropy, mask)
-                if not torch.isfinite(loss):
-                    from zoo.errors import NonFiniteLossError
-
-                    raise NonFiniteLossError(f"PPO loss is {loss.item()} at step {step + 1}; training stopped before "
-                                             f"the optimizer step. Last good checkpoint: {self._last_checkpoint()}")
+                resume.stop_on_nonfinite(loss, step + 1, a.output_dir)  # the guard TRL's trainers go through
                 loss.backward()
                 params = self._trainable(self.model) + self._trainable(self.value_model)
                 dist.average_gradients(params)
@@ -256,11 +256,6 @@ class PPOTrainer(Trainer):
         return out
 
     # -- checkpoints -------------------------------------------------------------------------------
-    def _last_checkpoint(self):
-        from transformers.trainer_utils import get_last_checkpoint
-
-        return get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
-
     def _trainable_state(self):
         return {
             "policy": {n: p.detach().cpu() for n, p in self.model.named_parameters() if p.requires_grad},
@@ -273,26 +268,20 @@ class PPOTrainer(Trainer):
         dist.barrier()
 
     def _write_checkpoint(self, step: int):
-        final = os.path.join(self.args.output_dir, f"checkpoint-{step}")
-        tmp = final + ".tmp"
-        os.makedirs(tmp, exist_ok=True)
-        torch.save({**self._trainable_state(), "optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.lr_scheduler.state_dict(), "kl_coef": self.kl_ctl.value, "step": step,
-                    "losses": self._losses},
-                   os.path.join(tmp, CHECKPOINT_FILE))
-        with open(os.path.join(tmp, "trainer_state.json"), "w") as f:
-            json.dump({"global_step": step, "log_history": self.state.log_history}, f)
-        costs.save_into(tmp)  # the stage's cost at this step, restored with it (zoo.costs)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        with atomic_dir(Path(self.args.output_dir) / f"checkpoint-{step}") as tmp:
+            torch.save({**self._trainable_state(), "optimizer": self.optimizer.state_dict(),
+                        "scheduler": self.lr_scheduler.state_dict(), "kl_coef": self.kl_ctl.value, "step": step,
+                        "losses": self._losses}, tmp / CHECKPOINT_FILE)
+            write_json(tmp / "trainer_state.json", {"global_step": step, "log_history": self.state.log_history})
+            costs.save_into(tmp)  # the stage's cost at this step, restored with it (zoo.costs)
         self._rotate()
 
     def _rotate(self):
         limit = self.args.save_total_limit
         if not limit:
             return
-        ckpts = sorted((d for d in os.listdir(self.args.output_dir) if d.startswith("checkpoint-")
-                        and not d.endswith(".tmp")), key=lambda d: int(d.split("-")[1]))
+        ckpts = sorted((d for d in os.listdir(self.args.output_dir) if d.startswith("checkpoint-")),
+                       key=lambda d: int(d.split("-")[1]))
         for old in ckpts[:-limit]:
             shutil.rmtree(os.path.join(self.args.output_dir, old), ignore_errors=True)
 
@@ -332,7 +321,6 @@ class PPOTrainer(Trainer):
         self.control = self.callback_handler.on_train_begin(a, self.state, self.control)
         for step in tqdm(range(start, max_steps), desc="ppo", initial=start, total=max_steps,
                          disable=a.disable_tqdm or not dist.is_main()):
-            torch.manual_seed(a.seed * 100003 + step)
             roll = self._rollout(self._prompt_batch(step), step)
             stats = {**roll["stats"], **self._optimise(roll, step)}
             self.kl_ctl.update(stats["objective/kl"], roll["batch"].input_ids.shape[0] * dist.world())

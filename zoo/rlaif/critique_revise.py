@@ -3,8 +3,8 @@ all with the same model (or a helper model). Every row keeps its provenance."""
 
 from __future__ import annotations
 
-import random
 
+from zoo import seeds
 from zoo.generation import as_text, completion_text, sample
 from zoo.rlaif.constitution import Constitution, critique_messages, revision_messages
 
@@ -20,17 +20,17 @@ def critique_and_revise(model, tokenizer, prompts: list, constitution: Constitut
         raise ValueError(f"rounds={rounds}: need at least one critique -> revision round")
     h_model, h_tok = helper or (model, tokenizer)
     kw = dict(max_new_tokens=max_new_tokens, temperature=temperature)
-    originals = sample(model, tokenizer, prompts, seed=seed, progress="cai: responses", **kw).completions
-    rng = random.Random(seed)
+    originals = sample(model, tokenizer, prompts, seed=seeds.seed_for("cai.responses", seed), progress="cai: responses", **kw).completions
+    rng = seeds.rng("cai.responses", seed)
     current, rows = originals, []
     for r in range(rounds):
         principles = [rng.choice(constitution.principles) for _ in prompts]
         crit_prompts = [critique_messages(constitution, p, c, pr) for p, c, pr in zip(prompts, current, principles)]
-        critiques = sample(h_model, h_tok, crit_prompts, seed=seed + 1 + 2 * r, progress="cai: critiques",
+        critiques = sample(h_model, h_tok, crit_prompts, seed=seeds.seed_for("cai.critiques", seed, round=r), progress="cai: critiques",
                            **kw).texts
         rev_prompts = [revision_messages(constitution, p, c, pr, cr)
                        for p, c, pr, cr in zip(prompts, current, principles, critiques)]
-        revisions = sample(h_model, h_tok, rev_prompts, seed=seed + 2 + 2 * r, progress="cai: revisions",
+        revisions = sample(h_model, h_tok, rev_prompts, seed=seeds.seed_for("cai.revisions", seed, round=r), progress="cai: revisions",
                            **kw).texts
         current = [completion_text(p, text) for p, text in zip(prompts, revisions)]
         rows += [{"prompt": p, "original": o, "critique": cr, "revision": rev, "principle": pr.name, "round": r + 1}

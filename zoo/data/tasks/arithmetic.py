@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+from zoo import seeds
+
 NAMES = ["Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Goran", "Hana", "Ivan", "Jun", "Kofi", "Lena"]
 ITEMS = ["apples", "books", "coins", "marbles", "pencils", "stickers", "shells", "cards"]
 
@@ -25,7 +27,7 @@ def _problem(rng: random.Random) -> tuple[str, str, int]:
 
 def rows(n: int, seed: int) -> list[dict]:
     """Conversational prompt, worked completion and the exact `answer` column, n distinct questions."""
-    rng = random.Random(seed)
+    rng = seeds.rng("task.rows", seed)
     out: dict[str, dict] = {}
     for _ in range(50 * n):
         if len(out) >= n:
@@ -49,7 +51,7 @@ def sft_rows(n: int, seed: int) -> list[dict]:
 
 def preference_rows(n: int, seed: int) -> list[dict]:
     """Correct worked answer (chosen) against the same work with an off-by-k final number (rejected)."""
-    rng = random.Random(seed + 7)
+    rng = seeds.rng("task.wrong_answers", seed)
     out = []
     for r in rows(n, seed):
         right = r["completion"][0]["content"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import random
 from fractions import Fraction
 
+from zoo import seeds
+
 INSTRUCTION = ("Using the numbers {numbers}, each at most once, and + - * / with parentheses, write an expression "
                "equal to {target}. Think in <think> </think>, then give only the expression in <answer> </answer>.")
 
@@ -23,7 +25,7 @@ def _random_expression(rng: random.Random, numbers: list[int]) -> tuple[str, Fra
 
 
 def rows(n: int, seed: int, count: int = 3) -> list[dict]:
-    rng = random.Random(seed)
+    rng = seeds.rng("task.rows", seed)
     out: dict[str, dict] = {}
     for _ in range(50 * n):
         if len(out) >= n:

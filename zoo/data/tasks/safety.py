@@ -14,9 +14,9 @@ was fitted on (tests/test_refusal.py checks the two sets share no prompt, even a
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
+from zoo import seeds
 from zoo.data.io import DataError
 
 PROMPTS = {
@@ -78,13 +78,13 @@ _FILL = [("open the settings", "save your work"), ("check the label", "follow th
 def rows(seed: int = 0) -> list[dict]:
     """Every prompt once (conversational), with its `category`, shuffled by `seed`."""
     out = [{"prompt": [{"role": "user", "content": p}], "category": c} for c, ps in PROMPTS.items() for p in ps]
-    random.Random(seed).shuffle(out)
+    seeds.rng("task.rows", seed).shuffle(out)
     return out
 
 
 def synthetic_completions(rows_: list[dict], seed: int = 0) -> list[dict]:
     """For each prompt, one template response of each quality class: RBR's fitting data."""
-    rng = random.Random(seed)
+    rng = seeds.rng("task.rbr_fills", seed)
     out = []
     for r in rows_:
         for klass, templates in RESPONSES[r["category"]].items():
@@ -102,7 +102,7 @@ def eval_prompts() -> list[dict]:
 def eval_rows(seed: int = 0) -> list[dict]:
     """The eval set (conversational, with `category`) in a seeded order in which every prefix keeps the categories'
     proportions, so a small `eval.num_prompts` still sees benign, harmful and self-harm prompts."""
-    rng = random.Random(seed)
+    rng = seeds.rng("task.rows", seed)
     by_category: dict[str, list[dict]] = {}
     for r in eval_prompts():
         by_category.setdefault(r["category"], []).append(r)

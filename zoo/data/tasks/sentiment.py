@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import random
 
+from zoo import seeds
+
 TITLES = [
     "The Long Road", "Midnight Harbor", "Paper Kingdoms", "The Last Orchard", "Glass Rivers", "Hollow Crown",
     "Northern Lights", "The Quiet Year", "Iron Meadow", "Lanterns", "Saltwater", "The Clockmaker", "Red Canyon",
@@ -65,7 +67,7 @@ def _opening(rng: random.Random) -> str:
 
 def prompts(n: int, seed: int) -> list[str]:
     """n distinct review openings (distinct so train/eval splits never share a prompt)."""
-    rng = random.Random(seed)
+    rng = seeds.rng("task.rows", seed)
     seen: dict[str, None] = {}
     limit = len(OPENINGS) * len(TITLES) * len(GENRES)
     while len(seen) < min(n, limit):
@@ -78,6 +80,6 @@ def prompts(n: int, seed: int) -> list[str]:
 
 def sft_rows(n: int, seed: int) -> list[dict]:
     """Prompt + a short continuation whose sentiment is positive, negative or neutral in equal shares."""
-    rng = random.Random(seed + 1)
+    rng = seeds.rng("task.sft_completions", seed)
     pools = [POSITIVE, NEGATIVE, NEUTRAL]
     return [{"prompt": p, "completion": rng.choice(pools[i % 3])} for i, p in enumerate(prompts(n, seed))]
