@@ -173,6 +173,15 @@ def _run_cost(cfg, metrics: dict) -> dict:
     return {f"run/cost/{key}": sum(metrics.get(f"{s}/cost/{key}", 0) for s in after) for key in costs.KEYS}
 
 
+def _evaluated(cfg, policy, named, gold_fn):
+    """The policy the harness evaluates: the final weights, or, for an algorithm that optimises at decoding time
+    (best_of_n: its module's `decoder`), those weights decoded its way."""
+    from zoo.algos import REGISTRY
+
+    decoder = getattr(REGISTRY[cfg.algo.name], "decoder", None)
+    return decoder(policy.model, cfg.algo, named, gold_fn) if decoder else policy.model
+
+
 def run(cfg: DictConfig) -> dict:
     """Run the configured pipeline end to end and return its metrics (also written to metrics.json)."""
     from zoo import rewards
@@ -210,7 +219,7 @@ def run(cfg: DictConfig) -> dict:
             baseline_dir = policy_dirs[cfg.eval.baseline]
             baseline = policy.model if baseline_dir == policy.path else load_reference(cfg, baseline_dir)
             also = {stage: load_reference(cfg, policy_dirs[stage]) for stage in cfg.eval.get("also", None) or []}
-            columns, records = evaluate_columns(policy.model, baseline, policy.tokenizer, task.eval, cfg.eval,
+            columns, records = evaluate_columns(_evaluated(cfg, policy, named, gold_fn), baseline, policy.tokenizer, task.eval, cfg.eval,
                                                 gold_fn=gold_fn, proxy_fn=rewards.WeightedSum(named) if named else None,
                                                 independent_fn=independent_fn, also=also)
             for column in columns.values():

@@ -6,6 +6,7 @@ Metrics (prefixed, e.g. `eval/kl`):
   independent_reward  mean of the task's independent scorer (`data.independent`; sentiment: TextBlob), a signal
                       no algorithm trains on by default, or null
   kl                  KL(policy || reference) in nats per completion, k1 estimate from the policy's sampled tokens
+                      (a best-of-n policy, zoo.eval.best_of_n: the analytic log n - (n - 1) / n)
   win_rate            share of prompts where the policy's completion beats the reference's by the gold signal
                       (the proxy reward when the task has no gold signal); ties count half
   fluency             mean over completions of the per-token log-prob under the frozen baseline (temperature 1):
@@ -35,6 +36,7 @@ from zoo import seeds
 from zoo.checks import known_keys, number, require
 from zoo.data import task_columns
 from zoo.eval import probes
+from zoo.eval.best_of_n import BestOfN
 from zoo.eval.metrics import distinct_n, mean, overoptimisation, sequence_kl, spearman, win_rate
 from zoo.generation import Samples, completion_logprobs, sample
 from zoo.rewards.verifiable import accuracy_reward
@@ -85,9 +87,12 @@ def evaluate(policy, tokenizer, rows: list[dict], eval_cfg, *, gold_fn=None, pro
     """
     prompts = [r["prompt"] for r in rows]
     columns = task_columns(rows)
-    samples = sample(policy, tokenizer, prompts, max_new_tokens=eval_cfg.max_new_tokens,
-                     temperature=eval_cfg.temperature, top_p=eval_cfg.top_p, batch_size=eval_cfg.batch_size,
-                     seed=seeds.seed_for("eval.sampling", eval_cfg.seed), progress=f"{prefix}: sampling")
+    decoding = dict(max_new_tokens=eval_cfg.max_new_tokens, temperature=eval_cfg.temperature, top_p=eval_cfg.top_p,
+                    batch_size=eval_cfg.batch_size, seed=seeds.seed_for("eval.sampling", eval_cfg.seed),
+                    progress=f"{prefix}: sampling")
+    best_of_n = isinstance(policy, BestOfN)  # decoded best-of-n: its KL is analytic, its weights the model's
+    samples = policy.sample(tokenizer, prompts, columns, **decoding) if best_of_n else sample(
+        policy, tokenizer, prompts, **decoding)
     gold = score(gold_fn, samples, columns)
     proxy = score(proxy_fn, samples, columns)
     independent = score(independent_fn, samples, columns)
@@ -95,10 +100,12 @@ def evaluate(policy, tokenizer, rows: list[dict], eval_cfg, *, gold_fn=None, pro
 
     temp = eval_cfg.temperature if eval_cfg.temperature > 0 else 1.0
     args = (samples.prompt_ids, samples.completion_ids, tokenizer.pad_token_id)
-    frozen = policy if reference is None else reference
+    frozen = (policy.model if best_of_n else policy) if reference is None else reference
     frozen_logps = completion_logprobs(frozen, *args, 1.0, eval_cfg.batch_size)
     if reference is None:
         kl = [0.0] * len(prompts)
+    elif best_of_n:  # against the policy it samples from, which must be the reference (zoo.algos.best_of_n)
+        kl = [policy.kl] * len(prompts)
     else:
         reference_logps = frozen_logps if temp == 1.0 else completion_logprobs(reference, *args, temp,
                                                                                 eval_cfg.batch_size)
@@ -150,8 +157,8 @@ def evaluate_columns(trained, baseline, tokenizer, rows: list[dict], eval_cfg, *
     sample records tagged with their policy)."""
     kw = dict(gold_fn=gold_fn, proxy_fn=proxy_fn, independent_fn=independent_fn)
 
-    def probed(model, prefix: str) -> dict:
-        found = probes.run(model, tokenizer, eval_cfg, rows=rows)
+    def probed(model, prefix: str) -> dict:  # the probes decode greedily: a best-of-n policy's model answers them
+        found = probes.run(model.model if isinstance(model, BestOfN) else model, tokenizer, eval_cfg, rows=rows)
         return {f"{prefix}/{k}": v for k, v in found.items()}
 
     before = evaluate(baseline, tokenizer, rows, eval_cfg, prefix="before", **kw)

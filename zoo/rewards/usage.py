@@ -27,11 +27,7 @@ class Tracked:
         self.__name__ = getattr(fn, "__name__", name)
 
     def __call__(self, prompts, completions, **columns):
-        record, stage = _CALLS.get(), _STAGE.get()
-        if record is not None and stage is not None and stage not in record[0].setdefault(self.name, []):
-            record[0][self.name].append(stage)
-            if record[1] is not None:
-                record[1](record[0])
+        stage = _record(self.name)
         if stage is not None:  # the stage's cost (zoo.costs): completions this scorer labelled for training
             costs.add("scored_completions", len(completions))
             costs.add(f"scored/{self.name}", len(completions))
@@ -39,6 +35,16 @@ class Tracked:
 
     def __getattr__(self, attr):  # e.g. RBR's `report`, a WeightedSum's `named`
         return getattr(self.__dict__["fn"], attr)
+
+
+def _record(name: str) -> str | None:
+    """Note that the stage training now (returned; None outside training) used scorer `name`."""
+    record, stage = _CALLS.get(), _STAGE.get()
+    if record is not None and stage is not None and stage not in record[0].setdefault(name, []):
+        record[0][name].append(stage)
+        if record[1] is not None:
+            record[1](record[0])
+    return stage
 
 
 def tracked(name: str, fn):
@@ -63,3 +69,11 @@ def training(stage: str):
 def measuring():
     with costs.scoped(_STAGE, None), costs.paused():
         yield
+
+
+def declare(fn) -> None:
+    """Record that the training stage optimises against `fn` (and, for a weighted sum, each of its parts) though it
+    does not call it now: best-of-n selects with its scorer only when it decodes."""
+    for part in [fn, *(inner for _, _, inner in getattr(fn, "named", []))]:
+        if isinstance(part, Tracked):
+            _record(part.name)

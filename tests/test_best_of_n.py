@@ -1,0 +1,61 @@
+"""Best-of-n: the analytic KL, the selection, and `algo=best_of_n` end to end (curve over n, harness columns)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from zoo.eval.best_of_n import BestOfN, analytic_kl, pick
+from zoo.train import run
+
+
+def test_analytic_kl_by_hand():
+    assert analytic_kl(1) == 0.0
+    assert analytic_kl(2) == pytest.approx(math.log(2) - 0.5)  # 0.1931
+    assert analytic_kl(64) == pytest.approx(4.158883 - 63 / 64, abs=1e-6)  # 3.1745: KL grows like log n
+    with pytest.raises(ValueError):
+        analytic_kl(0)
+
+
+def test_pick_takes_the_best_of_the_first_n():
+    scores = [0.1, 0.9, 0.5, 0.2,    # prompt 0: pool of 4
+              None, 0.3, 0.3, 2.0]   # prompt 1: None ranks last, ties go to the earlier sample
+    assert pick(scores, 1, 4) == [0, 4]
+    assert pick(scores, 2, 4) == [1, 5]
+    assert pick(scores, 3, 4) == [1, 5]
+    assert pick(scores, 4, 4) == [1, 7]
+
+
+def _words(prompts, completions, **columns):
+    return [float(len(str(c).split())) for c in completions]
+
+
+@pytest.fixture
+def words_reward(monkeypatch):
+    from zoo import rewards
+
+    monkeypatch.setitem(rewards.REWARDS, "words", _words)
+    monkeypatch.setattr(rewards, "KNOWN", [*rewards.KNOWN, "words"])
+
+
+def test_best_of_n_end_to_end(compose, tmp_path, words_reward):
+    out = tmp_path / "run"
+    metrics = run(compose("algo=best_of_n", "algo.n=8", "data=sentiment", "+reward.functions.words=1.0",
+                          "eval.num_prompts=8", "eval.max_new_tokens=12", "eval.at_steps=[1]", output_dir=out))
+    assert metrics["eval/kl"] == pytest.approx(math.log(8) - 7 / 8)
+    assert metrics["before/kl"] == 0.0
+    assert metrics["eval/proxy_reward"] > metrics["before/proxy_reward"]  # selection under the reward moved it
+    assert metrics["best_of_n/scorers"] == ["words"] and metrics["run/trained_on"] == ["proxy_reward"]
+    points = [json.loads(line) for line in (out / "curve.jsonl").read_text().splitlines()]
+    assert [p["step"] for p in points] == [1, 2, 4, 8]
+    assert [p["kl"] for p in points] == pytest.approx([analytic_kl(n) for n in (1, 2, 4, 8)])
+    proxy = [p["proxy_reward"] for p in points]
+    assert proxy == sorted(proxy) and proxy[-1] > proxy[0]  # the best of more of the same pool never scores less
+    assert proxy[-1] == pytest.approx(metrics["eval/proxy_reward"])  # the final column is the n = 8 point
+
+
+def test_best_of_n_needs_a_scorer():
+    with pytest.raises(ValueError, match="scorer"):
+        BestOfN(object(), None, 4)
