@@ -1,7 +1,7 @@
 """Algorithm registry: `algo=<name>` selects `zoo/algos/<name>.py` (see zoo.algos.base for the module contract)."""
 
-from zoo.algos import (best_of_n, cai, cpo, dpo, grpo, kto, online_dpo, orpo, ppo, rlaif, rlaif_rm, rloo, rm, sft,
-                       simpo)
+from zoo.algos import (best_of_n, cai, cpo, dpo, grpo, kto, online_dpo, orpo, ppo, preferred_ft, rlaif, rlaif_rm, rloo,
+                       rm, sft, simpo)
 
 REGISTRY = {
     "sft": sft,
@@ -19,4 +19,5 @@ REGISTRY = {
     "rlaif_rm": rlaif_rm,
     "online_dpo": online_dpo,
     "best_of_n": best_of_n,
+    "preferred_ft": preferred_ft,
 }
