@@ -28,9 +28,10 @@ from zoo import dist
 from zoo.algos.base import Context, training_precision
 from zoo.algos.preference import check_dpo_args, check_judge_pairs, train_dpo
 from zoo.checks import number
+from zoo.data.pairs import preference_rows
 from zoo.files import read_jsonl, write_json, write_jsonl
 from zoo.rewards import usage
-from zoo.rlaif.judging import build_judge, check_judge_check, judge_check, sample_and_label
+from zoo.rlaif.judging import build_judge, check_judge_check, judge_check, noise_metrics
 
 CONFIG_CLASS = DPOConfig
 PRODUCES = "policy"
@@ -119,10 +120,10 @@ def train(ctx: Context):
         if pending.exists():
             pairs = read_jsonl(pending)
         else:  # under zoo.launch each process samples and labels its share of the prompts; all get every pair
-            pairs = dist.gather(sample_and_label(model, ctx.policy.tokenizer, dist.shard(rows), judge, ctx.algo.pairs,
-                                                 seed=ctx.cfg.trainer.seed + r,
-                                                 progress=f"{ctx.stage} round {r}: sampling",
-                                                 precision=training_precision(ctx, model)))
+            pairs = dist.gather(preference_rows(model, ctx.policy.tokenizer, dist.shard(rows), judge, ctx.algo.pairs,
+                                                seed=ctx.cfg.trainer.seed + r,
+                                                progress=f"{ctx.stage} round {r}: sampling",
+                                                precision=training_precision(ctx, model)))
             if dist.is_main():
                 write_jsonl(pending, pairs)
         info = {"round": r, "num_prompts": len(rows), "num_pairs": len(pairs), "steps": 0,
@@ -146,7 +147,7 @@ def train(ctx: Context):
             shutil.rmtree(os.path.join(ctx.args.output_dir, f"round_{r}"), ignore_errors=True)
         infos.append(info)
         print(f"[zoo] {ctx.stage} round {r}: {info}")
-    return model, {**stage_metrics(ctx.stage, infos), **checked}
+    return model, {**stage_metrics(ctx.stage, infos), **noise_metrics(ctx.stage, ctx.algo.judge), **checked}
 
 
 def stage_metrics(stage: str, infos: list[dict]) -> dict:
