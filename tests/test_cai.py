@@ -51,7 +51,7 @@ def test_final_rows_take_the_last_round():
             {"prompt": "p", "original": "o", "critique": "c2", "revision": "r2", "principle": "harm", "round": 2}]
     sft, prefs = final_rows(rows)
     assert sft == [{"prompt": "p", "completion": "r2"}]
-    assert prefs == [{"prompt": "p", "chosen": "r2", "rejected": "o"}]
+    assert prefs == [{"prompt": "p", "chosen": "r2", "rejected": "o", "labeller": "cai_revision"}]
 
 
 def test_sl_cai_end_to_end_then_dpo_on_its_pairs(compose, tmp_path):

@@ -219,3 +219,33 @@ def test_online_dpo_scores_a_rule_judge_on_gold_ranked_samples(compose, tmp_path
     assert metrics["online_dpo/judge/position_consistency"] == 1.0  # a reward function: order-free
     assert 0.0 <= metrics["online_dpo/judge/accuracy"] <= 1.0 and math.isfinite(metrics["online_dpo/train_loss"])
     assert "online_dpo/scorers" in metrics and "sentiment" not in metrics["online_dpo/scorers"]
+
+
+def test_a_noisy_gold_judge_is_checked_not_skipped(tmp_path, capsys):
+    """The gold reward as judge agrees with gold by construction and is skipped; with label noise it does not, so
+    the check measures it: here every verdict flipped (noise 1), accuracy 0."""
+    from zoo.judges import NoisyJudge
+    from zoo.rlaif.judging import judge_check
+
+    path = tmp_path / "gold.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in _pairs(10)))
+    ctx = _ctx(tmp_path, {"pairs": 10, "path": str(path)}, kind="reward", reward="sentiment", noise=1.0)
+    metrics = judge_check(ctx, NoisyJudge(GoldJudge(), 1.0))
+    assert "by construction" not in capsys.readouterr().out
+    assert metrics["rlaif/judge/accuracy"] == 0.0 and metrics["rlaif/judge/position_consistency"] == 1.0
+
+
+def test_rlaif_with_a_noisy_gold_judge_records_its_labeller_and_noise(compose, tmp_path):
+    """The RLAIF baseline of known label noise, from config: each stored pair names its labeller, the stage logs
+    the noise."""
+    from zoo.files import read_jsonl
+    from zoo.train import run
+
+    out = tmp_path / "run"
+    metrics = run(compose("algo=rlaif", "data=sentiment", "algo.judge.kind=reward", "algo.judge.reward=sentiment",
+                          "algo.judge.noise=0.2", "algo.judge_check.pairs=4", "algo.pairs.max_new_tokens=8",
+                          "algo.args.max_length=64", output_dir=out))
+    assert metrics["rlaif/judge_noise"] == 0.2 and "rlaif/judge/num_pairs" in metrics  # checked, not skipped
+    pairs = read_jsonl(out / "stages" / "rlaif" / "ai_pairs.jsonl")
+    assert pairs and all(p["labeller"] == "rule:sentiment flipped w.p. 0.2" for p in pairs)
+    assert all(p["p_chosen"] == 1.0 for p in pairs)  # hard labels: a flipped one swaps chosen and rejected

@@ -1,11 +1,17 @@
-"""Judges: prompt construction, position debiasing with a stub scorer whose preference is known."""
+"""Judges: prompt construction, position debiasing with a stub scorer whose preference is known, a noisy judge of
+known accuracy, and the one routine that makes preference rows from samples and any scorer (zoo.data.pairs)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from zoo.judges import PairwiseLogProbJudge, PointwiseScoreJudge, RewardModelJudge, RuleJudge, debias
+from zoo.data import pairs as pairs_module
+from zoo.eval.judge_quality import judge_quality, wilson
+from zoo.judges import NoisyJudge, PairwiseLogProbJudge, PointwiseScoreJudge, RewardModelJudge, RuleJudge, debias
 
 
 class StubScorer:
@@ -84,3 +90,104 @@ def test_logprob_scorer_on_tiny_model(tiny_dir):
     judge = PairwiseLogProbJudge(scorer)
     labels = judge.judge(["q1", "q2"], ["a", "b"], ["c", "d"])
     assert all(0.0 < x < 1.0 for x in labels) and 0.0 <= judge.position_consistency <= 1.0
+
+
+def _prefers_good(prompts, completions, **columns):
+    """A rule scorer on strings: 1 for a completion that starts with "good", else 0."""
+    return [float(c.startswith("good")) for c in completions]
+
+
+def _gold_pairs(n: int) -> list[dict]:
+    return [{"prompt": f"question {i}", "chosen": f"good answer {i}", "rejected": f"bad answer {i}"} for i in range(n)]
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.2, 0.5])
+def test_noisy_rule_judge_has_the_accuracy_it_was_built_with(noise):
+    """Over a gold rule judge, flipping each verdict with probability eps gives accuracy 1 - eps on gold pairs: 1 - eps
+    lies in the 95% Wilson interval of the measured accuracy on 400 pairs. The flip is a property of the pair, so
+    both presentation orders agree (position consistency 1) and asking again gives the same labels."""
+    pairs = _gold_pairs(400)
+    judge = NoisyJudge(RuleJudge(_prefers_good), noise, seed=0)
+    q = judge_quality(judge, pairs)
+    assert q["n"] == 400 and q["position_consistency"] == 1.0 and q["ties"] == 0.0
+    low, high = wilson(q["accuracy"], q["n"])
+    assert low <= 1 - noise <= high, (noise, q["accuracy"])
+    prompts, chosen, rejected = ([p[k] for p in pairs] for k in ("prompt", "chosen", "rejected"))
+    assert judge.judge(prompts, chosen, rejected) == judge.judge(prompts, chosen, rejected)
+    assert NoisyJudge(RuleJudge(_prefers_good), noise, seed=1).judge(prompts, chosen, rejected) != \
+        judge.judge(prompts, chosen, rejected) or noise == 0.0  # another seed, another labeller
+    assert judge.name == f"rule:_prefers_good flipped w.p. {noise:g}"
+    with pytest.raises(ValueError, match="flip probability"):
+        NoisyJudge(RuleJudge(_prefers_good), 1.5)
+
+
+def test_noisy_judge_from_config(compose):
+    """judge.kind=reward judge.reward=sentiment judge.noise=0.2: the gold rule judge with label noise, seeded by
+    trainer.seed; noise outside [0, 1] is refused with the key's path."""
+    from zoo.errors import ConfigError
+    from zoo.rlaif.judging import build_judge, label_metrics
+
+    cfg = compose("algo=rlaif", "data=sentiment", "algo.judge.kind=reward", "algo.judge.reward=sentiment",
+                  "algo.judge.noise=0.2", "trainer.seed=3")
+    judge = build_judge(cfg.algo.judge, cfg=cfg, start_path=cfg.model.name_or_path, tokenizer=None, artifacts={},
+                        path="algo.judge")
+    assert isinstance(judge, NoisyJudge) and judge.noise == 0.2 and judge.seed == 3
+    assert isinstance(judge.inner, RuleJudge) and judge.name == "rule:sentiment flipped w.p. 0.2"
+    assert label_metrics("rlaif", [], cfg.algo.judge)["rlaif/judge_noise"] == 0.2
+    spec = OmegaConf.create({"kind": "reward", "reward": "sentiment", "noise": 1.5})
+    with pytest.raises(ConfigError, match=r"algo\.judge\.noise=1\.5: expected a flip probability in \[0, 1\]"):
+        build_judge(spec, cfg=cfg, start_path="", tokenizer=None, artifacts={}, path="algo.judge")
+
+
+def _fake_sample(monkeypatch, completions_per_prompt: dict):
+    """zoo.data.pairs.sample replaced by one that returns the given completions, k per prompt, in order."""
+    def fake(model, tokenizer, prompts, *, num_return_sequences, **kwargs):
+        flat = [c for p in prompts for c in completions_per_prompt[p][:num_return_sequences]]
+        return SimpleNamespace(completions=flat)
+
+    monkeypatch.setattr(pairs_module, "sample", fake)
+
+
+def test_one_pair_routine_one_row_shape_for_a_reward_function_and_a_judge(monkeypatch):
+    rows = [{"prompt": "p1", "answer": "1", "completion": "sft text"}, {"prompt": "p2", "answer": "2"},
+            {"prompt": "p3", "answer": "3"}]
+    _fake_sample(monkeypatch, {"p1": ["bad 1", "good 1"], "p2": ["good 2", "bad 2"], "p3": ["bad 3", "bad 3b"]})
+    block = OmegaConf.create({"max_new_tokens": 4, "temperature": 1.0, "min_margin": 0.0})
+    seen = []
+
+    def gold(prompts, completions, answer=None, **columns):
+        seen.append(answer)
+        return _prefers_good(prompts, completions)
+
+    ranked = pairs_module.preference_rows(None, None, rows, gold, block, seed=0)
+    labelled = pairs_module.preference_rows(None, None, rows, RuleJudge(gold), block, seed=0)
+    assert seen[0] == ["1", "1", "2", "2", "3", "3"]  # the task columns reach the scorer, one per sample
+    for out in (ranked, labelled):  # p3's samples tie: no preference, no row
+        assert [(r["prompt"], r["chosen"], r["rejected"], r["answer"]) for r in out] == [
+            ("p1", "good 1", "bad 1", "1"), ("p2", "good 2", "bad 2", "2")]
+        assert all("completion" not in r for r in out)  # the prompt row's SFT text is not a task column
+    assert set(ranked[0]) == {"prompt", "chosen", "rejected", "answer", "score_chosen", "score_rejected", "labeller"}
+    assert set(labelled[0]) == {"prompt", "chosen", "rejected", "answer", "p_chosen", "position_consistency",
+                                "labeller"}
+    assert (ranked[0]["score_chosen"], ranked[0]["score_rejected"]) == (1.0, 0.0) and labelled[0]["p_chosen"] == 1.0
+    assert ranked[0]["labeller"] == "gold" and labelled[0]["labeller"] == "rule:gold"
+    with pytest.raises(ValueError, match="exactly 2 for a judge"):
+        pairs_module.preference_rows(None, None, rows, RuleJudge(gold), OmegaConf.merge(block, {"num_samples": 3}),
+                                     seed=0)
+
+
+def test_pair_routine_stores_the_debiased_soft_label_worked_by_hand(monkeypatch):
+    """StubScorer(skill 0.3, bias 0.15) says P("A") = 0.95 with "good" shown first and 0.35 with it second, so
+    P(good > bad) = (0.95 + 1 - 0.35) / 2 = 0.8 whichever sample came first; position consistency 1."""
+    rows = [{"prompt": "p1", "category": "benign"}, {"prompt": "p2", "category": "harmful"}]
+    _fake_sample(monkeypatch, {"p1": ["good one", "bad one"], "p2": ["bad two", "good two"]})
+    block = OmegaConf.create({"max_new_tokens": 4, "temperature": 1.0, "min_margin": 0.25})
+    out = pairs_module.preference_rows(None, None, rows, PairwiseLogProbJudge(StubScorer(skill=0.3, bias=0.15)),
+                                       block, seed=0)
+    assert [(r["chosen"], r["rejected"], r["category"]) for r in out] == [
+        ("good one", "bad one", "benign"), ("good two", "bad two", "harmful")]
+    assert [r["p_chosen"] for r in out] == [pytest.approx(0.8), pytest.approx(0.8)]
+    assert all(r["position_consistency"] == 1.0 and r["labeller"] == "pairwise_logprob" for r in out)
+    block.min_margin = 0.35  # 0.8 is within 0.35 of 0.5: the judge cannot tell these apart, dropped
+    assert pairs_module.preference_rows(None, None, rows, PairwiseLogProbJudge(StubScorer(0.3, 0.15)), block,
+                                        seed=0) == []

@@ -10,10 +10,11 @@ import torch
 from omegaconf import OmegaConf
 
 from zoo.algos.online_dpo import round_prompts, round_steps
+from zoo.data.pairs import label_pairs
 from zoo.errors import ConfigError
 from zoo.judges import RuleJudge
 from zoo.models import named_model_path
-from zoo.rlaif.judging import build_judge, label_pairs
+from zoo.rlaif.judging import build_judge
 
 
 class _KnownJudge:
@@ -127,8 +128,8 @@ def test_online_dpo_rounds_train_and_resume_after_a_crash(compose, tmp_path, mon
 
     monkeypatch.setattr(online_dpo, "_save_round", real_save)
     sampled = []
-    real_sample = online_dpo.sample_and_label
-    monkeypatch.setattr(online_dpo, "sample_and_label", lambda *a, **k: sampled.append(1) or real_sample(*a, **k))
+    real_sample = online_dpo.preference_rows
+    monkeypatch.setattr(online_dpo, "preference_rows", lambda *a, **k: sampled.append(1) or real_sample(*a, **k))
     metrics = run(compose(*overrides, "resume=true", output_dir=out))
     assert not sampled  # round 0 done, round 1's pairs pending: nothing sampled again
     assert (stage / "rounds" / "1" / "pairs.jsonl").read_text() == pairs_before and not pending.exists()

@@ -86,10 +86,12 @@ def test_behaviour_policy_errors(tmp_path):
 def test_llm_grader_gives_probabilities(tiny_dir):
     from transformers import AutoModelForCausalLM
 
+    from zoo.judges import LogProbScorer
     from zoo.models import load_tokenizer
     from zoo.rewards.rbr import LLMGrader
 
-    grader = LLMGrader(AutoModelForCausalLM.from_pretrained(tiny_dir), load_tokenizer(str(tiny_dir)), POLICY)
+    scorer = LogProbScorer(AutoModelForCausalLM.from_pretrained(tiny_dir), load_tokenizer(str(tiny_dir)))
+    grader = LLMGrader(scorer, POLICY)
     probs = grader([[{"role": "user", "content": "hi"}], "plain prompt"], ["I'm sorry, I can't.", "Sure, here."])
     assert probs.shape == (2, len(POLICY.names)) and ((probs > 0) & (probs < 1)).all()
 

@@ -47,6 +47,10 @@ STREAMS: dict[str, Stream] = {
     "run": Stream("trainer.seed", lambda s: s, "python/numpy/torch global state at the start of every stage: "
                                                "new adapter and value-head weights, TRL's batch order and sampling"),
     "pairs.samples": Stream("trainer.seed", lambda s: s, "the policy samples ranked or judged into pairs"),
+    "judge.noise": Stream("trainer.seed", lambda s: s, "a noisy judge (`judge.noise`): which pairs it labels the "
+                                                       "wrong way (hashed with the prompt and the pair)"),
+    "judge_check.samples": Stream("trainer.seed", lambda s: s, "the policy samples ranked by gold that a judge is "
+                                                               "checked on"),
     "online_dpo.round": Stream("trainer.seed", lambda s, round: s + round,
                                "online DPO: round r's policy samples"),
     "cai.responses": Stream("trainer.seed", lambda s: s, "SL-CAI: the original responses and principle draws"),

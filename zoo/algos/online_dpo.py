@@ -28,9 +28,10 @@ from zoo import dist, resume, seeds
 from zoo.algos.base import Context, training_precision
 from zoo.algos.preference import check_dpo_args, check_judge_pairs, train_dpo
 from zoo.checks import number
+from zoo.data.pairs import preference_rows
 from zoo.files import atomic_dir, write_json, write_jsonl
 from zoo.rewards import usage
-from zoo.rlaif.judging import build_judge, check_judge_check, judge_check, sample_and_label
+from zoo.rlaif.judging import build_judge, check_judge_check, judge_check, noise_metrics
 
 CONFIG_CLASS = DPOConfig
 PRODUCES = "policy"
@@ -111,7 +112,7 @@ def train(ctx: Context):
             continue
         rows = round_prompts(ctx.rows, r, per_round)
         pending = ctx.stage_dir / f"round_{r}_pairs.jsonl"  # labelled before a crash: trained on after resume
-        pairs = resume.made_once(pending, lambda share, r=r: sample_and_label(
+        pairs = resume.made_once(pending, lambda share, r=r: preference_rows(
             model, ctx.policy.tokenizer, share, judge, ctx.algo.pairs,
             seed=seeds.seed_for("online_dpo.round", ctx.cfg.trainer.seed, round=r),
             progress=f"{ctx.stage} round {r}: sampling", precision=training_precision(ctx, model)), rows)
@@ -136,7 +137,7 @@ def train(ctx: Context):
             shutil.rmtree(os.path.join(ctx.args.output_dir, f"round_{r}"), ignore_errors=True)
         infos.append(info)
         print(f"[zoo] {ctx.stage} round {r}: {info}")
-    return model, {**stage_metrics(ctx.stage, infos), **checked}
+    return model, {**stage_metrics(ctx.stage, infos), **noise_metrics(ctx.stage, ctx.algo.judge), **checked}
 
 
 def stage_metrics(stage: str, infos: list[dict]) -> dict:

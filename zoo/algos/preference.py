@@ -25,7 +25,7 @@ def check_gold_pairs(algo, path: str) -> None:
     number(block, "max_new_tokens", path, lambda v: v >= 1, "an integer >= 1", integer=True)
     number(block, "temperature", path, lambda v: v > 0, "a sampling temperature > 0 (greedy samples all tie)")
     number(block, "min_margin", path, lambda v: v >= 0, "a gold-score margin >= 0")
-    if block.get("top_p") is not None:  # optional: sample_pairs defaults them
+    if block.get("top_p") is not None:  # optional: preference_rows defaults them
         number(block, "top_p", path, lambda v: 0 < v <= 1, "a value in (0, 1]")
     if block.get("batch_size") is not None:
         number(block, "batch_size", path, lambda v: v >= 1, "an integer >= 1", integer=True)
@@ -107,7 +107,7 @@ def _cached(ctx: Context, name: str, make, empty: str) -> list[dict]:
 def preference_pairs(ctx: Context) -> list[dict]:
     """The stage's preference pairs: given by the dataset, or sampled from the policy and ranked by gold."""
     from zoo.data import has_preferences
-    from zoo.data.pairs import sample_pairs
+    from zoo.data.pairs import preference_rows
 
     if has_preferences(ctx.rows):
         return ctx.rows
@@ -117,8 +117,8 @@ def preference_pairs(ctx: Context) -> list[dict]:
 
     def make(rows):
         with training_precision(ctx):
-            return sample_pairs(ctx.policy.model, ctx.policy.tokenizer, rows, ctx.gold_fn, ctx.algo.pairs,
-                                seed=ctx.cfg.trainer.seed)
+            return preference_rows(ctx.policy.model, ctx.policy.tokenizer, rows, ctx.gold_fn, ctx.algo.pairs,
+                                   seed=seeds.seed_for("pairs.samples", ctx.cfg.trainer.seed))
 
     return _cached(ctx, "pairs.jsonl", make, f"sampling produced no preference pairs (all samples tied); raise "
                                              f"{ctx.stage}.pairs.num_samples or temperature")
@@ -126,15 +126,16 @@ def preference_pairs(ctx: Context) -> list[dict]:
 
 def labelled_pairs(ctx: Context) -> list[dict]:
     """The stage's AI-labelled pairs: two samples per prompt from the starting policy, labelled by its judge."""
-    from zoo.rlaif.judging import build_judge, sample_and_label
+    from zoo.data.pairs import preference_rows
+    from zoo.rlaif.judging import build_judge
 
     def make(rows):
         judge = build_judge(ctx.algo.judge, cfg=ctx.cfg, start_path=ctx.policy.path, tokenizer=ctx.policy.tokenizer,
                             artifacts=ctx.artifacts, frozen_start=ctx.policy.model,  # not trained yet: the start
                             path=f"{ctx.config_path}.judge")
-        return sample_and_label(ctx.policy.model, ctx.policy.tokenizer, rows, judge, ctx.algo.pairs,
-                                seed=ctx.cfg.trainer.seed, progress=f"{ctx.stage}: sampling",
-                                precision=training_precision(ctx))
+        return preference_rows(ctx.policy.model, ctx.policy.tokenizer, rows, judge, ctx.algo.pairs,
+                               seed=seeds.seed_for("pairs.samples", ctx.cfg.trainer.seed), progress=f"{ctx.stage}: sampling",
+                               precision=training_precision(ctx))
 
     return _cached(ctx, "ai_pairs.jsonl", make, "the judge labelled no pair with confidence above pairs.min_margin")
 

@@ -17,8 +17,10 @@ from zoo.data.tasks import arithmetic, countdown, safety, sentiment
 
 BUILTIN = {"sentiment", "arithmetic", "countdown", "safety"}
 DATASETS = BUILTIN | set(ADAPTERS)
-# What a row says about its completions; every other key is a task column (answer, category, ...).
-NOT_TASK_COLUMNS = ("prompt", "completion", "chosen", "rejected", "score_chosen", "score_rejected", "label")
+# What a row says about its completions (zoo.data.pairs' labels among them); every other key is a task column
+# (answer, category, ...).
+NOT_TASK_COLUMNS = ("prompt", "completion", "chosen", "rejected", "score_chosen", "score_rejected", "label",
+                    "p_chosen", "position_consistency", "labeller")
 
 
 DATA_KEYS = ("name", "path", "hub_id", "hub_config", "split", "max_rows", "seed", "gold", "independent")

@@ -60,10 +60,15 @@ def _read_jsonl(path: str) -> list[Row]:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(f"{path}: line {n}: invalid JSON ({e.msg} at column {e.colno})") from e
-        if not isinstance(obj, dict):
-            raise DataError(f"{path}: line {n}: expected a JSON object, got {_kind(obj)}")
-        rows.append((n, obj))
+        rows.append(_object(path, "line", n, obj))
     return rows
+
+
+def _object(path: str, unit: str, n: int, obj) -> Row:
+    """(n, obj) when obj is a JSON object; `unit` names what n counts (line, row) in the error otherwise."""
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: {unit} {n}: expected a JSON object, got {_kind(obj)}")
+    return n, obj
 
 
 def _read_json(path: str) -> list[Row]:
@@ -84,12 +89,7 @@ def _read_json(path: str) -> list[Row]:
         data = data[lists[0]]
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a list of row objects, got {_kind(data)}")
-    rows = []
-    for n, obj in enumerate(data, start=1):
-        if not isinstance(obj, dict):
-            raise DataError(f"{path}: row {n}: expected a JSON object, got {_kind(obj)}")
-        rows.append((n, obj))
-    return rows
+    return [_object(path, "row", n, obj) for n, obj in enumerate(data, start=1)]
 
 
 def _read_parquet(path: str) -> list[Row]:

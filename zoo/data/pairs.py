@@ -1,36 +1,94 @@
-"""Preference pairs made by sampling from the policy and ranking with a reward function.
+"""Preference rows from a policy's samples and any scorer, in one place (the one home DESIGN.md names for it).
 
-This is how the DPO paper built its sentiment pairs: several samples per prompt, the best and the worst by
-the gold scorer become chosen and rejected. Prompts whose samples tie are dropped (they carry no preference).
-The same routine labels pairs with any reward-protocol function, a judge included.
+    preference_rows(model, tokenizer, rows, scorer, pairs_cfg, seed=...)
+
+samples `pairs.num_samples` completions per prompt (2 when the block has no such key) and ranks them with
+`scorer`, which is either
+* a reward function of the shared protocol, `fn(prompts, completions, **columns) -> scores` (the task's gold,
+  a trained reward model, RBR): the best and the worst sample become chosen and rejected, as the DPO paper built
+  its sentiment pairs. Prompts whose samples tie, or differ by no more than `min_margin`, are dropped (they carry
+  no preference); the row keeps both scores, `score_chosen` and `score_rejected`;
+* or a judge, `judge(prompts, completions_a, completions_b, **columns) -> P(a is better)` (zoo.judges), on two
+  samples per prompt: chosen is the one it prefers, pairs whose P is within `min_margin` of 0.5 are dropped, and
+  the row keeps the soft label `p_chosen` and the judge's `position_consistency`.
+
+The scorer is passed in (a judge is one kind of scorer; this module imports none). Every row has one shape
+(`pair_row`): {prompt, chosen, rejected, <the prompt row's task columns>, <scores or soft label>, labeller}, where
+`labeller` names the scorer that ranked it.
 """
 
 from __future__ import annotations
 
-from zoo.data import task_columns
+from contextlib import nullcontext
+
+from zoo import seeds
+from zoo.data import NOT_TASK_COLUMNS, task_columns
 from zoo.generation import sample
 
 
-def sample_pairs(model, tokenizer, rows: list[dict], reward_fn, pairs_cfg, seed: int) -> list[dict]:
-    k = pairs_cfg.num_samples
-    if k < 2:
-        raise ValueError(f"pairs.num_samples={k}: need at least 2 samples per prompt to make a pair")
-    prompts = [r["prompt"] for r in rows]
-    samples = sample(model, tokenizer, prompts, max_new_tokens=pairs_cfg.max_new_tokens,
-                     temperature=pairs_cfg.temperature, top_p=pairs_cfg.get("top_p", 1.0), num_return_sequences=k,
-                     batch_size=pairs_cfg.get("batch_size", 16), seed=seed, progress="sampling preference pairs")
-    scores = reward_fn(samples.prompts, samples.completions, **task_columns(rows, repeat=k))
-    out = []
+def scorer_name(scorer) -> str:
+    """Who labelled a pair: a judge's `name`, a tracked reward function's registry name, else its __name__."""
+    return getattr(scorer, "name", None) or getattr(scorer, "__name__", None) or type(scorer).__name__
+
+
+def pair_row(row: dict, chosen, rejected, labeller: str, **label) -> dict:
+    """The preference row of prompt row `row`: its prompt and task columns, the pair, the label, who gave it."""
+    task = {k: v for k, v in row.items() if k not in NOT_TASK_COLUMNS}
+    return {"prompt": row["prompt"], "chosen": chosen, "rejected": rejected, **task, **label, "labeller": labeller}
+
+
+def preference_rows(model, tokenizer, rows: list[dict], scorer, pairs_cfg, *, seed: int,
+                    progress: str = "sampling preference pairs", precision=None) -> list[dict]:
+    """Sample from `model` and rank with `scorer` (see the module's docstring). `pairs_cfg`: a `pairs:` block
+    (max_new_tokens, temperature, min_margin; optional num_samples, top_p, batch_size); `precision`: a context the
+    sampling (not the scoring) runs in, e.g. the stage's autocast."""
+    k = pairs_cfg.get("num_samples", 2)
+    is_judge = hasattr(scorer, "judge")
+    if k < 2 or (is_judge and k != 2):
+        raise ValueError(f"pairs.num_samples={k}: need at least 2 samples per prompt to make a pair"
+                         + (", and exactly 2 for a judge, which compares two" if is_judge else ""))
+    with precision if precision is not None else nullcontext():
+        samples = sample(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens=pairs_cfg.max_new_tokens,
+                         temperature=pairs_cfg.temperature, top_p=pairs_cfg.get("top_p", 1.0),
+                         num_return_sequences=k, batch_size=pairs_cfg.get("batch_size", 16), seed=seed,
+                         progress=progress)
+    completions = samples.completions
+    if is_judge:
+        return label_pairs(scorer, rows, completions[0::2], completions[1::2], pairs_cfg.min_margin)
+    return rank_samples(scorer, rows, [completions[i * k:(i + 1) * k] for i in range(len(rows))],
+                        pairs_cfg.min_margin)
+
+
+def rank_samples(reward_fn, rows: list[dict], groups: list[list], min_margin: float) -> list[dict]:
+    """One row per prompt row from its `groups[i]` completions: chosen = the best by `reward_fn`, rejected = the
+    worst (a None score, "does not apply", leaves the sample out); dropped when they differ by <= min_margin."""
+    k = len(groups[0]) if groups else 0
+    flat = [c for group in groups for c in group]
+    scores = reward_fn([r["prompt"] for r in rows for _ in range(k)], flat, **task_columns(rows, repeat=k))
+    labeller, out = scorer_name(reward_fn), []
     for i, row in enumerate(rows):
-        group = [(s, c) for s, c in zip(scores[i * k:(i + 1) * k], samples.completions[i * k:(i + 1) * k])
-                 if s is not None]
-        if len(group) < 2:
+        scored = [(s, c) for s, c in zip(scores[i * k:(i + 1) * k], groups[i]) if s is not None]
+        if len(scored) < 2:
             continue
-        best, worst = max(group, key=lambda g: g[0]), min(group, key=lambda g: g[0])
-        if best[0] - worst[0] <= pairs_cfg.min_margin:
+        best, worst = max(scored, key=lambda g: g[0]), min(scored, key=lambda g: g[0])
+        if best[0] - worst[0] <= min_margin:
             continue
-        out.append({**row, "chosen": best[1], "rejected": worst[1],
-                    "score_chosen": best[0], "score_rejected": worst[0]})
+        out.append(pair_row(row, best[1], worst[1], labeller, score_chosen=best[0], score_rejected=worst[0]))
+    return out
+
+
+def label_pairs(judge, rows: list[dict], firsts: list, seconds: list, min_margin: float) -> list[dict]:
+    """One row per prompt row from two completions: chosen = the one `judge` prefers, `p_chosen` its P(chosen is
+    better). Items whose P(a > b) is within `min_margin` of 0.5 are dropped (the judge cannot tell them apart)."""
+    probs = judge.judge([r["prompt"] for r in rows], firsts, seconds, **task_columns(rows))
+    consistency, labeller = getattr(judge, "position_consistency", None), scorer_name(judge)
+    out = []
+    for row, a, b, pa in zip(rows, firsts, seconds, probs):
+        if abs(pa - 0.5) <= min_margin:
+            continue
+        chosen, rejected = (a, b) if pa > 0.5 else (b, a)
+        out.append(pair_row(row, chosen, rejected, labeller, p_chosen=max(pa, 1 - pa),
+                            position_consistency=consistency))
     return out
 
 
@@ -41,13 +99,11 @@ def unpaired_rows(pairs: list[dict], unpaired_fraction: float, seed: int) -> lis
     would collect, fewer of them and never both for one prompt. The rows come back shuffled, so TRL's KL estimate
     (each completion scored against its neighbour's prompt in a sequential batch) never pairs a completion with
     its own prompt's other side."""
-    import random
-
-    rng = random.Random(seed)
+    rng = seeds.rng("pairs.unpaired", seed)
     drop_one = set(rng.sample(range(len(pairs)), round(len(pairs) * unpaired_fraction)))
     out = []
     for i, pair in enumerate(pairs):
-        base = {k: v for k, v in pair.items() if k not in ("chosen", "rejected", "score_chosen", "score_rejected")}
+        base = {k: v for k, v in pair.items() if k not in NOT_TASK_COLUMNS or k == "prompt"}
         sides = [(pair["chosen"], True), (pair["rejected"], False)]
         if i in drop_one:
             sides = [rng.choice(sides)]

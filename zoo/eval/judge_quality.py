@@ -20,9 +20,10 @@ any of the zoo's scorers:
     PairwiseLogProbJudge hands to training (an exact 0.5 counts half). It can beat `accuracy` when the judge leans
     the right way more strongly in one order than the position bias pulls it in the other.
 * a pointwise scorer (a reward function, PointwiseScoreJudge, a reward model, or RuleJudge / RewardModelJudge,
-  which compare the scores of their `reward_fn`): prefers the higher score. It scores each completion on its
-  own, so it cannot depend on an order: position_consistency is 1.0 by construction. ties = equal scores (or a
-  None, "does not apply"), counted half in accuracy; label_accuracy = accuracy.
+  which compare the scores of their `reward_fn`; not NoisyJudge, whose flips make it a pairwise judge): prefers
+  the higher score. It scores each completion on its own, so it cannot depend on an order: position_consistency
+  is 1.0 by construction. ties = equal scores (or a None, "does not apply"), counted half in accuracy;
+  label_accuracy = accuracy.
 
 accuracy_low/high: the 95% Wilson interval of `accuracy` over n pairs (half-credits count as half a success,
 which makes it wider than needed, never narrower). `at_chance`: its lower end is <= 0.5, i.e. these pairs do not
@@ -126,6 +127,7 @@ def safety_pairs(rows: list[dict], n: int, seed: int) -> list[dict]:
     the widest-margin pair, as the gold margin elsewhere: ideal vs less_good (e.g. a curt vs a judgmental refusal)
     is a matter of tone a harm principle need not rank. Templates are easier than a policy's own samples, so a
     judge at chance here is at chance, while one that passes may still struggle on real samples."""
+    from zoo.data.pairs import pair_row
     from zoo.data.tasks import safety
 
     by_class: dict[tuple, dict] = {}
@@ -135,8 +137,7 @@ def safety_pairs(rows: list[dict], n: int, seed: int) -> list[dict]:
     for r in rows:
         ideal, bad = by_class.get((repr(r["prompt"]), "ideal")), by_class.get((repr(r["prompt"]), "unacceptable"))
         if ideal and bad:
-            out.append({"prompt": r["prompt"], "category": r["category"], "chosen": ideal["completion"],
-                        "rejected": bad["completion"]})
+            out.append(pair_row(r, ideal["completion"], bad["completion"], "safety templates"))
     return out[:n]
 
 
@@ -148,10 +149,10 @@ def sampled_gold_pairs(model, tokenizer, rows: list[dict], gold_fn, n: int, *, m
     from omegaconf import OmegaConf
 
     from zoo.data import prompt_rows
-    from zoo.data.pairs import sample_pairs
+    from zoo.data.pairs import preference_rows
     from zoo.rewards import usage
 
     spec = OmegaConf.create({"num_samples": 2, "max_new_tokens": max_new_tokens, "temperature": temperature,
                              "min_margin": min_margin})
     with usage.measuring():
-        return sample_pairs(model, tokenizer, prompt_rows(rows[:n]), gold_fn, spec, seed=seed)
+        return preference_rows(model, tokenizer, prompt_rows(rows[:n]), gold_fn, spec, seed=seed)

@@ -19,13 +19,10 @@ def check_params(params: dict, path: str) -> None:
 
 
 def make_llm_judge(principle: str = HELPFUL, model: str | None = None, cfg=None):
-    from zoo.judges import LogProbScorer, PointwiseScoreJudge
-    from zoo.models import load_reference, load_tokenizer, named_model_path, resolve_model_path
+    from zoo.judges import PointwiseScoreJudge, load_scorer
 
     if cfg is None:
         raise ValueError("llm_judge: needs the run config to find its model")
-    start = resolve_model_path(cfg.model, cfg.paths.cache_dir)
-    path = named_model_path(model, start, cfg.paths.cache_dir)
-    fn = PointwiseScoreJudge(LogProbScorer(load_reference(cfg, path), load_tokenizer(path)), principle=principle)
+    fn = PointwiseScoreJudge(load_scorer(cfg, model), principle=principle)
     fn.__name__ = "llm_judge"
     return fn

@@ -66,35 +66,26 @@ class RuleGrader:
 
 
 class LLMGrader:
-    """P(proposition) = P("yes") / (P("yes") + P("no")) as the next token after a yes/no question."""
+    """P(proposition) = P("yes") / (P("yes") + P("no")) as the next token after a yes/no question, asked of
+    `scorer` (a zoo.judges.LogProbScorer over any causal LM of the zoo). A tokenizer that splits "yes" or "no"
+    is read by their first tokens."""
 
     TEMPLATE = ("Here is a conversation.\nUser: {prompt}\nAssistant: {response}\n\n{question} "
                 "Answer with yes or no.")
 
-    def __init__(self, model, tokenizer, policy: BehaviourPolicy, batch_size: int = 16):
-        self.model, self.tokenizer, self.policy, self.batch_size = model.eval(), tokenizer, policy, batch_size
-        self.yes = tokenizer.encode("yes", add_special_tokens=False)[0]
-        self.no = tokenizer.encode("no", add_special_tokens=False)[0]
+    def __init__(self, scorer, policy: BehaviourPolicy):
+        self.scorer, self.policy = scorer, policy
+        self.answers = [scorer.tokenizer.encode(word, add_special_tokens=False)[0] for word in ("yes", "no")]
 
-    @torch.no_grad()
     def __call__(self, prompts, responses) -> torch.Tensor:
-        from zoo.generation import render_prompt
-
         questions = []
         for prompt, response in zip(prompts, responses):
             user = prompt[-1]["content"] if isinstance(prompt, list) else prompt
-            for name in self.policy.names:
-                text = self.TEMPLATE.format(prompt=user, response=as_text(response) or "",
-                                            question=self.policy.propositions[name]["question"])
-                questions.append(render_prompt(self.tokenizer, [{"role": "user", "content": text}]))
-        probs = []
-        for start in range(0, len(questions), self.batch_size):
-            enc = self.tokenizer(questions[start: start + self.batch_size], add_special_tokens=False,
-                                 padding=True, padding_side="left", return_tensors="pt")
-            logits = self.model(**enc.to(next(self.model.parameters()).device)).logits[:, -1].float()
-            pair = torch.softmax(logits[:, [self.yes, self.no]], dim=-1)
-            probs.append(pair[:, 0].cpu())
-        return torch.cat(probs).view(len(responses), len(self.policy.names))
+            questions += [self.TEMPLATE.format(prompt=user, response=as_text(response) or "",
+                                               question=self.policy.propositions[name]["question"])
+                          for name in self.policy.names]
+        probs = self.scorer.token_probs(questions, self.answers)[:, 0]
+        return probs.view(len(responses), len(self.policy.names))
 
 
 def class_probabilities(props: torch.Tensor, categories: list[str], policy: BehaviourPolicy) -> torch.Tensor:
@@ -228,10 +219,9 @@ def make_rbr(policy: str = "default", grader: str = "rule", base: str | None = N
     if grader == "rule":
         judge = RuleGrader(behaviour)
     elif grader == "llm":
-        from zoo.models import load_reference, load_tokenizer, named_model_path, resolve_model_path
+        from zoo.judges import load_scorer
 
-        path = named_model_path(grader_model, resolve_model_path(cfg.model, cfg.paths.cache_dir), cfg.paths.cache_dir)
-        judge = LLMGrader(load_reference(cfg, path), load_tokenizer(path), behaviour)
+        judge = LLMGrader(load_scorer(cfg, grader_model, batch_size=16), behaviour)
     else:
         raise ValueError(f"rbr: grader={grader!r}: expected 'rule' or 'llm'")
     # The base is any reward function of the zoo by name, parametrised ones (llm_judge) with their defaults.

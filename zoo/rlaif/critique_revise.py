@@ -3,8 +3,8 @@ all with the same model (or a helper model). Every row keeps its provenance."""
 
 from __future__ import annotations
 
-
 from zoo import seeds
+from zoo.data.pairs import pair_row
 from zoo.generation import as_text, completion_text, sample
 from zoo.rlaif.constitution import Constitution, critique_messages, revision_messages
 
@@ -39,12 +39,13 @@ def critique_and_revise(model, tokenizer, prompts: list, constitution: Constitut
 
 
 def final_rows(rows: list[dict]) -> tuple[list[dict], list[dict]]:
-    """SFT rows (prompt -> last revision) and preference rows (chosen = last revision, rejected = original)."""
+    """SFT rows (prompt -> last revision) and preference rows (chosen = last revision, rejected = original, in
+    zoo.data.pairs' row shape, labeller `cai_revision`)."""
     last = {}
     for r in rows:
         last[str(r["prompt"])] = r  # rounds are in order, so the last one wins
     finals = list(last.values())
     sft = [{"prompt": r["prompt"], "completion": r["revision"]} for r in finals]
-    prefs = [{"prompt": r["prompt"], "chosen": r["revision"], "rejected": r["original"]} for r in finals
+    prefs = [pair_row({"prompt": r["prompt"]}, r["revision"], r["original"], "cai_revision") for r in finals
              if as_text(r["revision"]).strip() and as_text(r["revision"]) != as_text(r["original"])]
     return sft, prefs

@@ -1,5 +1,7 @@
-"""AI labelling, in one place: the judge an RLAIF algorithm's `judge:` block describes, its validation, and
-preference pairs labelled by it (two samples per prompt, soft labels, position consistency).
+"""AI labelling, in one place: the judge an RLAIF algorithm's `judge:` block describes, its validation, what its
+labels say about it (label_metrics), and its check against gold before it labels anything (judge_check). The
+pairs themselves (two samples per prompt, soft labels, position consistency) are made by
+zoo.data.pairs.preference_rows, the routine every scorer shares.
 
     judge:
       kind: logprob        # logprob: pairwise P("A") vs P("B"), both orders averaged (soft labels)
@@ -10,6 +12,8 @@ preference pairs labelled by it (two samples per prompt, soft labels, position c
       constitution: default
       principle: harm      # a principle name of the constitution, or a question written out
       reward: null         # kind=reward: a reward function name (e.g. sentiment, reward_model, rbr)
+      noise: 0.0           # flip each pair's verdict with this probability (zoo.judges.NoisyJudge, seeded by
+                           # trainer.seed): over a gold rule judge, a labeller of known accuracy 1 - noise
 
 and the judge's check before it labels anything (judge_check below; zoo.eval.judge_quality for the definitions):
 
@@ -22,17 +26,14 @@ and the judge's check before it labels anything (judge_check below; zoo.eval.jud
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 from omegaconf import DictConfig, OmegaConf
 
-from zoo import dist
+from zoo import dist, seeds
 from zoo.errors import ConfigError, UserError
-from zoo.generation import sample
-from zoo.judges import LogProbScorer, PairwiseLogProbJudge, PointwiseScoreJudge, RewardModelJudge, RuleJudge
+from zoo.judges import NoisyJudge, PairwiseLogProbJudge, PointwiseScoreJudge, RewardModelJudge, RuleJudge, load_scorer
 
 KINDS = ("logprob", "pointwise", "reward")
-KEYS = ("kind", "model", "constitution", "principle", "reward")
+KEYS = ("kind", "model", "constitution", "principle", "reward", "noise")
 CHECK_DEFAULTS = {"pairs": 32, "at_chance": "warn", "min_gold_margin": 0.0, "path": None}
 AT_CHANCE = ("warn", "stop", "off")
 
@@ -51,6 +52,10 @@ def check_judge(judge: DictConfig, path: str) -> None:
     kind = judge.get("kind") or "logprob"
     if kind not in KINDS:
         raise ConfigError(f"{path}.kind={kind!r}: expected one of {list(KINDS)}")
+    if judge.get("noise") is not None:
+        from zoo.checks import number
+
+        number(judge, "noise", path, lambda v: 0 <= v <= 1, "a flip probability in [0, 1] (0: no label noise)")
     if kind == "reward":
         if judge.get("reward") not in rewards.KNOWN:
             raise ConfigError(f"{path}.reward={judge.get('reward')!r}: kind=reward needs a reward function; known: "
@@ -76,61 +81,37 @@ def principle_text(spec: DictConfig) -> str:
 def build_judge(spec: DictConfig, *, cfg, start_path: str, tokenizer, artifacts: dict, frozen_start=None, path: str):
     """The judge `spec` describes. `start_path`/`tokenizer`: the stage's starting weights, the judge LM when
     `model` is null; `frozen_start`: an already-loaded frozen copy of them to reuse (online DPO keeps one for its
-    DPO reference too); `path`: the block's config path, for errors."""
+    DPO reference too); `path`: the block's config path, for errors. With `noise` > 0, the judge's verdicts are
+    flipped with that probability (NoisyJudge, seeded by trainer.seed)."""
     check_judge(spec, path)  # also done when the run's config is validated; here for callers of the API
     kind = spec.get("kind") or "logprob"
     if kind == "reward":
         from zoo import rewards
 
         (_, _, fn), = rewards.named_functions({spec.get("reward"): 1.0}, artifacts, cfg)
-        return RuleJudge(fn)
-    from zoo.models import load_reference, load_tokenizer, named_model_path
-
-    if spec.get("model") or frozen_start is None:
-        lm_path = named_model_path(spec.get("model"), start_path, cfg.paths.cache_dir)
-        model, tokenizer = load_reference(cfg, lm_path), load_tokenizer(lm_path)
+        judge = RuleJudge(fn)
     else:
-        model = frozen_start
-    scorer = LogProbScorer(model, tokenizer)
-    if kind == "pointwise":
-        return RewardModelJudge(PointwiseScoreJudge(scorer, principle=principle_text(spec)))
-    return PairwiseLogProbJudge(scorer, principle=principle_text(spec))
+        scorer = load_scorer(cfg, spec.get("model"), start_path=start_path,
+                             start=None if frozen_start is None else (frozen_start, tokenizer))
+        judge = (RewardModelJudge(PointwiseScoreJudge(scorer, principle=principle_text(spec))) if kind == "pointwise"
+                 else PairwiseLogProbJudge(scorer, principle=principle_text(spec)))
+    noise = float(spec.get("noise") or 0.0)
+    return NoisyJudge(judge, noise, seed=seeds.seed_for("judge.noise", cfg.trainer.seed)) if noise else judge
 
 
-def label_pairs(judge, rows: list[dict], firsts: list, seconds: list, min_margin: float) -> list[dict]:
-    """Preference rows from two completions per prompt row: chosen = the one the judge prefers.
-
-    Items whose P(a > b) is within `min_margin` of 0.5 are dropped (the judge cannot tell them apart).
-    """
-    from zoo.data import task_columns
-
-    probs = judge.judge([r["prompt"] for r in rows], firsts, seconds, **task_columns(rows))
-    consistency = getattr(judge, "position_consistency", None)
-    out = []
-    for row, a, b, pa in zip(rows, firsts, seconds, probs):
-        if abs(pa - 0.5) <= min_margin:
-            continue
-        chosen, rejected = (a, b) if pa > 0.5 else (b, a)
-        out.append({"prompt": row["prompt"], "chosen": chosen, "rejected": rejected, "p_chosen": max(pa, 1 - pa),
-                    "position_consistency": consistency})
-    return out
-
-
-def sample_and_label(model, tokenizer, rows: list[dict], judge, pairs_cfg, seed: int, progress: str,
-                     precision=None) -> list[dict]:
-    """Two samples per prompt from `model`, labelled by `judge`. `precision`: a context the sampling (not the
-    judging) runs in, e.g. the stage's autocast."""
-    with precision if precision is not None else nullcontext():
-        s = sample(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens=pairs_cfg.max_new_tokens,
-                   temperature=pairs_cfg.temperature, num_return_sequences=2, seed=seed, progress=progress)
-    return label_pairs(judge, rows, s.completions[0::2], s.completions[1::2], pairs_cfg.min_margin)
-
-
-def label_metrics(stage: str, pairs: list[dict]) -> dict:
-    """What the labels say about the judge: how many pairs it labelled, its position consistency, its confidence."""
+def label_metrics(stage: str, pairs: list[dict], spec=None) -> dict:
+    """What the labels say about the judge: how many pairs it labelled, its position consistency, its confidence,
+    and the label noise the judge block `spec` added (only when it added some)."""
     consistency = pairs[0].get("position_consistency") if pairs else None
     return {f"{stage}/num_pairs": len(pairs), f"{stage}/judge_position_consistency": consistency,
-            f"{stage}/mean_label_confidence": sum(r["p_chosen"] for r in pairs) / len(pairs) if pairs else None}
+            f"{stage}/mean_label_confidence": sum(r["p_chosen"] for r in pairs) / len(pairs) if pairs else None,
+            **noise_metrics(stage, spec)}
+
+
+def noise_metrics(stage: str, spec) -> dict:
+    """{<stage>/judge_noise: the flip probability} when the judge block `spec` sets one, else {}."""
+    noise = float((spec or {}).get("noise") or 0.0)
+    return {f"{stage}/judge_noise": noise} if noise else {}
 
 
 def check_judge_check(algo, path: str) -> None:
@@ -230,8 +211,10 @@ def judge_check(ctx, judge=None) -> dict:
 
 
 def _judge_is_gold(ctx) -> bool:
+    """The judge is the task's gold reward itself, with no label noise (a noisy one is what a check measures)."""
     judge = ctx.algo.judge
-    return judge.get("kind") == "reward" and ctx.gold_fn is not None and judge.get("reward") == ctx.cfg.data.gold
+    return (judge.get("kind") == "reward" and ctx.gold_fn is not None and judge.get("reward") == ctx.cfg.data.gold
+            and not judge.get("noise"))
 
 
 def _gold_pairs(ctx, spec: dict) -> tuple[list[dict] | None, str]:
@@ -259,5 +242,6 @@ def _gold_pairs(ctx, spec: dict) -> tuple[list[dict] | None, str]:
     g = ctx.algo.pairs
     pairs = jq.sampled_gold_pairs(ctx.policy.model, ctx.policy.tokenizer, ctx.rows, ctx.gold_fn, n,
                                   max_new_tokens=g.max_new_tokens, temperature=g.temperature,
-                                  min_margin=spec["min_gold_margin"], seed=ctx.cfg.trainer.seed)
+                                  min_margin=spec["min_gold_margin"],
+                                  seed=seeds.seed_for("judge_check.samples", ctx.cfg.trainer.seed))
     return pairs, f"2 samples per prompt from the starting policy ranked by gold {ctx.cfg.data.gold}"
