@@ -55,7 +55,8 @@ def _data_shares(cfg: DictConfig, task) -> dict:
     from zoo.data import partition
 
     names = [name for name, _ in config.iter_stages(cfg)]
-    return partition(task.train, names) if len(names) > 1 else {names[0]: task.train}
+    sizes = cfg.data.get("stage_rows") or None
+    return partition(task.train, names, sizes) if len(names) > 1 or sizes else {names[0]: task.train}
 
 
 def _run_stage(cfg, name, algo, args, policy, rows, gold_fn, artifacts, named_rewards, out,
@@ -230,6 +231,9 @@ def run(cfg: DictConfig) -> dict:
             if dist.is_main():  # every rank evaluated the same prompts; one writes
                 write_jsonl(out / "samples.jsonl", records)
                 write_json(out / "metrics.json", metrics)
+                if not cfg.keep_weights:  # a finished run resumes from metrics.json, never from these
+                    for stage_model in (out / "stages").glob("*/model"):
+                        shutil.rmtree(stage_model)
                 print(format_table(columns, notes))
                 print(f"[zoo] run dir: {out}")
     finally:

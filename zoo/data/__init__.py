@@ -23,7 +23,7 @@ NOT_TASK_COLUMNS = ("prompt", "completion", "chosen", "rejected", "score_chosen"
                     "p_chosen", "position_consistency", "labeller")
 
 
-DATA_KEYS = ("name", "path", "hub_id", "hub_config", "split", "max_rows", "seed", "gold", "independent")
+DATA_KEYS = ("name", "path", "hub_id", "hub_config", "split", "max_rows", "seed", "gold", "independent", "stage_rows")
 
 
 def check_data_config(d) -> None:
@@ -43,6 +43,8 @@ def check_data_config(d) -> None:
     if d.get("max_rows") is not None:
         number(d, "max_rows", "data", lambda v: v > 0, "a positive integer or null", integer=True)
     number(d, "seed", "data", lambda v: True, "an integer", integer=True)
+    for stage in d.get("stage_rows") or {}:
+        number(d.stage_rows, stage, "data.stage_rows", lambda v: v >= 1, "a number of training rows >= 1", integer=True)
 
 
 @dataclass
@@ -94,17 +96,31 @@ def load_task(cfg) -> Task:
     return Task(name=d.name, train=train, eval=eval_rows, gold=d.get("gold"), independent=d.get("independent"))
 
 
-def partition(rows: list[dict], stages: list[str]) -> dict[str, list[dict]]:
-    """Disjoint, contiguous shares of the training rows, one per stage of a pipeline.
+def partition(rows: list[dict], stages: list[str], sizes: dict | None = None) -> dict[str, list[dict]]:
+    """Disjoint, contiguous shares of the training rows, one per stage of a pipeline, in stage order.
 
     A stage must not train on prompts an earlier stage already trained on: the DPO and InstructGPT setups keep
-    SFT, reward-model and RL prompts apart, and so do SL-CAI and RL-CAI.
+    SFT, reward-model and RL prompts apart, and so do SL-CAI and RL-CAI. `sizes` (`data.stage_rows`) fixes some
+    stages' shares; the others split the rest evenly. Fixing the first stage's share keeps it the same rows
+    whatever follows it: arms of a comparison with different pipelines (SFT -> DPO, SFT -> RM -> PPO) then start
+    from the same SFT policy.
     """
     distinct = list(dict.fromkeys(stages))
-    size = len(rows) // len(distinct)
-    if size == 0:
-        raise DataError(f"{len(rows)} training rows cannot be split across the stages {distinct}; raise data.max_rows")
-    return {stage: rows[i * size: (i + 1) * size] for i, stage in enumerate(distinct)}
+    sizes = {str(k): int(v) for k, v in (sizes or {}).items()}
+    unknown = sorted(set(sizes) - set(distinct))
+    if unknown:
+        raise DataError(f"data.stage_rows names {unknown}, not stages of this run {distinct}")
+    free = [s for s in distinct if s not in sizes]
+    rest = len(rows) - sum(sizes.values())
+    size = rest // len(free) if free else 0
+    if rest < 0 or (free and size == 0) or min(sizes.values(), default=1) < 1:
+        raise DataError(f"{len(rows)} training rows cannot be split across the stages {distinct} (data.stage_rows="
+                        f"{sizes}); raise data.max_rows")
+    out, start = {}, 0
+    for stage in distinct:
+        n = sizes.get(stage, size)
+        out[stage], start = rows[start: start + n], start + n
+    return out
 
 
 def sft_rows(rows: list[dict], source: str) -> list[dict]:
