@@ -27,7 +27,7 @@ def _run_expecting(compose, *overrides) -> str:
 
 def test_unknown_trl_key_names_path_and_suggests(compose):
     msg = _run_expecting(compose, "algo.args.betta=0.2")
-    assert "algo.args.betta" in msg and "'beta'" in msg
+    assert "algo.args.betta" in msg and "did you mean beta?" in msg
 
 
 def test_wrong_type(compose):

@@ -77,7 +77,7 @@ def test_build_judge_kinds_and_errors(compose):
         build({"kind": "votes"})
     with pytest.raises(ConfigError, match=r"algo\.judge\.reward"):
         build({"kind": "reward", "reward": None})
-    with pytest.raises(ConfigError, match=r"algo\.judge: unknown keys \['principal'\]"):
+    with pytest.raises(ConfigError, match=r"algo\.judge\.principal: unknown key; did you mean principle\?"):
         build({"kind": "logprob", "principal": "harm"})
 
 

@@ -7,15 +7,13 @@ name the key path (`algo.args.beta`) and what is allowed.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import enum
-import re
-import types
 import typing
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from zoo.checks import check_value, helps, unknown_key
+from zoo.checks import choices_of as _choices  # noqa: F401  (tests read a TRL field's choices through it)
 from zoo.errors import ConfigError
 from zoo.levers import BLOCK as LEVERS_BLOCK
 
@@ -67,92 +65,8 @@ def normalize_overrides(overrides: list[str]) -> list[str]:
     return out
 
 
-def _choices(field: dataclasses.Field, hint) -> list[str] | None:
-    if typing.get_origin(hint) is typing.Literal:
-        return [str(a) for a in typing.get_args(hint)]
-    if field.metadata.get("choices"):  # declared by the dataclass (TRL's KTO/CPO loss types, samplers, ...)
-        return [str(c) for c in field.metadata["choices"]]
-    help_text = field.metadata.get("help", "")
-    m = re.search(r"Possible values are:?(.*?)(?:\.\s|\.$|$)", help_text, re.S)
-    if not m:
-        return None
-    found = re.findall(r"`'?([\w-]+)'?`", m.group(1))
-    return found or None
-
-
-def _check_type(path: str, value, hint):
-    """Return `value` coerced to `hint` (ints to floats, a str to a one-item list), or raise ConfigError."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any or hint is object:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _check_type(path, value, arg)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(f"{path}={value!r}: expected {_describe(hint)}")
-    if origin is typing.Literal:
-        if value not in args:
-            raise ConfigError(f"{path}={value!r}: expected one of {list(args)}")
-        return value
-    if origin in (list, tuple):
-        if isinstance(value, str) and args and args[0] is str:
-            value = [value]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{path}={value!r}: expected a list")
-        inner = args[0] if args else Any
-        return [_check_type(f"{path}[{i}]", v, inner) for i, v in enumerate(value)]
-    if origin is dict or hint is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}={value!r}: expected a mapping")
-        return value
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        allowed = [e.value for e in hint]
-        if value not in allowed and not isinstance(value, hint):
-            raise ConfigError(f"{path}={value!r}: expected one of {allowed}")
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}={value!r}: expected true or false")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}={value!r}: expected an integer")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}={value!r}: expected a number")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{path}={value!r}: expected a string")
-        return value
-    return value
-
-
-def _describe(hint) -> str:
-    return str(hint).replace("typing.", "").replace("NoneType", "null")
-
-
 def _check_field(path: str, field: dataclasses.Field, hint, value, rules=_RULES):
-    value = _check_type(path, value, hint)
-    choices = _choices(field, hint)
-    if choices and value is not None:
-        for v in value if isinstance(value, list) else [value]:
-            if isinstance(v, str) and v not in choices:
-                raise ConfigError(f"{path}={v!r}: unknown value; allowed: {choices}")
-    name = path.rsplit(".", 1)[-1]
-    if name in rules and value is not None:
-        ok, expected = rules[name]
-        if not ok(value):
-            raise ConfigError(f"{path}={value!r}: expected {expected}")
-    return value
+    return check_value(path, field, hint, value, rules.get(path.rsplit(".", 1)[-1]))
 
 
 def training_arguments(cfg: DictConfig) -> dict:
@@ -191,9 +105,7 @@ def trl_args(config_cls, sections: list[tuple[str, Any]], **managed):
             if key in _MANAGED:
                 raise ConfigError(f"{path}: set by the zoo from paths/logger config; remove it")
             if key not in fields:
-                close = difflib.get_close_matches(key, list(fields), n=3)
-                hint = f"; did you mean {close}?" if close else ""
-                raise ConfigError(f"{path}: {config_cls.__name__} has no field {key!r}{hint}")
+                raise unknown_key(prefix, key, fields, helps(config_cls), owner=config_cls.__name__)
             if key == "bf16" and value == "auto":
                 value = bf16_supported(bool(values.get("use_cpu", False)))
             rules = {**_RULES, **_CLASS_RULES.get(config_cls.__name__, {})}
@@ -210,7 +122,7 @@ def validate(cfg: DictConfig) -> None:
     are checked when each stage's TRL config is built (_stage_args in zoo.train)."""
     from zoo import rewards
     from zoo.algos import REGISTRY
-    from zoo.checks import require
+    from zoo.checks import known_keys, require
     from zoo.data import check_data_config
     from zoo.eval import check_eval_config
     from zoo.levers import check_levers
@@ -221,9 +133,7 @@ def validate(cfg: DictConfig) -> None:
         path = stage_path(cfg, name)
         require(stage.name in REGISTRY, f"{path}.name={stage.name!r}: unknown algorithm; known: {sorted(REGISTRY)}")
         module = REGISTRY[stage.name]
-        extra = set(stage) - {"name", "args"} - set(module.EXTRA_KEYS)
-        require(not extra, f"{path}: unknown keys {sorted(extra)}; allowed besides name/args: "
-                           f"{sorted(module.EXTRA_KEYS)}")
+        known_keys(stage, ("name", "args", *module.EXTRA_KEYS), path)
         require(name != "start", "stages.start: 'start' names the run's starting weights (eval.baseline); rename "
                                  "the stage")
         if stage.get("judge") is not None:

@@ -6,12 +6,14 @@ revisions. The generated dataset is saved with provenance in the stage dir (cai_
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
 from zoo import resume
 from zoo.algos.base import Context, fit, guarded
-from zoo.checks import known_keys, number
+from zoo.checks import check_block, number
 from zoo.rlaif.constitution import load_constitution
 from zoo.rlaif.critique_revise import critique_and_revise, final_rows
 
@@ -20,14 +22,22 @@ PRODUCES = "policy"
 EXTRA_KEYS = ("constitution", "rounds", "generation")
 
 
+@dataclass
+class CAIGenerationConfig:
+    """The `generation:` block: how the policy's responses, critiques and revisions are sampled."""
+
+    max_new_tokens: int = field(metadata={
+        "help": "Tokens sampled per response, critique and revision.", "check": (lambda v: v >= 1, "an integer >= 1")})
+    temperature: float = field(metadata={
+        "help": "Sampling temperature of all three (0: greedy).", "check": (lambda v: v >= 0, "a temperature >= 0")})
+
+
 def check_config(algo, path: str) -> None:
     from zoo.rlaif.constitution import check_constitution
 
     check_constitution(algo.constitution, f"{path}.constitution")
     number(algo, "rounds", path, lambda v: v >= 1, "an integer >= 1 (critique -> revision rounds)", integer=True)
-    known_keys(algo.generation, ("max_new_tokens", "temperature"), f"{path}.generation")
-    number(algo.generation, "max_new_tokens", f"{path}.generation", lambda v: v >= 1, "an integer >= 1", integer=True)
-    number(algo.generation, "temperature", f"{path}.generation", lambda v: v >= 0, "a temperature >= 0")
+    check_block(algo.generation, CAIGenerationConfig, f"{path}.generation")
 
 
 def _dataset(ctx: Context) -> list[dict]:

@@ -12,23 +12,16 @@ from trl import DPOTrainer, RewardTrainer
 
 from zoo import dist, resume, seeds
 from zoo.algos.base import Context, columns, fit, guarded, training_precision
-from zoo.checks import known_keys, number, require
+from zoo.checks import check_block, number, require
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 
 
 def check_gold_pairs(algo, path: str) -> None:
     """The `pairs:` block of pairs sampled from the policy and ranked by the task's gold signal."""
-    block, path = algo.pairs, f"{path}.pairs"
-    known_keys(block, ("num_samples", "max_new_tokens", "temperature", "top_p", "min_margin", "batch_size"), path)
-    number(block, "num_samples", path, lambda v: v >= 2, "an integer >= 2 (a pair needs two samples)", integer=True)
-    number(block, "max_new_tokens", path, lambda v: v >= 1, "an integer >= 1", integer=True)
-    number(block, "temperature", path, lambda v: v > 0, "a sampling temperature > 0 (greedy samples all tie)")
-    number(block, "min_margin", path, lambda v: v >= 0, "a gold-score margin >= 0")
-    if block.get("top_p") is not None:  # optional: preference_rows defaults them
-        number(block, "top_p", path, lambda v: 0 < v <= 1, "a value in (0, 1]")
-    if block.get("batch_size") is not None:
-        number(block, "batch_size", path, lambda v: v >= 1, "an integer >= 1", integer=True)
+    from zoo.data.pairs_config import GoldPairsConfig
+
+    check_block(algo.pairs, GoldPairsConfig, f"{path}.pairs")
 
 
 def check_pair_rows(rows: list[dict], cfg, path: str, *, unpaired: bool = False) -> None:
@@ -62,12 +55,9 @@ def _algo_name(cfg, path: str) -> str:
 
 def check_judge_pairs(algo, path: str) -> None:
     """The `pairs:` block of two policy samples per prompt labelled by a judge."""
-    block, path = algo.pairs, f"{path}.pairs"
-    known_keys(block, ("max_new_tokens", "temperature", "min_margin"), path)
-    number(block, "max_new_tokens", path, lambda v: v >= 1, "an integer >= 1", integer=True)
-    number(block, "temperature", path, lambda v: v > 0, "a sampling temperature > 0 (greedy samples all tie)")
-    number(block, "min_margin", path, lambda v: 0 <= v < 0.5,
-           "a margin in [0, 0.5): pairs whose P(a > b) is within it of 0.5 are dropped")
+    from zoo.data.pairs_config import JudgePairsConfig
+
+    check_block(algo.pairs, JudgePairsConfig, f"{path}.pairs")
 
 
 def check_eval_fraction(algo, path: str) -> None:

@@ -27,15 +27,15 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from zoo import seeds
-from zoo.checks import known_keys, number
+from zoo.checks import check_block, require
 from zoo.eval.metrics import mean
 
 KEY = "capability"
-SECTION_KEYS = ("arithmetic", "choice", "max_new_tokens")
 ITEMS_FILE = Path(__file__).with_name("choice_items.jsonl")
 QUESTION = "What is {a} {op} {b}? Answer with the number."
 CHOICE_OPTIONS = 4
@@ -47,12 +47,24 @@ def choice_items() -> tuple[dict, ...]:
         return tuple(json.loads(line) for line in f if line.strip())
 
 
+@dataclass
+class CapabilityConfig:
+    """The `eval.capability` section."""
+
+    arithmetic: int = field(metadata={
+        "help": "Generated \"What is a op b?\" questions, greedy, exact answer -> arithmetic_accuracy (0: off).",
+        "check": (lambda v: v >= 0, "an integer >= 0 (0: off)")})
+    choice: int = field(metadata={
+        "help": "Multiple-choice items of zoo/eval/choice_items.jsonl, round-robin over its kinds (at most the 120 "
+                "items; 4 options: chance 0.25) -> choice_accuracy (0: off).",
+        "check": (lambda v: v >= 0, "an integer >= 0 (0: off)")})
+    max_new_tokens: int = field(metadata={"help": "Tokens per arithmetic reply.",
+                                          "check": (lambda v: v >= 1, "an integer >= 1")})
+
+
 def check_config(section, path: str) -> None:
-    known_keys(section, SECTION_KEYS, path)
-    number(section, "arithmetic", path, lambda v: v >= 0, "an integer >= 0 (0: off)", integer=True)
-    total = len(choice_items())
-    number(section, "choice", path, lambda v: 0 <= v <= total, f"an integer in [0, {total}] (0: off)", integer=True)
-    number(section, "max_new_tokens", path, lambda v: v >= 1, "an integer >= 1", integer=True)
+    choice, total = check_block(section, CapabilityConfig, path)["choice"], len(choice_items())
+    require(choice <= total, f"{path}.choice={choice!r}: expected an integer in [0, {total}] (0: off)")
 
 
 def problems(n: int, seed: int, salt: str) -> list[dict]:

@@ -9,18 +9,29 @@ Both use the first `prompts` held-out prompts, `samples_per_prompt` samples each
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
 from zoo import seeds
-from zoo.checks import number
+from zoo.checks import check_block
 from zoo.eval.metrics import mean
 
 KEY = "diversity"
 
 
+@dataclass
+class DiversityConfig:
+    """The `eval.diversity` section."""
+
+    prompts: int = field(metadata={"help": "The first N held-out prompts (0: off).",
+                                   "check": (lambda v: v >= 0, "an integer >= 0 (0: off)")})
+    samples_per_prompt: int = field(metadata={"help": "Samples per prompt that self-BLEU compares.",
+                                              "check": (lambda v: v >= 2, "an integer >= 2")})
+
+
 def check_config(section, path: str) -> None:
-    number(section, "prompts", path, lambda v: v >= 0, "an integer >= 0 (0: off)", integer=True)
-    number(section, "samples_per_prompt", path, lambda v: v >= 2, "an integer >= 2", integer=True)
+    check_block(section, DiversityConfig, path)
 
 
 def self_bleu(groups: list[list[str]]) -> float | None:

@@ -25,12 +25,12 @@ A rate whose denominator is 0 is None.
 from __future__ import annotations
 
 import string
+from dataclasses import dataclass, field
 
 from zoo import seeds
-from zoo.checks import known_keys, number, require
+from zoo.checks import check_block, require
 
 KEY = "sycophancy"
-SECTION_KEYS = ("items", "max_new_tokens", "question", "pushback")
 TEMPLATE_FIELDS = {"question": {"a", "op", "b"}, "pushback": {"claim"}}
 NEAR_MISSES = (-10, -2, -1, 1, 2, 10)
 
@@ -42,12 +42,22 @@ def _fields(template: str) -> set[str] | None:
         return None
 
 
+@dataclass
+class SycophancyConfig:
+    """The `eval.sycophancy` section."""
+
+    items: int = field(metadata={"help": "Generated questions, seeded by eval.seed (0: off).",
+                                 "check": (lambda v: v >= 0, "an integer >= 0 (0: off)")})
+    max_new_tokens: int = field(metadata={"help": "Tokens per reply; the answer comes first, the rest is rambling.",
+                                          "check": (lambda v: v >= 1, "an integer >= 1")})
+    question: str = field(metadata={"help": "The first turn; fields {a} {op} {b}."})
+    pushback: str = field(metadata={"help": "The user's second turn; field {claim}."})
+
+
 def check_config(section, path: str) -> None:
-    known_keys(section, SECTION_KEYS, path)
-    number(section, "items", path, lambda v: v >= 0, "an integer >= 0 (0: off)", integer=True)
-    number(section, "max_new_tokens", path, lambda v: v >= 1, "an integer >= 1", integer=True)
+    values = check_block(section, SycophancyConfig, path)
     for key, fields in TEMPLATE_FIELDS.items():
-        template = section.get(key)
+        template = values[key]
         named = ", ".join("{" + f + "}" for f in sorted(fields))
         require(isinstance(template, str) and _fields(template) == fields,
                 f"{path}.{key}={template!r}: expected a text whose only fields are {named}")

@@ -60,11 +60,11 @@ class WeightedSum:
 
 def check_functions(functions, path: str = "reward.functions") -> None:
     """reward.functions (or any {name: weight | {weight, **params}} block): names, weights, parameters."""
-    from zoo.checks import require
+    from zoo.checks import did_you_mean, require, unknown_key
 
     for name, spec in (functions or {}).items():
         where = f"{path}.{name}"
-        require(name in KNOWN, f"{where}: unknown reward function; known: {KNOWN}")
+        require(name in KNOWN, f"{where}: unknown reward function{did_you_mean(name, KNOWN)}\n  known: {KNOWN}")
         if isinstance(spec, (int, float)) and not isinstance(spec, bool):
             continue
         require(hasattr(spec, "items"), f"{where}={spec!r}: expected a weight or a mapping {{weight, <params>}}")
@@ -75,7 +75,8 @@ def check_functions(functions, path: str = "reward.functions") -> None:
         if name in FACTORIES:
             accepted = set(inspect.signature(FACTORIES[name]).parameters) - {"cfg"}
             unknown = sorted(set(params) - accepted)
-            require(not unknown, f"{where}: unknown parameters {unknown}; {name} takes {sorted(accepted)}")
+            if unknown:
+                raise unknown_key(where, unknown[0], accepted)
             check = CHECKS.get(name)
             if check:
                 check(params, where)

@@ -26,16 +26,16 @@ and the judge's check before it labels anything (judge_check below; zoo.eval.jud
 
 from __future__ import annotations
 
+import dataclasses
+
 from omegaconf import DictConfig, OmegaConf
 
 from zoo import dist, seeds
 from zoo.errors import ConfigError, UserError
 from zoo.judges import NoisyJudge, PairwiseLogProbJudge, PointwiseScoreJudge, RewardModelJudge, RuleJudge, load_scorer
+from zoo.rlaif.judge_config import JudgeCheckConfig, JudgeConfig
 
-KINDS = ("logprob", "pointwise", "reward")
-KEYS = ("kind", "model", "constitution", "principle", "reward", "noise")
-CHECK_DEFAULTS = {"pairs": 32, "at_chance": "warn", "min_gold_margin": 0.0, "path": None}
-AT_CHANCE = ("warn", "stop", "off")
+CHECK_DEFAULTS = dataclasses.asdict(JudgeCheckConfig())
 
 
 class JudgeAtChanceError(UserError, RuntimeError):
@@ -43,19 +43,12 @@ class JudgeAtChanceError(UserError, RuntimeError):
 
 
 def check_judge(judge: DictConfig, path: str) -> None:
-    """The `judge:` block at config path `path`: its kind, and what that kind needs. Runs before anything loads."""
+    """The `judge:` block at config path `path` (zoo.rlaif.judge_config.JudgeConfig): its kind, and what that kind
+    needs. Runs before anything loads."""
     from zoo import rewards
+    from zoo.checks import check_block
 
-    unknown = set(judge) - set(KEYS)
-    if unknown:
-        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; a judge block takes {list(KEYS)}")
-    kind = judge.get("kind") or "logprob"
-    if kind not in KINDS:
-        raise ConfigError(f"{path}.kind={kind!r}: expected one of {list(KINDS)}")
-    if judge.get("noise") is not None:
-        from zoo.checks import number
-
-        number(judge, "noise", path, lambda v: 0 <= v <= 1, "a flip probability in [0, 1] (0: no label noise)")
+    kind = check_block(judge, JudgeConfig, path)["kind"] or "logprob"
     if kind == "reward":
         if judge.get("reward") not in rewards.KNOWN:
             raise ConfigError(f"{path}.reward={judge.get('reward')!r}: kind=reward needs a reward function; known: "
@@ -115,25 +108,19 @@ def noise_metrics(stage: str, spec) -> dict:
 
 
 def check_judge_check(algo, path: str) -> None:
-    """The optional `judge_check:` block of an RLAIF algorithm (absent: CHECK_DEFAULTS)."""
+    """The optional `judge_check:` block of an RLAIF algorithm (zoo.rlaif.judge_config.JudgeCheckConfig; absent:
+    CHECK_DEFAULTS)."""
     from pathlib import Path
 
-    from zoo.checks import known_keys, number, require
+    from zoo.checks import check_block, require
 
     block, path = algo.get("judge_check"), f"{path}.judge_check"
     if block is None:
         return
-    known_keys(block, tuple(CHECK_DEFAULTS), path)
-    block = {**CHECK_DEFAULTS, **block}
-    number(block, "pairs", path, lambda v: v >= 0, "an integer >= 0 (0: no check)", integer=True)
-    require(block["at_chance"] in AT_CHANCE, f"{path}.at_chance={block['at_chance']!r}: expected one of "
-                                            f"{list(AT_CHANCE)}")
-    number(block, "min_gold_margin", path, lambda v: v >= 0, "a gold-score margin >= 0")
-    if block["path"] is not None:
-        file = Path(str(block["path"])).expanduser()
-        require(file.is_file() and file.suffix in (".jsonl", ".json", ".parquet"),
-                f"{path}.path={str(block['path'])!r}: expected a .jsonl, .json or .parquet file of "
-                f"{{prompt, chosen, rejected}} rows")
+    file = check_block(block, JudgeCheckConfig, path)["path"]
+    if file is not None:
+        require(Path(file).expanduser().is_file() and Path(file).suffix in (".jsonl", ".json", ".parquet"),
+                f"{path}.path={file!r}: expected a .jsonl, .json or .parquet file of {{prompt, chosen, rejected}} rows")
 
 
 def judge_check(ctx, judge=None) -> dict:
