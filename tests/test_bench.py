@@ -23,8 +23,10 @@ def test_paired_ratio_per_iteration_index():
 
     pad = [99.0] * WARMUP  # warm-up iterations are dropped
     zoo = [{"interval_s": pad + [2.0, 4.0]}, {"interval_s": pad + [4.0, 4.0]}]
-    trl = [{"interval_s": pad + [3.0, 2.0]}, {"interval_s": pad + [3.0, 6.0]}]
-    assert paired_ratios(zoo, trl) == pytest.approx([1.0, 1.0])  # (2+4)/2 / 3 and (4+4)/2 / 4
+    trl = [{"interval_s": pad + [1.0, 6.0]}, {"interval_s": pad + [2.0, 10.0]}]
+    # zoo over TRL, each side's repeats averaged first: (2+4)/2 / ((1+2)/2) and (4+4)/2 / ((6+10)/2). An inverted
+    # ratio gives [0.5, 2.0], a mean of per-repeat ratios [2.0, 0.53], warm-up kept [~1, ~1].
+    assert paired_ratios(zoo, trl) == pytest.approx([2.0, 0.5])
 
 
 def test_cpu_defaults_speedups_are_the_other_sides_time_over_the_zoos():

@@ -158,9 +158,31 @@ def test_bf16_autocast_trains_on_every_cpu(compose, watch_training, dense_reward
     assert stage["frozen"] and all(stage["frozen"].values())
 
 
-def test_arithmetic_accuracy_reported(compose, tmp_path):
-    metrics = run(compose("algo=dpo", "data=arithmetic", output_dir=tmp_path / "run"))
-    assert 0.0 <= metrics["eval/accuracy"] <= 1.0 and metrics["eval/gold_reward"] == metrics["eval/accuracy"]
+def test_arithmetic_accuracy_reported(compose, tmp_path, monkeypatch):
+    """Exact-answer accuracy and the arithmetic task's gold reward, on completions whose answers are known: the
+    harness's samples are replaced by "The answer is N." with the right N for the 1st and 3rd held-out prompts
+    and a wrong one for the others, so both must be 0.5 and the records' gold 1, 0, 1, 0 (the random tiny model
+    itself answers nothing right: 0 == 0 whatever accuracy computed)."""
+    from zoo.data import load_task
+    from zoo.eval import harness
+
+    overrides = ("algo=dpo", "data=arithmetic", "eval.num_prompts=4")
+    answers = {r["prompt"][-1]["content"]: int(r["answer"]) for r in load_task(compose(*overrides)).eval}
+    original = harness.sample
+
+    def known_answers(model, tokenizer, prompts, **kwargs):
+        samples = original(model, tokenizer, prompts, **kwargs)
+        given = [answers[p[-1]["content"]] + (0 if i % 2 == 0 else 1) for i, p in enumerate(prompts)]
+        samples.completions = [[{"role": "assistant", "content": f"The answer is {n}."}] for n in given]
+        return samples
+
+    monkeypatch.setattr(harness, "sample", known_answers)
+    out = tmp_path / "run"
+    metrics = run(compose(*overrides, output_dir=out))
+    for prefix in ("before", "eval"):
+        assert metrics[f"{prefix}/accuracy"] == 0.5 and metrics[f"{prefix}/gold_reward"] == 0.5, prefix
+    records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert [r["gold"] for r in records if r["policy"] == "after"] == [1.0, 0.0, 1.0, 0.0]
 
 
 def test_pipeline_sft_then_dpo(compose, watch_training, tmp_path):
@@ -189,13 +211,20 @@ def _dpo_loss_types():
 
 
 @pytest.mark.parametrize("loss_type", _dpo_loss_types())
-def test_every_dpo_loss_type_trains(compose, tmp_path, loss_type):
-    """Every loss_type TRL 1.16 lists runs through the zoo on built-in pairs and gives a finite loss."""
+def test_every_dpo_loss_type_trains(compose, watch_training, tmp_path, loss_type):
+    """Every loss_type TRL 1.16 lists runs through the zoo on built-in pairs, gives a finite loss and moves the
+    adapter: after one step every lora_B (zero at the start, so its gradient is the loss's) has moved, while the
+    base weights stayed as they were. (lora_A's gradient is zero at the first step, with lora_B still zero.)"""
     extra = {"robust": ["algo.args.label_smoothing=0.1"], "exo_pair": ["algo.args.label_smoothing=0.001"]}.get(
         loss_type, [])
     metrics = run(compose("algo=dpo", "data=arithmetic", f"algo.args.loss_type={loss_type}", "trainer.max_steps=1",
                           "eval.num_prompts=1", *extra, output_dir=tmp_path / "run"))
     assert math.isfinite(metrics["dpo/train_loss"])
+    (stage,) = watch_training
+    moved = {n: m for n, m in stage["trainable"].items() if "lora_B" in n}
+    assert moved and all(moved.values()), f"{loss_type}: {sum(not m for m in moved.values())} of {len(moved)} " \
+        f"lora_B tensors did not move"
+    assert stage["frozen"] and all(stage["frozen"].values()), f"{loss_type}: a frozen base weight changed"
 
 
 def test_multirun_writes_one_run_dir_per_job(tiny_dir, tmp_path):

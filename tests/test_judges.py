@@ -88,8 +88,17 @@ def test_logprob_scorer_on_tiny_model(tiny_dir):
     tok = load_tokenizer(str(tiny_dir))
     scorer = LogProbScorer(AutoModelForCausalLM.from_pretrained(tiny_dir), tok)
     judge = PairwiseLogProbJudge(scorer)
-    labels = judge.judge(["q1", "q2"], ["a", "b"], ["c", "d"])
-    assert all(0.0 < x < 1.0 for x in labels) and 0.0 <= judge.position_consistency <= 1.0
+    prompts, firsts, seconds = ["q1", "q2"], ["a", "b"], ["c", "d"]
+    labels = judge.judge(prompts, firsts, seconds)
+    consistency = judge.position_consistency
+    # By hand from the model's P("A") in both orders: P(a > b) = (P(A | a, b) + 1 - P(A | b, a)) / 2, and a
+    # preference counts as consistent when the two orders name the same response.
+    forward, swapped = judge.first_probs(prompts, firsts, seconds), judge.first_probs(prompts, seconds, firsts)
+    assert forward != pytest.approx([1 - x for x in swapped], abs=1e-3)  # the random model has a position bias
+    assert labels == pytest.approx([(f + 1 - s) / 2 for f, s in zip(forward, swapped)])
+    assert consistency == sum((f > 0.5) == (s < 0.5) for f, s in zip(forward, swapped)) / 2
+    # Debiased, the label of (b, a) is 1 minus that of (a, b): one order alone is not.
+    assert judge.judge(prompts, seconds, firsts) == pytest.approx([1 - x for x in labels])
 
 
 def _prefers_good(prompts, completions, **columns):

@@ -99,12 +99,12 @@ def test_model_kernels_need_their_package(compose, override, package):
 
 
 def _launch(tmp_path: Path, tiny_dir: Path, *overrides: str, how: str = "torchrun=2", name: str = "run",
-            timeout: int = 600) -> subprocess.CompletedProcess:
+            timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     args = [how, "model=tiny", f"model.name_or_path={tiny_dir}", "logger=none", "trainer.bf16=false",
             "trainer.save_steps=1000", "trainer.logging_steps=1", "eval.num_prompts=4", "eval.max_new_tokens=8",
             "data.max_rows=32", f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / name}",
             *NO_PROBES, *overrides]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run([sys.executable, "-m", "zoo.launch", *args], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -185,11 +185,12 @@ def test_dpo_on_two_processes_matches_one_process_at_the_same_global_batch(compo
     assert two["dpo/train_loss"] == pytest.approx(one["dpo/train_loss"], rel=1e-4)
 
 
-def _same_keys_as_one_process(compose, tmp_path, tiny_dir, stage: str, *overrides: str) -> dict:
+def _same_keys_as_one_process(compose, tmp_path, tiny_dir, stage: str, *overrides: str,
+                              env: dict | None = None) -> dict:
     from zoo.train import run
 
     one = run(compose(*overrides, *NO_PROBES, output_dir=tmp_path / "one"))
-    done = _launch(tmp_path, tiny_dir, *overrides, name="two")
+    done = _launch(tmp_path, tiny_dir, *overrides, name="two", env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert set(two) == set(one)
@@ -205,14 +206,52 @@ def test_grpo_on_two_processes(compose, tmp_path, tiny_dir):
                               "trainer.per_device_train_batch_size=4", "algo.args.num_generations=4")
 
 
+# Started in each worker (sitecustomize on PYTHONPATH): every rollout's whitened advantages, summed over this
+# process's real tokens, appended to <dir>/rank<r>.jsonl.
+_ADVANTAGE_HOOK = """
+import json, os
+from pathlib import Path
+
+from zoo.rl.ppo_trainer import PPOTrainer
+
+_rollout = PPOTrainer._rollout
+
+
+def _recording_rollout(self, rows, step):
+    roll = _rollout(self, rows, step)
+    a, m = roll["advantages"].double(), roll["batch"].mask.double()
+    out = Path(os.environ["ZOO_TEST_ADVANTAGES"]) / f"rank{os.environ.get('RANK', '0')}.jsonl"
+    with open(out, "a") as f:
+        f.write(json.dumps({"sum": (a * m).sum().item(), "sum_sq": (a * a * m).sum().item(),
+                            "tokens": m.sum().item()}) + "\\n")
+    return roll
+
+
+PPOTrainer._rollout = _recording_rollout
+"""
+
+
 @pytest.mark.slow
 def test_ppo_on_two_processes(compose, tmp_path, tiny_dir):
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(f"import os\nif os.environ.get('ZOO_TEST_ADVANTAGES'):\n"
+                                           f"    exec({_ADVANTAGE_HOOK!r})\n")
     two = _same_keys_as_one_process(compose, tmp_path, tiny_dir, "ppo", "algo=ppo", "trainer.max_steps=2",
-                                    "trainer.per_device_train_batch_size=4")
+                                    "trainer.per_device_train_batch_size=4",
+                                    env={"ZOO_TEST_ADVANTAGES": str(hook), "PYTHONPATH": f"{hook}{os.pathsep}{ROOT}"})
     history = [json.loads(x) for x in (tmp_path / "two" / "stages" / "ppo" / "history.jsonl").read_text().splitlines()]
     assert {"objective/kl", "val/advantages", "policy/clipfrac"} <= set(history[0])
     assert abs(history[0]["val/advantages"]) < 1e-5  # whitened over the whole 2 x 4 batch: global mean 0
     assert two["ppo/train_loss"] is not None
+    # Mean 0 and variance 1 over the whole batch hold as well when each process whitens its own half (each half
+    # then sums to 0 on its own): what tells the two apart is a half's sum, 0 only under per-process whitening.
+    ranks = [[json.loads(x) for x in (hook / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
+    for first, second in zip(*ranks):  # one line per rollout on each process
+        tokens = first["tokens"] + second["tokens"]
+        assert first["sum"] + second["sum"] == pytest.approx(0.0, abs=1e-6 * tokens)
+        assert first["sum_sq"] + second["sum_sq"] == pytest.approx(tokens, rel=1e-4)
+        assert abs(first["sum"]) > 1e-3, "each process's advantages sum to 0: whitened per process, not globally"
 
 
 @pytest.mark.slow

@@ -4,9 +4,11 @@ data the run never trained on, and the wrong way when the algorithm's loss is ne
 The end-to-end tests check that weights move and losses stay finite, which a loss with a flipped sign passes, and
 the checks that a run really improves (tests/test_slow.py) take minutes. These train the random tiny model with
 full fine-tuning and high learning rates on signals it picks up in a few steps: preference pairs told apart by
-their last words, and a dense toy reward. Every check also runs with its loss negated ([negated_loss]), which must
-move the metric the wrong way: proof that the check can fail, and that the patch still reaches the loss after a
-refactor (a patch that no longer applies fails the negated variant).
+their last words, and a dense toy reward. Every check also runs with its loss negated ([negated_loss]; for ORPO,
+CPO and SimPO only the preference term, PPO only its policy-gradient surrogate), which must move the metric the
+wrong way: proof that the check can fail, and that the patch still reaches the loss after a refactor (a patch that
+no longer applies fails the negated variant). DPO's check also reads the first step's loss, which tells its loss
+types apart.
 
 "measured" above each check: seeds 0-4 (trainer.seed and eval.seed both vary with SEED), plain / negated runs,
 on 2 CPU cores.
@@ -101,6 +103,25 @@ def _negate_compute_loss(monkeypatch, trainer_cls) -> None:
         return (-out[0], *out[1:]) if isinstance(out, tuple) else -out
 
     monkeypatch.setattr(trainer_cls, "compute_loss", negated)
+
+
+def _negate_preference_term(monkeypatch, algo: str) -> None:
+    """Only the preference term of ORPO / CPO / SimPO negated, their NLL on the chosen completion left as it is.
+
+    TRL 1.16's ORPOTrainer forms its loss as `nll - odds_ratio_loss(...)[0].mean()` and CPOTrainer as
+    `cpo_loss(...)[0].mean() + cpo_alpha * nll`; both preference terms come from those two methods. Negating the
+    whole loss would also turn the NLL into ascent on the chosen completion, which lowers the margin by itself, so
+    a sign error in the preference term alone could pass; this negates exactly that term."""
+    from zoo.algos.experimental import CPOTrainer, ORPOTrainer
+
+    cls, name = (ORPOTrainer, "odds_ratio_loss") if algo == "orpo" else (CPOTrainer, "cpo_loss")
+    original = getattr(cls, name)
+
+    def negated(self, *args, **kwargs):
+        losses, *rest = original(self, *args, **kwargs)
+        return (-losses, *rest)
+
+    monkeypatch.setattr(cls, name, negated)
 
 
 def _negate_ppo_policy_loss(monkeypatch) -> None:
@@ -221,6 +242,19 @@ def test_reward_model_ranks_held_out_pairs(compose, tiny_dir, tmp_path, monkeypa
 # ipo +10.49..+10.94 plain, -10.50..-11.45 negated. (The two stay close because Adam's first steps follow the
 # gradient's sign, which both losses share at the start; ipo's train loss is ~22 against sigmoid's ~0.5.)
 DPO_MIN_MARGIN = 5.0
+DPO_BETA = 0.1
+# So the margin alone cannot tell the loss types apart: the first step's loss does. The policy starts as its
+# reference, so every log-ratio is 0 there and the loss is the loss type's value at 0: sigmoid -log(sigmoid(0)) =
+# log 2, ipo (0 - 1 / (2 beta))^2 = 25 at beta 0.1 (negated: minus those).
+DPO_FIRST_LOSS = {"sigmoid": 0.6931471805599453, "ipo": (1 / (2 * DPO_BETA)) ** 2}
+
+
+def _first_logged_loss(stage_dir: Path) -> float:
+    """The loss logged at step 1 (logging_steps=1), computed on the starting weights."""
+    history = [json.loads(line) for line in (stage_dir / "history.jsonl").read_text().splitlines()]
+    first = next(h for h in history if "loss" in h)
+    assert first["step"] == 1, first
+    return first["loss"]
 
 
 @NEGATE
@@ -231,43 +265,46 @@ def test_dpo_raises_held_out_log_ratio_margin(compose, tiny_dir, tmp_path, monke
     if negate:
         _negate_compute_loss(monkeypatch, DPOTrainer)
     out, pairs = tmp_path / "run", _write_jsonl(tmp_path / "pairs.jsonl", preference_pairs(False, 64))
-    run(compose("algo=dpo", *_OFFLINE, f"data.path={pairs}", f"algo.args.loss_type={loss_type}", "algo.args.beta=0.1",
+    run(compose("algo=dpo", *_OFFLINE, f"data.path={pairs}", f"algo.args.loss_type={loss_type}", f"algo.args.beta={DPO_BETA}",
                 "algo.args.learning_rate=1e-3", "trainer.max_steps=4", *_seeds(), output_dir=out))
     tok, policy, held_out = _tokenizer(tiny_dir), out / "stages" / "dpo" / "model", preference_pairs(True, 32)
     margin = (_log_ratio(policy, tiny_dir, tok, held_out, "chosen")
               - _log_ratio(policy, tiny_dir, tok, held_out, "rejected")).mean().item()
     _assert_direction(margin, DPO_MIN_MARGIN, negate, f"DPO ({loss_type}): held-out chosen-minus-rejected log-ratio")
+    expected = DPO_FIRST_LOSS[loss_type] * (-1 if negate else 1)
+    assert _first_logged_loss(out / "stages" / "dpo") == pytest.approx(expected, rel=1e-3), (
+        f"DPO ({loss_type}): the first step's loss is not the {loss_type} loss at log-ratio 0: loss_type did not "
+        f"reach the trainer's loss")
 
 
 # --- KTO, ORPO, SimPO, CPO -------------------------------------------------------------------------------------
 
 # The DPO check's held-out chosen-minus-rejected log-ratio against the start (reference-free methods have no
 # reference in training; the measurement still compares with the starting weights). KTO trains on the pairs split
-# into desirable / undesirable rows. measured (seeds 0-4, lr 1e-3, 4 steps), plain / negated: kto +6.19 / -6.76 on
-# every seed (sequential sampler, no adapter, no dropout: nothing random); orpo +4.54..+4.84 / -4.91..-5.42;
-# simpo +10.29..+10.58 / -10.17..-10.80; cpo +8.20..+8.58 / -8.72..-9.54. Thresholds at about half the smallest.
-FAMILY_MIN_MARGIN = {"kto": 3.0, "orpo": 2.0, "simpo": 5.0, "cpo": 4.0}
-
-
-def _family_trainer(algo: str):
-    if algo == "kto":
-        from trl import KTOTrainer
-
-        return KTOTrainer
-    from zoo.algos.experimental import CPOTrainer, ORPOTrainer
-
-    return ORPOTrainer if algo == "orpo" else CPOTrainer
+# into desirable / undesirable rows. ORPO, CPO and SimPO have only their preference term negated
+# ([_negate_preference_term]): ORPO's and CPO's NLL on the chosen completion raises the margin by itself. ORPO runs
+# at lambda (beta) = 2, where the odds-ratio term outweighs that NLL: at the config's 0.1 the margin was +4.54 plain
+# and still +3.44 with the odds-ratio term negated (seed 0), +6.94 / -1.43 at 1.0. measured (seeds 0-4, lr 1e-3,
+# 4 steps), plain / negated: kto +6.19 / -6.76 on every seed (sequential sampler, no adapter, no dropout: nothing
+# random); orpo +8.14..+8.50 / -6.39..-6.98; simpo +10.29..+10.58 / -10.17..-10.80 (cpo_alpha=0: the preference
+# term is the whole loss); cpo +8.20..+8.58 / -6.49..-7.27. Thresholds at about half the smallest.
+FAMILY_MIN_MARGIN = {"kto": 3.0, "orpo": 4.0, "simpo": 5.0, "cpo": 4.0}
+FAMILY_ARGS = {"orpo": ("algo.args.beta=2.0",)}
 
 
 @NEGATE
 @pytest.mark.parametrize("algo", ["kto", "orpo", "simpo", "cpo"])
 def test_preference_family_raises_held_out_log_ratio_margin(compose, tiny_dir, tmp_path, monkeypatch, algo,
                                                             negate):
-    if negate:
-        _negate_compute_loss(monkeypatch, _family_trainer(algo))
+    if negate and algo == "kto":
+        from trl import KTOTrainer
+
+        _negate_compute_loss(monkeypatch, KTOTrainer)
+    elif negate:
+        _negate_preference_term(monkeypatch, algo)
     out, pairs = tmp_path / "run", _write_jsonl(tmp_path / "pairs.jsonl", preference_pairs(False, 64))
     run(compose(f"algo={algo}", *_OFFLINE, f"data.path={pairs}", "algo.args.learning_rate=1e-3",
-                "trainer.max_steps=4", *_seeds(), output_dir=out))
+                "trainer.max_steps=4", *FAMILY_ARGS.get(algo, ()), *_seeds(), output_dir=out))
     tok, policy, held_out = _tokenizer(tiny_dir), out / "stages" / algo / "model", preference_pairs(True, 32)
     margin = (_log_ratio(policy, tiny_dir, tok, held_out, "chosen")
               - _log_ratio(policy, tiny_dir, tok, held_out, "rejected")).mean().item()

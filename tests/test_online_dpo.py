@@ -189,8 +189,16 @@ def test_llm_judge_reward_scores_in_range_and_serves_as_rbr_base(compose):
 
     cfg = compose("data=safety", "reward=rbr_judge")
     (_, _, judge), = rewards.named_functions({"llm_judge": {"weight": 1.0, "principle": "Is it kind?"}}, {}, cfg)
-    scores = judge(["Say hi"] * 2, ["Hello there, friend!", ""])
-    assert len(scores) == 2 and all(1.0 <= s <= 10.0 for s in scores)
+    responses = ["Hello there, friend!", ""]
+    scores = judge(["Say hi"] * 2, responses)
+    # The expected score worked from the judge model's probabilities of the answer tokens "1".."9" (any
+    # distribution over them gives a value in [1, 9], so a range says nothing).
+    questions = [judge.template.format(prompt="Say hi", response=r, principle="Is it kind?") for r in responses]
+    assert "Is it kind?" in questions[0] and "Hello there, friend!" in questions[0]
+    probs = judge.scorer.choice_probs(questions, judge.levels)
+    assert judge.levels[:9] == [str(i) for i in range(1, 10)]
+    by_hand = [sum(int(level) * p for level, p in zip(judge.levels, row)) for row in probs.tolist()]
+    assert scores == pytest.approx(by_hand) and scores[0] != pytest.approx(scores[1])
     assert judge.principle == "Is it kind?" and judge.__name__ == "llm_judge"
     (_, _, rbr), = rewards.named_functions(cfg.reward.functions, {}, cfg)
     assert rbr.base_fn is not None and rbr.report["rbr/ranking_accuracy"] >= rbr.report["rbr/base_ranking_accuracy"]

@@ -27,8 +27,9 @@ def test_demo_raises_gold_reward(tmp_path):
     assert metrics["eval/win_rate"] > 0.5
 
 
-def test_sigkill_mid_training_then_resume(tmp_path):
-    """Kill -9 a DPO run on the tiny model after its second checkpoint; resume=true finishes it."""
+def test_sigkill_mid_training_then_resume(tmp_path, monkeypatch):
+    """Kill -9 a DPO run on the tiny model after its second checkpoint; resume=true finishes it, continuing from
+    the last checkpoint (its trainer starts at that step, not at 0) with the killed run's history kept."""
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "zoo.train", "algo=dpo", "model=tiny", "logger=none", "trainer.max_steps=600",
            "trainer.save_steps=5", "trainer.per_device_train_batch_size=2", "data.max_rows=64",
@@ -42,10 +43,35 @@ def test_sigkill_mid_training_then_resume(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert (ckpt_dir / "checkpoint-10").exists() and not (out / "metrics.json").exists()
-    subprocess.run(cmd + ["resume=true"], cwd=ROOT, check=True)
-    metrics = json.loads((out / "metrics.json").read_text())
+    last = max(int(p.name.split("-")[1]) for p in ckpt_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists())
+    history = out / "stages" / "dpo" / "history.jsonl"
+    killed = [json.loads(x) for x in history.read_text().splitlines() if x.strip()]
+    kept = [e for e in killed if e["step"] <= last]
+    assert any(e["step"] == last for e in kept)  # the history is logged at every checkpoint
+
+    # The resume runs in this process, from the killed run's own config, so the step its trainer starts at can be
+    # read: a resume that restarted from step 0 would train 600 steps again and end the same way.
+    import zoo.algos.base as base
+    from omegaconf import OmegaConf
+    from zoo.train import run
+
+    starts, original = [], base._History.on_train_begin
+
+    def spy(self, args, state, control, **kwargs):
+        starts.append(state.global_step)
+        return original(self, args, state, control, **kwargs)
+
+    monkeypatch.setattr(base._History, "on_train_begin", spy)
+    monkeypatch.chdir(ROOT)
+    cfg = OmegaConf.load(out / "config.yaml")
+    cfg.resume = True
+    metrics = run(cfg)
+    assert starts == [last], f"the resumed trainer started at step {starts}, not at checkpoint-{last}"
     assert math.isfinite(metrics["dpo/train_loss"])  # neither NaN nor missing (null)
     assert (out / "stages" / "dpo" / "model" / "config.json").exists()
+    resumed = [json.loads(x) for x in history.read_text().splitlines()]
+    assert resumed[:len(kept)] == kept  # the killed run's entries up to the checkpoint, as it wrote them
+    assert resumed[-1]["step"] == 600
 
 
 def test_ppo_toy_reward_rises_over_100_iterations(compose, dense_reward, tmp_path):
