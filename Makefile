@@ -3,7 +3,7 @@ PY      ?= .venv/bin/python
 PIP     ?= .venv/bin/pip
 STAMP   := .venv/.installed
 
-.PHONY: setup demo test test-slow bench contract clean
+.PHONY: setup demo test test-slow bench contract baselines clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,14 @@ bench: setup
 	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m bench.levers
 	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m bench.sampling
 	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m bench.demo
+
+# A paper baseline, resumable: its sweep (sweeps/<BASELINE>.yaml) into results/baselines/<BASELINE>/runs, jobs that
+# finished are skipped on a rerun; then the comparison beside it. make baselines BASELINE=dpo_frontier
+baselines: setup
+	@test -n "$(BASELINE)" -a -f sweeps/$(BASELINE).yaml || { echo "error: BASELINE=<name of a sweeps/ file>, e.g. make baselines BASELINE=dpo_frontier"; exit 2; }
+	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m zoo.train -m +sweeps=$(BASELINE) logger=none resume=true \
+		hydra.sweep.dir=results/baselines/$(BASELINE)/runs
+	$(PY) -m zoo.compare results/baselines/$(BASELINE)/runs --out results/baselines/$(BASELINE)
 
 contract: setup
 	bash ../shared/checks/contract.sh

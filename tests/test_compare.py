@@ -191,7 +191,7 @@ def test_main_writes_tables_samples_and_plots(sweep, tmp_path):
     written = compare.main([str(sweep), "--out", str(out), "--samples", "2"])
     names = {p.name for p in written}
     assert names == {"compare.csv", "verdicts.csv", "compare.md", "compare.html", "samples.md", "frontier.png",
-                     "curves.png", "proxy_vs_gold.png", "length.png"}
+                     "curves.png", "proxy_vs_gold.png", "length.png", "frontier.csv"}
     for name in {n for n in names if n.endswith(".png")}:
         assert (out / name).read_bytes()[:8] == PNG, name
 
@@ -225,7 +225,8 @@ def test_plots_without_data_are_not_written(tmp_path):
     written = {p.name for p in compare.main([str(sweep), "--out", str(tmp_path / "out")])}
     # The start and the final eval still make a frontier (two points per run); no history: no curves; no length
     # anywhere (eval/length is null): no length plot; no proxy: no proxy_vs_gold.
-    assert written == {"compare.csv", "verdicts.csv", "compare.md", "compare.html", "samples.md", "frontier.png"}
+    assert written == {"compare.csv", "verdicts.csv", "compare.md", "compare.html", "samples.md", "frontier.png",
+                       "frontier.csv"}
     assert not (tmp_path / "out" / "curves.png").exists() and not (tmp_path / "out" / "length.png").exists()
     md = (tmp_path / "out" / "compare.md").read_text()
     assert "- `curves.png`: not written: no stage history has two points of loss" in md

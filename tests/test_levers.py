@@ -180,6 +180,7 @@ def _adapted(compose, dtype=None):
     from zoo.models import load_policy, wrap_peft
 
     bundle = load_policy(compose("peft=lora"))
+    torch.manual_seed(0)  # lora_A's init: the same adapter whatever ran before
     model = wrap_peft(bundle)
     if dtype is not None:
         model.to(dtype)
@@ -279,8 +280,21 @@ def test_merged_lora_sampling_same_tokens_base_untouched(compose, dtype):
     assert set(seen) == {torch.float32 if dtype == "float32" else torch.bfloat16}
     if dtype == "float32":
         assert on == off
-    else:  # bf16 rounding of the folded weight may flip a near-tie late in a greedy sequence: the starts agree
-        assert [a[:4] for a in on] == [b[:4] for b in off]
+    else:  # bf16 rounding of the folded weight can flip a near-tie in a greedy sequence, on some CPUs and not
+        # others: compare the distributions instead, teacher-forced on the unmerged samples
+        from zoo.generation import completion_logprobs
+        from zoo.levers import _merged_lora
+
+        prompts = [tok(p, add_special_tokens=False)["input_ids"] for p in PROMPTS for _ in range(2)]
+        with amp, torch.no_grad():
+            unmerged = completion_logprobs(model, prompts, off, tok.pad_token_id)
+            with _merged_lora(model):
+                merged = completion_logprobs(model, prompts, off, tok.pad_token_id)
+            with model.disable_adapter():
+                base = completion_logprobs(model, prompts, off, tok.pad_token_id)
+        rounding = max(float((a - b).abs().max()) for a, b in zip(merged, unmerged))
+        adapter = max(float((a - b).abs().max()) for a, b in zip(base, unmerged))
+        assert rounding < 0.1 < adapter, (rounding, adapter)  # bf16 rounding, far below what the adapter changes
     for n, p in model.named_parameters():
         assert torch.equal(p, before[n]), n
     from peft.tuners.lora import Linear as LoraLinear

@@ -7,7 +7,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from zoo.compare import context, html, tables, verdicts
+from zoo.compare import context, frontier, html, tables, verdicts
 from zoo.compare.groups import SEED_KEYS, config_drift, group_runs
 from zoo.compare.plots import plot
 from zoo.compare.report import DRIFT, log_wandb, markdown, write_csv
@@ -53,6 +53,11 @@ def main(argv=None) -> list[Path]:
     plots = plot(groups, out, _split(args.metrics) or ["loss"])
     pngs = [p.path for p in plots if p.path is not None]
     report = markdown(groups, rows, found, plots)
+    front = [r for y in ("gold_reward", "independent_reward") for r in frontier.rows(groups, "kl", y)]
+    if front:  # runs that moved away from their start: reward compared at equal KL
+        frontier.write_csv(front, out / "frontier.csv")
+        report += "\n".join(frontier.markdown(front, "gold_reward") + frontier.markdown(front, "independent_reward"))
+        report += "\n"
     (out / "compare.md").write_text(report)
     (out / "compare.html").write_text(html.render(report, out, title=f"zoo.compare: {out.name}"))
     (out / "samples.md").write_text(samples_markdown(groups, args.samples))
@@ -60,5 +65,6 @@ def main(argv=None) -> list[Path]:
         log_wandb(rows, pngs, out)
     print(report)
     written = [out / n for n in ("compare.csv", "verdicts.csv", "compare.md", "compare.html", "samples.md")] + pngs
+    written += [out / "frontier.csv"] if front else []
     print(f"[compare] {len(runs)} runs, {len(groups)} groups -> " + ", ".join(str(p) for p in written))
     return written

@@ -1,0 +1,50 @@
+"""Frontiers at equal KL (zoo.compare.frontier): the best reward within a KL budget, per seed, and paired verdicts,
+on runs whose numbers are worked by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from zoo.compare import frontier
+from zoo.compare.runs import Run
+
+
+def _run(seed: int, path: list[tuple[float, float]], start_gold: float) -> Run:
+    """A run from its start (KL 0) through curve points at steps 5, 10 to a final (KL, gold)."""
+    *curve, final = path
+    return Run(dir=Path(f"/r{seed}"), config={"trainer.seed": seed, "algo.name": "x", "trainer.max_steps": 15},
+               metrics={"before/gold_reward": start_gold, "before/kl": 0.0,
+                        "eval/gold_reward": final[1], "eval/kl": final[0]},
+               curve=[{"stage": "x", "step": 5 * (i + 1), "kl": k, "gold_reward": g} for i, (k, g) in enumerate(curve)])
+
+
+def test_best_within_a_budget_by_hand():
+    points = [(0, 0.0, 0.1), (5, 0.5, 0.4), (10, 1.5, 0.3), (15, 3.0, 0.9)]
+    assert frontier.best_within(points, 0.25) == 0.1  # only the start
+    assert frontier.best_within(points, 2.0) == 0.4  # 0.3 at KL 1.5 is lower than 0.4 at 0.5
+    assert frontier.best_within(points, 4.0) == 0.9
+    assert frontier.best_within(points, -1.0) is None
+
+
+def test_paired_verdicts_and_budgets():
+    # A reaches gold 0.2 higher than B at every KL in each seed (starts shared per seed: 0.0, 0.1, -0.1).
+    a = [_run(s, [(0.5, g + 0.4), (2.0, g + 0.6), (3.0, g + 0.7)], g) for s, g in enumerate((0.0, 0.1, -0.1))]
+    b = [_run(s, [(0.5, g + 0.2), (2.0, g + 0.4), (3.0, g + 0.5)], g) for s, g in enumerate((0.0, 0.1, -0.1))]
+    b[0].metrics["eval/gold_reward"] += 0.01  # not exactly constant differences: the interval has a width
+    groups = {"A": a, "B": b}
+    assert frontier.budgets(groups) == [0.5, 1.0, 2.0, 4.0]  # powers of two over the KLs the points reached
+    found = frontier.rows(groups, grid=[0.25, 1.0, 4.0])
+    per_group = {(r["group"], r["budget"]): r for r in found if not r["other"]}
+    assert per_group[("A", 0.25)]["mean"] == pytest.approx(0.0)  # only the starts: (0 + 0.1 - 0.1) / 3
+    assert per_group[("A", 1.0)]["mean"] == pytest.approx(0.4)
+    assert per_group[("B", 4.0)]["mean"] == pytest.approx(0.5 + 0.01 / 3)
+    pairs = {r["budget"]: r for r in found if r["other"]}
+    assert pairs[0.25]["verdict"] == "not separated" and pairs[0.25]["mean"] == 0.0  # the same start in both arms
+    assert pairs[1.0]["verdict"] == "A above" and pairs[1.0]["mean"] == pytest.approx(0.2)
+    assert pairs[4.0]["verdict"] == "A above" and pairs[4.0]["mean"] == pytest.approx(0.2 - 0.01 / 3)
+    flipped = frontier.rows({"B": b, "A": a}, grid=[1.0])
+    assert [r["verdict"] for r in flipped if r["other"]] == ["A above"]  # whichever is listed first
+    text = "\n".join(frontier.markdown(found, "gold_reward"))
+    assert "| A | +0.000" in text and "KL <= 1: A above" in text
