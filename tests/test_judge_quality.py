@@ -198,26 +198,47 @@ def _answers_a_louder_for_the_longer(self, prompts, firsts, seconds, **columns):
 def test_rlaif_stage_logs_its_judge_and_warns_at_chance(compose, tmp_path, monkeypatch, capsys):
     from zoo.train import run
 
+    from zoo.generation import as_text
+
     monkeypatch.setattr(PairwiseLogProbJudge, "first_probs", _answers_a_louder_for_the_longer)
+    checked = []  # the pairs the check scores the judge on (zoo.rlaif.judging imports judge_quality when it runs)
+    monkeypatch.setattr("zoo.eval.judge_quality.judge_quality",
+                        lambda judge, pairs: checked.append(pairs) or judge_quality(judge, pairs))
     metrics = run(compose("algo=rlaif", "data=safety", "data.max_rows=8", "algo.pairs.max_new_tokens=8",
                           "algo.args.max_length=96", output_dir=tmp_path / "run"))
     assert metrics["rlaif/judge/position_consistency"] == 0.0 and metrics["rlaif/judge/accuracy"] == 0.5
     assert metrics["rlaif/judge/num_pairs"] == 8 and metrics["rlaif/judge/at_chance"] == 1.0
-    assert 0.0 <= metrics["rlaif/judge/label_accuracy"] <= 1.0
+    # Order-averaged, the stub prefers the longer response ((0.9 + 1 - 0.6) / 2 = 0.65): right where the gold
+    # choice is the longer, a tie where lengths are equal.
+    (pairs,) = checked
+    longer = [len(as_text(p["chosen"])) - len(as_text(p["rejected"])) for p in pairs]
+    expected = sum(1.0 if d > 0 else 0.5 if d == 0 else 0.0 for d in longer) / len(longer)
+    assert metrics["rlaif/judge/label_accuracy"] == pytest.approx(expected)
     assert "the judge is AT CHANCE" in capsys.readouterr().err
     assert math.isfinite(metrics["rlaif/train_loss"])  # warn: trained anyway
 
 
-def test_online_dpo_scores_a_rule_judge_on_gold_ranked_samples(compose, tmp_path, dense_reward):
+def test_online_dpo_scores_a_rule_judge_on_gold_ranked_samples(compose, tmp_path, dense_reward, monkeypatch):
     from zoo.train import run
 
+    from conftest import fraction_of_a
+
+    checked = []  # the pairs the check scores the judge on (zoo.rlaif.judging imports judge_quality when it runs)
+    monkeypatch.setattr("zoo.eval.judge_quality.judge_quality",
+                        lambda judge, pairs: checked.append(pairs) or judge_quality(judge, pairs))
     metrics = run(compose("algo=online_dpo", "data=sentiment", "algo.rounds=1", "algo.steps_per_round=1",
                           "trainer.per_device_train_batch_size=4", "algo.judge.kind=reward",
                           "algo.judge.reward=fraction_of_a", "algo.pairs.max_new_tokens=8", "algo.args.max_length=64",
                           "algo.judge_check.pairs=8", output_dir=tmp_path / "run"))
     assert 1 <= metrics["online_dpo/judge/num_pairs"] <= 8  # sampled pairs whose VADER scores tie are dropped
     assert metrics["online_dpo/judge/position_consistency"] == 1.0  # a reward function: order-free
-    assert 0.0 <= metrics["online_dpo/judge/accuracy"] <= 1.0 and math.isfinite(metrics["online_dpo/train_loss"])
+    # By hand: the rule judge is right where its score ranks the VADER-chosen completion higher, half right on ties.
+    (pairs,) = checked
+    a = fraction_of_a(None, [p["chosen"] for p in pairs])
+    b = fraction_of_a(None, [p["rejected"] for p in pairs])
+    expected = sum(1.0 if x > y else 0.5 if x == y else 0.0 for x, y in zip(a, b)) / len(pairs)
+    assert metrics["online_dpo/judge/accuracy"] == pytest.approx(expected)
+    assert math.isfinite(metrics["online_dpo/train_loss"])
     assert "online_dpo/scorers" in metrics and "sentiment" not in metrics["online_dpo/scorers"]
 
 

@@ -90,10 +90,26 @@ def test_llm_grader_gives_probabilities(tiny_dir):
     from zoo.models import load_tokenizer
     from zoo.rewards.rbr import LLMGrader
 
-    scorer = LogProbScorer(AutoModelForCausalLM.from_pretrained(tiny_dir), load_tokenizer(str(tiny_dir)))
-    grader = LLMGrader(scorer, POLICY)
+    import torch
+
+    from zoo.generation import render_prompt
+
+    model, tok = AutoModelForCausalLM.from_pretrained(tiny_dir).eval(), load_tokenizer(str(tiny_dir))
+    grader = LLMGrader(LogProbScorer(model, tok), POLICY)
     probs = grader([[{"role": "user", "content": "hi"}], "plain prompt"], ["I'm sorry, I can't.", "Sure, here."])
-    assert probs.shape == (2, len(POLICY.names)) and ((probs > 0) & (probs < 1)).all()
+    assert probs.shape == (2, len(POLICY.names))
+    # By hand for one proposition: P(yes) / (P(yes) + P(no)) from the model's next-token logits after the question.
+    name = POLICY.names[1]
+    question = LLMGrader.TEMPLATE.format(prompt="plain prompt", response="Sure, here.",
+                                         question=POLICY.propositions[name]["question"])
+    ids = tok(render_prompt(tok, [{"role": "user", "content": question}]), add_special_tokens=False,
+              return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        logits = model(ids).logits[0, -1]
+    yes, no = (tok.encode(w, add_special_tokens=False)[0] for w in ("yes", "no"))
+    expected = torch.softmax(logits[[yes, no]].float(), dim=-1)[0]
+    assert float(probs[1, 1]) == pytest.approx(float(expected), abs=1e-4)
+    assert probs[0].tolist() != probs[1].tolist()  # the answer depends on the conversation
 
 
 def test_rbr_grpo_on_safety_reports_f1(compose, tmp_path):

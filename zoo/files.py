@@ -58,6 +58,19 @@ def atomic_dir(dest: Path, *, keep_existing: bool = False):
     os.replace(tmp, dest)
 
 
+def parse_jsonl(text: str, where) -> list[tuple[int, object]]:
+    """(line number, value) of each non-blank line of JSONL `text`; a line that is not JSON raises ValueError naming
+    `where` (the file) and the line, e.g. `rows.jsonl: line 3: invalid JSON (Expecting value at column 1)`."""
+    out = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                out.append((n, json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{where}: line {n}: invalid JSON ({e.msg} at column {e.colno})") from None
+    return out
+
+
 def read_jsonl(path: Path) -> list[dict]:
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]

@@ -5,16 +5,9 @@ preference term (sigmoid, hinge, ipo, simpo, alphapo); algo=simpo is the SimPO s
 
 from __future__ import annotations
 
-from zoo.algos.base import Context
-from zoo.algos.experimental import CPOConfig, CPOTrainer, train_reference_free
-from zoo.algos.preference import check_gold_pairs, check_pair_rows, preference_pairs
+from zoo.algos.experimental import CPOConfig, CPOTrainer, reference_free
+from zoo.algos.preference import POLICY_ON_PAIRS
 
 CONFIG_CLASS = CPOConfig
-PRODUCES = "policy"
-EXTRA_KEYS = ("pairs",)
-check_rows = check_pair_rows
-check_config = check_gold_pairs
-
-
-def train(ctx: Context):
-    return train_reference_free(ctx, preference_pairs(ctx), CPOTrainer)
+PRODUCES, EXTRA_KEYS, check_rows, check_config = POLICY_ON_PAIRS
+train = reference_free(CPOTrainer)

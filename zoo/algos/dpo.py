@@ -10,14 +10,11 @@ from __future__ import annotations
 from trl import DPOConfig
 
 from zoo.algos.base import Context
-from zoo.algos.preference import check_dpo_args, check_gold_pairs, check_pair_rows, preference_pairs, train_dpo
+from zoo.algos.preference import POLICY_ON_PAIRS, check_dpo_args, preference_pairs, train_dpo
 
 CONFIG_CLASS = DPOConfig
-PRODUCES = "policy"
-EXTRA_KEYS = ("pairs",)
-check_rows = check_pair_rows
+PRODUCES, EXTRA_KEYS, check_rows, check_config = POLICY_ON_PAIRS
 check_args = check_dpo_args
-check_config = check_gold_pairs
 
 
 def train(ctx: Context):

@@ -18,6 +18,17 @@ from zoo.algos.preference import PAIR_COLUMNS
 __all__ = ["CPOConfig", "CPOTrainer", "ORPOConfig", "ORPOTrainer", "train_reference_free"]
 
 
+def reference_free(trainer_cls):
+    """The `train(ctx)` of an algorithm that runs the reference-free pairwise `trainer_cls` (ORPO, CPO/SimPO) on the
+    stage's preference pairs."""
+    from zoo.algos.preference import preference_pairs
+
+    def train(ctx: Context):
+        return train_reference_free(ctx, preference_pairs(ctx), trainer_cls)
+
+    return train
+
+
 def train_reference_free(ctx: Context, pairs: list[dict], trainer_cls) -> tuple:
     """A reference-free pairwise trainer (ORPO, CPO/SimPO) on `pairs`, the stage's policy wrapped by TRL in the
     stage's adapter. Returns (trained model, stage metrics)."""

@@ -5,16 +5,9 @@ weight of the odds-ratio term). Pairs come from the data, or are sampled and ran
 
 from __future__ import annotations
 
-from zoo.algos.base import Context
-from zoo.algos.experimental import ORPOConfig, ORPOTrainer, train_reference_free
-from zoo.algos.preference import check_gold_pairs, check_pair_rows, preference_pairs
+from zoo.algos.experimental import ORPOConfig, ORPOTrainer, reference_free
+from zoo.algos.preference import POLICY_ON_PAIRS
 
 CONFIG_CLASS = ORPOConfig
-PRODUCES = "policy"
-EXTRA_KEYS = ("pairs",)
-check_rows = check_pair_rows
-check_config = check_gold_pairs
-
-
-def train(ctx: Context):
-    return train_reference_free(ctx, preference_pairs(ctx), ORPOTrainer)
+PRODUCES, EXTRA_KEYS, check_rows, check_config = POLICY_ON_PAIRS
+train = reference_free(ORPOTrainer)

@@ -49,6 +49,12 @@ def check_pair_rows(rows: list[dict], cfg, path: str, *, unpaired: bool = False)
                     f"{sorted(have)}, no `{missing}` and no data.gold; expected " + ", or ".join(shapes))
 
 
+# The module contract (zoo.algos.base) of an algorithm that trains a policy on preference pairs, given by the data or
+# sampled from the policy and ranked by the task's gold signal (`pairs:`): PRODUCES, EXTRA_KEYS, check_rows,
+# check_config, in that order.
+POLICY_ON_PAIRS = ("policy", ("pairs",), check_pair_rows, check_gold_pairs)
+
+
 def _algo_name(cfg, path: str) -> str:
     return (cfg.algo if path == "algo" else cfg.stages[path.split(".", 1)[1]]).name
 

@@ -9,13 +9,10 @@ from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
 from zoo.algos.base import Context, fit, guarded
-from zoo.algos.preference import check_gold_pairs, check_pair_rows, preference_pairs
+from zoo.algos.preference import POLICY_ON_PAIRS, preference_pairs
 
 CONFIG_CLASS = SFTConfig
-PRODUCES = "policy"
-EXTRA_KEYS = ("pairs",)
-check_rows = check_pair_rows
-check_config = check_gold_pairs
+PRODUCES, EXTRA_KEYS, check_rows, check_config = POLICY_ON_PAIRS
 
 
 def train(ctx: Context):

@@ -6,22 +6,15 @@ nonzero `cpo_alpha` adds CPO's NLL term, the paper's CPO-SimPO variant).
 
 from __future__ import annotations
 
-from zoo.algos.base import Context
-from zoo.algos.experimental import CPOConfig, CPOTrainer, train_reference_free
-from zoo.algos.preference import check_gold_pairs, check_pair_rows, preference_pairs
+from zoo.algos.experimental import CPOConfig, CPOTrainer, reference_free
+from zoo.algos.preference import POLICY_ON_PAIRS
 from zoo.checks import require
 
 CONFIG_CLASS = CPOConfig
-PRODUCES = "policy"
-EXTRA_KEYS = ("pairs",)
-check_rows = check_pair_rows
-check_config = check_gold_pairs
+PRODUCES, EXTRA_KEYS, check_rows, check_config = POLICY_ON_PAIRS
+train = reference_free(CPOTrainer)
 
 
 def check_args(args, path: str) -> None:
     require(args.loss_type == "simpo", f"{path}.loss_type={args.loss_type!r}: algo=simpo is CPOTrainer with "
                                        f"loss_type=simpo; for the other CPO losses use algo=cpo")
-
-
-def train(ctx: Context):
-    return train_reference_free(ctx, preference_pairs(ctx), CPOTrainer)

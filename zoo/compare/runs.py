@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from zoo.files import parse_jsonl  # a leaf (standard library only): compare still imports no training code
+
 RUN_DIR = "a run dir holds config.yaml and metrics.json"
 
 
@@ -55,19 +57,14 @@ def _read_jsonl(path: Path) -> list[dict]:
     """Like zoo.files.read_jsonl, but a bad line names its file and line number instead of a bare decode error."""
     if not path.exists():
         return []
-    rows = []
-    with open(path) as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise CompareError(f"{path}: line {i} is not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise CompareError(f"{path}: line {i} is not a JSON object")
-            rows.append(row)
-    return rows
+    try:
+        parsed = parse_jsonl(path.read_text(), path)
+    except ValueError as e:
+        raise CompareError(str(e)) from None
+    bad = [n for n, row in parsed if not isinstance(row, dict)]
+    if bad:
+        raise CompareError(f"{path}: line {bad[0]} is not a JSON object")
+    return [row for _, row in parsed]
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from zoo.errors import DataError
+from zoo.files import parse_jsonl
 
 SUPPORTED_EXTENSIONS = (".jsonl", ".json", ".parquet")
 DOWNLOAD_HINT = (
@@ -52,16 +53,11 @@ def _read_text(path: str) -> str:
 
 
 def _read_jsonl(path: str) -> list[Row]:
-    rows = []
-    for n, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: line {n}: invalid JSON ({e.msg} at column {e.colno})") from e
-        rows.append(_object(path, "line", n, obj))
-    return rows
+    try:
+        parsed = parse_jsonl(_read_text(path), path)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+    return [_object(path, "line", n, obj) for n, obj in parsed]
 
 
 def _object(path: str, unit: str, n: int, obj) -> Row:

@@ -140,8 +140,6 @@ def judge_check(ctx, judge=None) -> dict:
     import json
     import sys
 
-    import torch
-
     from zoo.eval.judge_quality import at_chance, judge_quality
     from zoo.files import write_json
     from zoo.rewards import usage
@@ -161,7 +159,7 @@ def judge_check(ctx, judge=None) -> dict:
                       f"gold by construction, judge check skipped")
                 return {}
             # A diagnostic: nothing here trains, and the run's random stream (e.g. a LoRA init after it) is left as is.
-            with usage.measuring(), torch.random.fork_rng():
+            with usage.measuring(), seeds.preserved():
                 pairs, source = _gold_pairs(ctx, spec)
                 if pairs is None:
                     print(f"[zoo] {ctx.stage}: judge check skipped: {source}")
