@@ -62,6 +62,8 @@ STREAMS: dict[str, Stream] = {
                           "PPO: iteration `step`'s rollouts on process `rank`"),
     "ppo.minibatches": Stream("trainer.seed", lambda s, step: s * 100003 + step,
                               "PPO: iteration `step`'s mini-batch order"),
+    "ppo.ptx": Stream("trainer.seed", lambda s, step, update, rank: s * 100003 + step * 1009 + update * 31 + rank,
+                      "PPO-ptx: the supervised rows of each update's ptx term"),
     "eval.sampling": Stream("eval.seed", lambda s: s, "the harness's samples (the same for every column)"),
     "tiny_model": Stream("-", lambda s: s, "the tiny test model's random weights (seed 0)"),
 }

@@ -12,7 +12,8 @@ from __future__ import annotations
 from zoo import rewards
 from zoo.algos.base import Context, fit, guarded
 from zoo.algos.online import reward_reports, reward_to_optimise
-from zoo.data import prompt_rows
+from zoo.data import prompt_rows, sft_rows
+from zoo.errors import DataError
 from zoo.levers import lever
 from zoo.models import load_reference, load_reward_model, wrap_peft
 from zoo.rl.ppo_config import PPOConfig
@@ -21,6 +22,14 @@ from zoo.rl.ppo_trainer import PPOTrainer
 CONFIG_CLASS = PPOConfig
 PRODUCES = "policy"
 EXTRA_KEYS: tuple[str, ...] = ()
+
+
+def check_rows(rows: list[dict], cfg, path: str) -> None:
+    """PPO-ptx (`args.ptx_coef` > 0) trains its supervised term on the stage's own prompt/completion rows."""
+    algo = cfg.algo if path == "algo" else cfg.stages[path.split(".", 1)[1]]
+    if (algo.args.get("ptx_coef") or 0) > 0 and rows and not {"completion", "chosen"} & set(rows[0]):
+        raise DataError(f"{path}.args.ptx_coef={algo.args.ptx_coef}: the ptx term needs prompt/completion rows, but "
+                        f"the rows of data.name={cfg.data.name} have columns {sorted(rows[0])}")
 
 
 def train(ctx: Context):
@@ -33,5 +42,6 @@ def train(ctx: Context):
         model=policy, value_model=value, args=ctx.args, processing_class=ctx.policy.tokenizer,
         prompts=prompt_rows(ctx.rows), reward_fn=reward, ref_model=ref,
         completion_only_logits=lever(ctx.cfg.trainer, "completion_only_logits"),
+        ptx_rows=sft_rows(ctx.rows, f"data.name={ctx.cfg.data.name}") if ctx.args.ptx_coef > 0 else None,
     )
     return trainer.model, {**fit(trainer, ctx), **reward_reports([reward])}

@@ -9,6 +9,11 @@ from __future__ import annotations
 import torch
 
 
+def ptx_loss(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """PPO-ptx's supervised term: the mean negative log-likelihood of the real tokens of the supervised rows."""
+    return -masked_mean(logprobs, mask)
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim=None) -> torch.Tensor:
     mask = mask.to(x.dtype)
     if dim is None:

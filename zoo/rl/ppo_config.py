@@ -44,6 +44,12 @@ class PPOConfig(TrainingArguments):
     cliprange_value: float = field(default=0.2, metadata={"help": "Clip range of the value update."})
     vf_coef: float = field(default=0.1, metadata={"help": "Weight of the value loss."})
     entropy_coef: float = field(default=0.0, metadata={"help": "Weight of the entropy bonus (0 = off)."})
+    ptx_coef: float = field(default=0.0, metadata={
+        "help": "PPO-ptx (Ouyang et al. 2022): weight of a log-likelihood term on supervised rows (the stage's own "
+                "prompt/completion rows) added to every PPO mini-batch loss, which keeps the policy near the "
+                "distribution it learned in SFT (0 = plain PPO)."})
+    ptx_batch_size: int | None = field(default=None, metadata={
+        "help": "Supervised rows per PPO mini-batch for the ptx term (None = the PPO mini-batch size)."})
     num_ppo_epochs: int = field(default=4, metadata={"help": "Optimisation passes over each rollout."})
     num_mini_batches: int = field(default=1, metadata={"help": "Mini-batches per pass; one optimizer step each."})
     # Value model
@@ -57,6 +63,8 @@ class PPOConfig(TrainingArguments):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.ptx_coef < 0:
+            raise ValueError(f"ptx_coef={self.ptx_coef}: expected a weight >= 0 (0 = plain PPO)")
         if self.kl_estimator not in ("k1", "k3"):
             raise ValueError(f"kl_estimator={self.kl_estimator!r}: expected 'k1' or 'k3'")
         if self.per_device_train_batch_size % self.num_mini_batches:

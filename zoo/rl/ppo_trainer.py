@@ -109,7 +109,8 @@ class PPOTrainer(Trainer):
     reports_whole_run = True  # checkpoints carry every step's loss, so a resumed run's train_loss is the whole run's
 
     def __init__(self, model, value_model, args, processing_class, prompts: list[dict], reward_fn,
-                 ref_model=None, callbacks=None, completion_only_logits: bool = True):
+                 ref_model=None, callbacks=None, completion_only_logits: bool = True,
+                 ptx_rows: list[dict] | None = None):
         super().__init__(model=model, args=args, processing_class=processing_class, callbacks=callbacks)
         if self.is_fsdp_enabled or self.is_deepspeed_enabled:
             raise RuntimeError("algo=ppo (the zoo's own trainer) averages gradients across processes itself and does "
@@ -118,6 +119,9 @@ class PPOTrainer(Trainer):
         self.ref_model = ref_model.to(self.args.device) if ref_model is not None else None
         self.prompts, self.reward_fn = prompts, reward_fn
         self.completion_only_logits = completion_only_logits
+        if args.ptx_coef > 0 and not ptx_rows:
+            raise ValueError("ptx_coef > 0 needs supervised rows (prompt, completion) for the ptx term")
+        self.ptx = _tokenized(ptx_rows, processing_class) if args.ptx_coef > 0 else None
         if args.adaptive_kl:
             self.kl_ctl = rlm.AdaptiveKLController(args.kl_coef, args.target_kl, args.kl_horizon)
         else:
@@ -234,6 +238,10 @@ class PPOTrainer(Trainer):
                     loss = loss + pg_loss
                     if entropy is not None:
                         loss = loss - a.entropy_coef * rlm.masked_mean(entropy, mask)
+                    if self.ptx is not None:
+                        ptx = self._ptx_loss(step, len(totals.get("loss/total", [])))
+                        loss = loss + a.ptx_coef * ptx
+                        totals.setdefault("loss/ptx", []).append(float(ptx.detach()))
                 resume.stop_on_nonfinite(loss, step + 1, a.output_dir)  # the guard TRL's trainers go through
                 loss.backward()
                 params = self._trainable(self.model) + self._trainable(self.value_model)
@@ -254,6 +262,20 @@ class PPOTrainer(Trainer):
         out["loss"] = out["loss/total"]  # the key Trainer's callbacks and progress bars look for
         out["lr/policy"], out["lr/value"] = (g["lr"] for g in self.optimizer.param_groups)
         return out
+
+    def _ptx_loss(self, step: int, update: int) -> torch.Tensor:
+        """The supervised term of update `update` of iteration `step`: the NLL of `ptx_batch_size` rows drawn from
+        the stage's supervised rows by a stream of their own (a resumed run draws the same ones)."""
+        a, (prompt_ids, completion_ids) = self.args, self.ptx
+        n = a.ptx_batch_size or a.per_device_train_batch_size // a.num_mini_batches
+        draw = seeds.generator("ppo.ptx", a.seed, step=step, update=update, rank=dist.rank())
+        rows = torch.randint(len(prompt_ids), (n,), generator=draw).tolist()
+        batch = pack([prompt_ids[i] for i in rows], [completion_ids[i] for i in rows],
+                     self.processing_class.pad_token_id)
+        batch = Batch(*(t.to(a.device) for t in vars(batch).values()))
+        with self._autocast():
+            logprobs, _ = policy_forward(self.model, batch, 1.0, completion_only=self.completion_only_logits)
+        return rlm.ptx_loss(logprobs, batch.mask.float())
 
     # -- checkpoints -------------------------------------------------------------------------------
     def _trainable_state(self):
@@ -339,6 +361,16 @@ class PPOTrainer(Trainer):
                    "final_scores": self.state.log_history[-1].get("objective/scores")
                    if self.state.log_history else None}
         return TrainOutput(self.state.global_step, metrics["train_loss"], metrics)
+
+
+def _tokenized(rows: list[dict], tokenizer) -> tuple[list[list[int]], list[list[int]]]:
+    """Prompt and completion token ids of supervised rows, the completion ended with EOS (as SFT trains it)."""
+    from zoo.generation import as_text, render_prompt
+
+    prompts = [tokenizer(render_prompt(tokenizer, r["prompt"]), add_special_tokens=False)["input_ids"] for r in rows]
+    completions = [tokenizer(as_text(r["completion"]), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+                   for r in rows]
+    return prompts, completions
 
 
 class _Disabled:
