@@ -1,7 +1,7 @@
 """Algorithm registry: `algo=<name>` selects `zoo/algos/<name>.py` (see zoo.algos.base for the module contract)."""
 
 from zoo.algos import (best_of_n, cai, cpo, dpo, grpo, kto, online_dpo, orpo, ppo, preferred_ft, rlaif, rlaif_rm, rloo,
-                       rm, sft, simpo)
+                       rm, rm_ranked, sft, simpo)
 
 REGISTRY = {
     "sft": sft,
@@ -20,4 +20,5 @@ REGISTRY = {
     "online_dpo": online_dpo,
     "best_of_n": best_of_n,
     "preferred_ft": preferred_ft,
+    "rm_ranked": rm_ranked,
 }

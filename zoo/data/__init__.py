@@ -20,7 +20,7 @@ DATASETS = BUILTIN | set(ADAPTERS)
 # What a row says about its completions (zoo.data.pairs' labels among them); every other key is a task column
 # (answer, category, ...).
 NOT_TASK_COLUMNS = ("prompt", "completion", "chosen", "rejected", "score_chosen", "score_rejected", "label",
-                    "p_chosen", "position_consistency", "labeller")
+                    "p_chosen", "position_consistency", "labeller", "completions", "ranking", "scores")
 
 
 DATA_KEYS = ("name", "path", "hub_id", "hub_config", "split", "max_rows", "seed", "gold", "independent", "stage_rows")

@@ -38,10 +38,11 @@ def pair_row(row: dict, chosen, rejected, labeller: str, **label) -> dict:
 
 
 def preference_rows(model, tokenizer, rows: list[dict], scorer, pairs_cfg, *, seed: int,
-                    progress: str = "sampling preference pairs", precision=None) -> list[dict]:
+                    progress: str = "sampling preference pairs", precision=None, ranked: bool = False) -> list[dict]:
     """Sample from `model` and rank with `scorer` (see the module's docstring). `pairs_cfg`: a `pairs:` block
     (max_new_tokens, temperature, min_margin; optional num_samples, top_p, batch_size); `precision`: a context the
-    sampling (not the scoring) runs in, e.g. the stage's autocast."""
+    sampling (not the scoring) runs in, e.g. the stage's autocast. `ranked` (a reward function only): one ranked
+    row per prompt with all its samples (`ranked_row`) instead of a best-vs-worst pair."""
     k = pairs_cfg.get("num_samples", 2)
     is_judge = hasattr(scorer, "judge")
     if k < 2 or (is_judge and k != 2):
@@ -54,14 +55,26 @@ def preference_rows(model, tokenizer, rows: list[dict], scorer, pairs_cfg, *, se
                          progress=progress)
     completions = samples.completions
     if is_judge:
+        if ranked:
+            raise ValueError("ranked rows need a reward function to score every sample; a judge compares two")
         return label_pairs(scorer, rows, completions[0::2], completions[1::2], pairs_cfg.min_margin)
     return rank_samples(scorer, rows, [completions[i * k:(i + 1) * k] for i in range(len(rows))],
-                        pairs_cfg.min_margin)
+                        pairs_cfg.min_margin, ranked=ranked)
 
 
-def rank_samples(reward_fn, rows: list[dict], groups: list[list], min_margin: float) -> list[dict]:
+def ranked_row(row: dict, completions: list, scores: list[float], labeller: str) -> dict:
+    """The ranked row of prompt row `row` (InstructGPT's K-wise comparisons): {prompt, completions, ranking, scores,
+    <task columns>, labeller}, `ranking[i]` the rank of completions[i] (0 = best; equal scores share a rank)."""
+    levels = sorted(set(scores), reverse=True)
+    task = {k: v for k, v in row.items() if k not in NOT_TASK_COLUMNS}
+    return {"prompt": row["prompt"], "completions": list(completions), "ranking": [levels.index(s) for s in scores],
+            "scores": list(scores), **task, "labeller": labeller}
+
+
+def rank_samples(reward_fn, rows: list[dict], groups: list[list], min_margin: float, ranked: bool = False) -> list[dict]:
     """One row per prompt row from its `groups[i]` completions: chosen = the best by `reward_fn`, rejected = the
-    worst (a None score, "does not apply", leaves the sample out); dropped when they differ by <= min_margin."""
+    worst (a None score, "does not apply", leaves the sample out); dropped when they differ by <= min_margin.
+    `ranked`: the row ranks every scored completion instead (`ranked_row`)."""
     k = len(groups[0]) if groups else 0
     flat = [c for group in groups for c in group]
     scores = reward_fn([r["prompt"] for r in rows for _ in range(k)], flat, **task_columns(rows, repeat=k))
@@ -73,7 +86,10 @@ def rank_samples(reward_fn, rows: list[dict], groups: list[list], min_margin: fl
         best, worst = max(scored, key=lambda g: g[0]), min(scored, key=lambda g: g[0])
         if best[0] - worst[0] <= min_margin:
             continue
-        out.append(pair_row(row, best[1], worst[1], labeller, score_chosen=best[0], score_rejected=worst[0]))
+        if ranked:
+            out.append(ranked_row(row, [c for _, c in scored], [s for s, _ in scored], labeller))
+        else:
+            out.append(pair_row(row, best[1], worst[1], labeller, score_chosen=best[0], score_rejected=worst[0]))
     return out
 
 

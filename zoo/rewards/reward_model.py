@@ -7,6 +7,11 @@ import torch
 from zoo.generation import as_text, render_prompt
 
 
+def scored_text(tokenizer, prompt, completion) -> str:
+    """What a reward model reads: the prompt as the policy saw it, the completion, EOS (training and scoring alike)."""
+    return render_prompt(tokenizer, prompt) + as_text(completion) + tokenizer.eos_token
+
+
 class RewardModelReward:
     def __init__(self, path: str, cfg, batch_size: int = 16):
         from zoo.models import load_reward_model
@@ -20,7 +25,7 @@ class RewardModelReward:
     @torch.no_grad()
     def __call__(self, prompts, completions, **columns) -> list[float | None]:
         tok = self.tokenizer
-        texts = [render_prompt(tok, p) + as_text(c) + tok.eos_token for p, c in zip(prompts, completions)]
+        texts = [scored_text(tok, p, c) for p, c in zip(prompts, completions)]
         scores: list[float | None] = []
         device = next(self.model.parameters()).device
         for start in range(0, len(texts), self.batch_size):
