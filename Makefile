@@ -36,12 +36,14 @@ bench: setup
 	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m bench.demo
 
 # A paper baseline, resumable: its sweep (sweeps/<BASELINE>.yaml) into results/baselines/<BASELINE>/runs, jobs that
-# finished are skipped on a rerun; then the comparison beside it. make baselines BASELINE=dpo_frontier
+# finished are skipped on a rerun; then the comparison beside it, with the options on the sweep file's `# compare:`
+# line. make baselines BASELINE=dpo_frontier
 baselines: setup
 	@test -n "$(BASELINE)" -a -f sweeps/$(BASELINE).yaml || { echo "error: BASELINE=<name of a sweeps/ file>, e.g. make baselines BASELINE=dpo_frontier"; exit 2; }
 	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m zoo.train -m +sweeps=$(BASELINE) logger=none resume=true \
 		hydra.sweep.dir=results/baselines/$(BASELINE)/runs
-	$(PY) -m zoo.compare results/baselines/$(BASELINE)/runs --out results/baselines/$(BASELINE)
+	$(PY) -m zoo.compare results/baselines/$(BASELINE)/runs --out results/baselines/$(BASELINE) \
+		$$(sed -n 's/^# compare: //p' sweeps/$(BASELINE).yaml)
 
 contract: setup
 	bash ../shared/checks/contract.sh

@@ -48,3 +48,38 @@ def test_paired_verdicts_and_budgets():
     assert [r["verdict"] for r in flipped if r["other"]] == ["A above"]  # whichever is listed first
     text = "\n".join(frontier.markdown(found, "gold_reward"))
     assert "| A | +0.000" in text and "KL <= 1: A above" in text
+
+
+def test_overoptimisation_forms_recovered_by_hand():
+    import math
+
+    from zoo.compare import scaling
+
+    d = [0.5, 1.0, 1.5, 2.0, 2.5]
+    bon = scaling.fit([(x, x * (1.0 - 0.3 * x)) for x in d], "bon")
+    assert bon["alpha"] == pytest.approx(1.0) and bon["beta"] == pytest.approx(0.3)
+    assert bon["peak_d"] == pytest.approx(1.0 / 0.6)  # alpha / (2 beta)
+    rl = scaling.fit([(x, x * (1.0 - 0.5 * math.log(x))) for x in d], "rl")
+    assert rl["alpha"] == pytest.approx(1.0) and rl["beta"] == pytest.approx(0.5)
+    assert rl["peak_d"] == pytest.approx(math.e)  # exp(alpha / beta - 1)
+    rising = scaling.fit([(x, 0.4 * x + 0.1 * x * x) for x in d], "bon")
+    assert rising["beta"] < 0 and rising["peak_d"] is None  # gold never turned down: no peak is claimed
+    assert scaling.fit([(0.0, 0.0), (1.0, 0.5)], "bon") is None  # one point with d > 0 fixes nothing
+
+
+def test_overoptimisation_rows_per_group():
+    from zoo.compare import scaling
+
+    def run(seed, alpha):
+        path = [(0.25, None), (1.0, None), (4.0, None)]  # KL; gold = d (alpha - 0.2 d) over a start of 0.1
+        r = _run(seed, [(kl, 0.1 + math.sqrt(kl) * (alpha - 0.2 * math.sqrt(kl))) for kl, _ in path], 0.1)
+        r.config["algo.name"] = "best_of_n"
+        r.curve = [{**point, "stage": "best_of_n"} for point in r.curve]
+        return r
+
+    import math
+
+    found = scaling.rows({"bon": [run(0, 1.0), run(1, 1.2), run(2, 1.4)]})
+    alpha = next(r for r in found if r["metric"] == "gold_reward" and r["coef"] == "alpha")
+    assert alpha["n"] == 3 and alpha["mean"] == pytest.approx(1.2) and alpha["form"] == "bon"
+    assert alpha["ci95_low"] < 1.0 < 1.4 < alpha["ci95_high"]  # t-interval over 3 seeds, std 0.2

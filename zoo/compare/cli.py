@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import importlib
 import sys
 from pathlib import Path
 
-from zoo.compare import context, frontier, html, tables, verdicts
+from zoo.compare import context, frontier, html, scaling, tables, verdicts
 from zoo.compare.groups import SEED_KEYS, config_drift, group_runs
 from zoo.compare.plots import plot
 from zoo.compare.report import DRIFT, log_wandb, markdown, write_csv
 from zoo.compare.runs import CompareError, load_runs
 from zoo.compare.samples import samples_markdown
 from zoo.compare.stats import score_field, summarise
+
+
+def write_rows(found: list[dict], fields, path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(found)
 
 
 def _split(text: str | None) -> list[str]:
@@ -32,6 +40,8 @@ def main(argv=None) -> list[Path]:
     parser.add_argument("--samples", type=int, default=5, help="held-out prompts in samples.md (default: 5)")
     parser.add_argument("--seed-keys", default=",".join(SEED_KEYS), help="keys repeats vary; they never group")
     parser.add_argument("--wandb", action="store_true", help="also log the table and plots to W&B")
+    parser.add_argument("--overoptimisation", action="store_true",
+                        help="fit Gao et al.'s gold/proxy forms against sqrt(KL) (overoptimisation.png/.csv)")
     args = parser.parse_args(argv)
     try:
         runs = load_runs(args.paths)
@@ -55,9 +65,15 @@ def main(argv=None) -> list[Path]:
     report = markdown(groups, rows, found, plots)
     front = [r for y in ("gold_reward", "independent_reward") for r in frontier.rows(groups, "kl", y)]
     if front:  # runs that moved away from their start: reward compared at equal KL
-        frontier.write_csv(front, out / "frontier.csv")
+        write_rows(front, frontier.FIELDS, out / "frontier.csv")
         report += "\n".join(frontier.markdown(front, "gold_reward") + frontier.markdown(front, "independent_reward"))
         report += "\n"
+    if args.overoptimisation:
+        fits = scaling.rows(groups)
+        write_rows(fits, scaling.FIELDS, out / "overoptimisation.csv")
+        drawn = scaling.plot(groups, fits, out)
+        pngs += [drawn] if drawn else []
+        report += "\n".join(scaling.markdown(fits, groups)) + "\n"
     (out / "compare.md").write_text(report)
     (out / "compare.html").write_text(html.render(report, out, title=f"zoo.compare: {out.name}"))
     (out / "samples.md").write_text(samples_markdown(groups, args.samples))
@@ -66,5 +82,6 @@ def main(argv=None) -> list[Path]:
     print(report)
     written = [out / n for n in ("compare.csv", "verdicts.csv", "compare.md", "compare.html", "samples.md")] + pngs
     written += [out / "frontier.csv"] if front else []
+    written += [out / "overoptimisation.csv"] if args.overoptimisation else []
     print(f"[compare] {len(runs)} runs, {len(groups)} groups -> " + ", ".join(str(p) for p in written))
     return written

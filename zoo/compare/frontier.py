@@ -13,9 +13,7 @@ Plain data, no matplotlib; compare.md's "Frontier at equal KL" section and front
 
 from __future__ import annotations
 
-import csv
 import math
-from pathlib import Path
 
 from zoo.compare.runs import Run
 from zoo.compare.stats import stats
@@ -74,13 +72,6 @@ def rows(groups: dict[str, list[Run]], x: str = "kl", y: str = "gold_reward", gr
                 out.append({"metric": y, "budget": budget, "group": a, "other": b, "n": s["n"], "mean": s["mean"],
                             "ci95_low": s["ci95_low"], "ci95_high": s["ci95_high"], "verdict": verdict})
     return out
-
-
-def write_csv(found: list[dict], path: Path) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(found)
 
 
 def _fmt(v) -> str:
