@@ -1,4 +1,5 @@
-"""What every algorithm module shares: its context, the NaN guard and resumable fitting.
+"""What every algorithm module shares: its context, TRL trainers guarded by the NaN check (zoo.resume) and
+resumable fitting.
 
 An algorithm module exposes:
   CONFIG_CLASS  the TRL (or zoo) config dataclass that `algo.args.*` fills
