@@ -105,9 +105,18 @@ def test_stage_args_validated(compose):
 
 def test_normalize_overrides():
     assert normalize_overrides(["algo.args.beta=0.2", "trainer.seed=3", "stages.sft.args.x=1", "data=x",
-                                "+algo.args.y=1", "stages.sft.name=sft"]) == [
+                                "+algo.args.y=1", "stages.sft.name=sft", "algo.pairs.num_sample=4", "model.dtype=x",
+                                "algo@stages.rm=rm_ranked"]) == [
         "++algo.args.beta=0.2", "++trainer.seed=3", "++stages.sft.args.x=1", "data=x", "+algo.args.y=1",
-        "stages.sft.name=sft"]
+        "++stages.sft.name=sft", "++algo.pairs.num_sample=4", "model.dtype=x", "algo@stages.rm=rm_ranked"]
+
+
+def test_a_misspelt_block_key_on_the_command_line_gets_a_did_you_mean(compose):
+    """Reaches the zoo's check (not Hydra's "not in struct"), which names the key and the closest one."""
+    with pytest.raises(ConfigError, match=r"algo\.pairs\.num_sample: unknown key; did you mean num_samples\?"):
+        from zoo.config import validate
+
+        validate(compose("algo=dpo", "algo.pairs.num_sample=4"))
 
 
 def test_trl_config_gets_cpu_defaults(compose):

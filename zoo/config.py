@@ -48,18 +48,18 @@ _MANAGED = {"output_dir", "run_name", "report_to"}
 # trainer.zoo: the zoo's own performance levers, beside the TrainingArguments fields, not one of them.
 ZOO_LEVERS = LEVERS_BLOCK
 
-# Override keys under which any field of the TRL config may be set from the command line without `+`.
-_OPEN_PREFIXES = ("algo.args.", "trainer.", "stages.")
+# Override keys the zoo validates itself: set from the command line without `+`, present in the YAML or not, so a
+# TRL field the YAML leaves out can be set, and a misspelt key reaches the zoo's check and its did-you-mean
+# (`algo.pairs.num_sample=4` -> "did you mean num_samples?") instead of Hydra's bare "not in struct".
+_OPEN_PREFIXES = ("algo.", "trainer.", "stages.", "data.", "eval.")
 
 
 def normalize_overrides(overrides: list[str]) -> list[str]:
-    """Let `algo.args.<field>=v` set any TRL field, present in the YAML or not (Hydra would demand `++`)."""
+    """`algo.args.<field>=v` (any TRL field) and every key of the zoo's validated blocks, as Hydra's `++`."""
     out = []
     for o in overrides:
         bare = o.lstrip("+~")
-        if o == bare and "=" in o and bare.startswith(_OPEN_PREFIXES) and (
-            not bare.startswith("stages.") or ".args." in bare.split("=", 1)[0]
-        ):
+        if o == bare and "=" in o and bare.startswith(_OPEN_PREFIXES):
             o = "++" + o
         out.append(o)
     return out
