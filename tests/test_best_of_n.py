@@ -46,6 +46,7 @@ def test_best_of_n_end_to_end(compose, tmp_path, words_reward):
                           "eval.num_prompts=8", "eval.max_new_tokens=12", "eval.at_steps=[1]", output_dir=out))
     assert metrics["eval/kl"] == pytest.approx(math.log(8) - 7 / 8)
     assert metrics["before/kl"] == 0.0
+    assert 0 < metrics["run/eval_seconds"] < metrics["run/seconds"]  # the harness's share of the run's time
     assert metrics["eval/proxy_reward"] > metrics["before/proxy_reward"]  # selection under the reward moved it
     assert metrics["best_of_n/scorers"] == ["words"] and metrics["run/trained_on"] == ["proxy_reward"]
     points = [json.loads(line) for line in (out / "curve.jsonl").read_text().splitlines()]

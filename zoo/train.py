@@ -220,6 +220,7 @@ def run(cfg: DictConfig) -> dict:
             baseline_dir = policy_dirs[cfg.eval.baseline]
             baseline = policy.model if baseline_dir == policy.path else load_reference(cfg, baseline_dir)
             also = {stage: load_reference(cfg, policy_dirs[stage]) for stage in cfg.eval.get("also", None) or []}
+            t_eval = time.time()
             columns, records = evaluate_columns(_evaluated(cfg, policy, named, gold_fn), baseline, policy.tokenizer, task.eval, cfg.eval,
                                                 gold_fn=gold_fn, proxy_fn=rewards.WeightedSum(named) if named else None,
                                                 independent_fn=independent_fn, also=also)
@@ -227,6 +228,7 @@ def run(cfg: DictConfig) -> dict:
                 metrics.update(column)
             metrics["run/trained_on"], notes = _trained_on(cfg, task, named, metrics)
             metrics.update(_run_cost(cfg, metrics))
+            metrics["run/eval_seconds"] = time.time() - t_eval  # the harness's columns, probes included
             metrics["run/seconds"] = time.time() - t0
             if dist.is_main():  # every rank evaluated the same prompts; one writes
                 write_jsonl(out / "samples.jsonl", records)

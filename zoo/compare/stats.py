@@ -44,7 +44,8 @@ def stats(values: list[float], limits: tuple[float, float] | None = None) -> dic
 
 def _is_metric(key: str) -> bool:
     head, _, tail = key.partition("/")
-    return (head in ("eval", "before") or key in ("run/seconds", "run/peak_rss_mb") or key.startswith("run/cost/")
+    return (head in ("eval", "before") or key in ("run/seconds", "run/eval_seconds", "run/peak_rss_mb")
+            or key.startswith("run/cost/")
             or tail in ("train_loss", "accuracy"))
 
 
