@@ -5,7 +5,9 @@ the pairs a reward model holds out. `trainer.seed` fixes what training draws: ne
 batch order, and every sample a stage takes from a policy. `STREAMS` below is the table (docs/configs.md#seeds
 renders it): each stream's name, the config seed it derives from, how, and what it fixes. Code asks for a stream
 by name (`seed_for`, `rng`, `generator`) instead of adding offsets of its own; the formulas keep the values the
-streams had before they were named here, so runs committed earlier replay.
+streams had before they were named here (the rows and eval prompts of earlier runs are the same). Sampling no longer
+leaves the global generator reseeded, though, so what a stage draws after sampling (a LoRA init after the pairs)
+differs from runs committed before that change: those replay from their commit, not from this one.
 
 Streams that draw from a generator they own (`rng`, `generator`) leave the global state alone. Hugging Face
 `generate` and TRL's trainers draw from torch's global generator; `drawing(seed)` seeds it for one block and puts
