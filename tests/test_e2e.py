@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -107,6 +108,12 @@ def _check_run_dir(out, metrics):
             assert source[key] == (None if value is None else pytest.approx(value)), key
     env = json.loads((out / "env.json").read_text())
     assert env["seed"] == 0 and "torch" in env["versions"]
+    root = Path(__file__).resolve().parents[1]
+    if (root / ".git").exists():  # the code the run replays from
+        import subprocess
+
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+        assert env["code"]["commit"] == head.strip() and isinstance(env["code"]["dirty"], bool)
 
 
 @pytest.mark.parametrize("algo,peft", [(a, p) for a in ("sft", "rm", "dpo") for p in ("none", "lora", "qlora")]

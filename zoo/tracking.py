@@ -32,7 +32,25 @@ def environment(cfg: DictConfig) -> dict:
         "data_seed": cfg.data.seed,
         "versions": {m.__name__: m.__version__ for m in (torch, transformers, trl, peft, datasets, accelerate)},
         "argv": sys.argv,
+        "code": code_version(),
     }
+
+
+def code_version() -> dict | None:
+    """The zoo's git commit and whether the checkout had uncommitted changes (None outside a git checkout): the code
+    a run dir replays from."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        status = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if commit.returncode != 0:
+        return None
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
 def report_to(cfg: DictConfig) -> list[str]:
