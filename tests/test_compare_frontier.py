@@ -83,3 +83,15 @@ def test_overoptimisation_rows_per_group():
     alpha = next(r for r in found if r["metric"] == "gold_reward" and r["coef"] == "alpha")
     assert alpha["n"] == 3 and alpha["mean"] == pytest.approx(1.2) and alpha["form"] == "bon"
     assert alpha["ci95_low"] < 1.0 < 1.4 < alpha["ci95_high"]  # t-interval over 3 seeds, std 0.2
+
+
+def test_a_best_of_n_path_ends_after_its_largest_n():
+    """best-of-n numbers its curve points by n (1..64), beyond trainer.max_steps: the final point comes last, so a
+    path drawn in step order does not double back."""
+    from zoo.compare.trajectories import trajectory
+
+    run = _run(0, [(0.19, 0.2), (0.64, 0.3), (1.2, 0.35)], 0.1)
+    run.config["algo.name"] = "best_of_n"
+    run.curve = [{**p, "stage": "best_of_n", "step": n} for p, n in zip(run.curve, (16, 64))]
+    steps = [p["step"] for p in trajectory(run)]
+    assert steps == sorted(steps) and steps[-1] == 64

@@ -53,16 +53,15 @@ def stages_after_baseline(run: Run) -> list[str]:
 
 
 def _stage_steps(run: Run, stage: str, curve_rows: list[dict]) -> float:
-    """A stage's length in optimizer steps: its history's last (cumulative) step, else trainer.max_steps, else
-    its last curve point."""
+    """A stage's length in optimizer steps: its history's last (cumulative) step, else trainer.max_steps, and never
+    before its last curve point (a stage that trains nothing, best-of-n, numbers its points by n)."""
+    last_point = max((number(r.get("step")) or 0.0 for r in curve_rows), default=0.0)
     logged = [number(r.get("step")) for r in cumulative_steps(run.history.get(stage, []))]
     logged = [s for s in logged if s is not None]
     if logged:
-        return max(logged)
+        return max(max(logged), last_point)
     max_steps = number(run.config.get("trainer.max_steps"))
-    if max_steps and max_steps > 0:
-        return max_steps
-    return max((number(r.get("step")) or 0.0 for r in curve_rows), default=0.0)
+    return max(max_steps if max_steps and max_steps > 0 else 0.0, last_point)
 
 
 def trajectory(run: Run) -> list[dict]:
