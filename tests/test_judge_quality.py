@@ -145,12 +145,15 @@ def test_judge_check_on_a_file_of_pairs_is_cached(tmp_path):
 
 
 def test_judge_check_skips_without_gold_and_for_the_gold_judge(tmp_path, capsys):
+    """No gold: nothing to check against. The gold judge itself: not measured, but on the accuracy axis a sweep over
+    judges plots (1.0, flagged by_construction)."""
     from zoo.rlaif.judging import judge_check
 
     no_gold = _ctx(tmp_path, {}, data="hh_rlhf", gold=None, rows=[{"prompt": "p"}])
     assert judge_check(no_gold, AlwaysA()) == {}
     assert "no gold signal" in capsys.readouterr().out
-    assert judge_check(_ctx(tmp_path, {}, kind="reward", reward="sentiment"), AlwaysA()) == {}
+    gold = judge_check(_ctx(tmp_path, {}, kind="reward", reward="sentiment"), AlwaysA())
+    assert gold["rlaif/judge/by_construction"] == 1.0 and gold["rlaif/judge/num_pairs"] == 0  # not measured
     assert "by construction" in capsys.readouterr().out
     assert judge_check(_ctx(tmp_path, {"pairs": 0}), AlwaysA()) == {}
     assert not (tmp_path / "judge_check.json").exists()
@@ -270,3 +273,4 @@ def test_rlaif_with_a_noisy_gold_judge_records_its_labeller_and_noise(compose, t
     pairs = read_jsonl(out / "stages" / "rlaif" / "ai_pairs.jsonl")
     assert pairs and all(p["labeller"] == "rule:sentiment flipped w.p. 0.2" for p in pairs)
     assert all(p["p_chosen"] == 1.0 for p in pairs)  # hard labels: a flipped one swaps chosen and rejected
+
