@@ -95,3 +95,18 @@ def test_a_best_of_n_path_ends_after_its_largest_n():
     run.curve = [{**p, "stage": "best_of_n", "step": n} for p, n in zip(run.curve, (16, 64))]
     steps = [p["step"] for p in trajectory(run)]
     assert steps == sorted(steps) and steps[-1] == 64
+
+
+def test_versus_points_by_hand():
+    from zoo.compare import versus
+
+    def run(seed, accuracy, gold):
+        r = _run(seed, [(1.0, gold)], 0.0)
+        r.metrics["rlaif/judge/accuracy"] = accuracy
+        return r
+
+    groups = {"noisy": [run(0, 0.5, 0.1), run(1, 0.7, 0.3)], "clean": [run(0, 1.0, 0.6), run(1, 1.0, 0.8)]}
+    found = {p["group"]: p for p in versus.points(groups, "rlaif/judge/accuracy", "eval/gold_reward")}
+    assert found["noisy"]["x"] == pytest.approx(0.6) and found["noisy"]["y"] == pytest.approx(0.2)
+    assert found["clean"]["x_low"] == found["clean"]["x_high"] == 1.0  # no spread, a zero-width interval
+    assert versus.start(groups, "eval/gold_reward")["mean"] == 0.0

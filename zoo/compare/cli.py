@@ -8,7 +8,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from zoo.compare import context, frontier, html, scaling, tables, verdicts
+from zoo.compare import context, frontier, html, scaling, tables, verdicts, versus
 from zoo.compare.groups import SEED_KEYS, config_drift, group_runs
 from zoo.compare.plots import plot
 from zoo.compare.report import DRIFT, log_wandb, markdown, write_csv
@@ -40,6 +40,8 @@ def main(argv=None) -> list[Path]:
     parser.add_argument("--samples", type=int, default=5, help="held-out prompts in samples.md (default: 5)")
     parser.add_argument("--seed-keys", default=",".join(SEED_KEYS), help="keys repeats vary; they never group")
     parser.add_argument("--wandb", action="store_true", help="also log the table and plots to W&B")
+    parser.add_argument("--versus", help="a run-level metric (e.g. rlaif/judge/accuracy) to plot the final gold and "
+                                         "independent reward against, one point per group (versus_<metric>.png)")
     parser.add_argument("--overoptimisation", action="store_true",
                         help="fit Gao et al.'s gold/proxy forms against sqrt(KL) (overoptimisation.png/.csv)")
     args = parser.parse_args(argv)
@@ -68,6 +70,11 @@ def main(argv=None) -> list[Path]:
         write_rows(front, frontier.FIELDS, out / "frontier.csv")
         report += "\n".join(frontier.markdown(front, "gold_reward") + frontier.markdown(front, "independent_reward"))
         report += "\n"
+    if args.versus:
+        drawn = versus.plot(groups, args.versus, out)
+        pngs += [drawn] if drawn else []
+        report += (f"\n## Against {args.versus}\n\n" + (f"![versus]({drawn.name})\n" if drawn else
+                   "Not drawn: fewer than two groups have both numbers.\n"))
     if args.overoptimisation:
         fits = scaling.rows(groups)
         write_rows(fits, scaling.FIELDS, out / "overoptimisation.csv")
