@@ -18,6 +18,7 @@ from zoo.checks import check_block, known_keys
 from zoo.data.pairs_config import GoldPairsConfig, JudgePairsConfig
 from zoo.errors import ConfigError, MAX_LINES
 from zoo.eval.capability import CapabilityConfig
+from zoo.eval.passk import PassAtKConfig
 from zoo.eval.diversity import DiversityConfig
 from zoo.eval.sycophancy import SycophancyConfig
 from zoo.rlaif.judge_config import JudgeCheckConfig, JudgeConfig
@@ -35,6 +36,7 @@ BLOCKS = [
     ("`eval.diversity`", DiversityConfig, "eval/default.yaml", "diversity"),
     ("`eval.sycophancy`", SycophancyConfig, "eval/default.yaml", "sycophancy"),
     ("`eval.capability`", CapabilityConfig, "eval/default.yaml", "capability"),
+    ("`eval.pass_at_k`", PassAtKConfig, "eval/default.yaml", "pass_at_k"),
 ]
 
 

@@ -244,3 +244,41 @@ def test_probes_on_the_tiny_model(tiny_dir):
                    capability={"arithmetic": 0, "choice": 0, "max_new_tokens": 4})
     assert sycophancy.measure(model, tokenizer, off.sycophancy, eval_cfg=off, rows=[]) == {}
     assert capability.measure(model, tokenizer, off.capability, eval_cfg=off, rows=[]) == {}
+
+
+def test_pass_at_k_by_hand():
+    from zoo.eval.passk import pass_at_k
+
+    assert pass_at_k(8, 2, 4) == pytest.approx(1 - 15 / 70)  # 1 - C(6, 4) / C(8, 4)
+    assert pass_at_k(8, 2, 1) == pytest.approx(2 / 8)  # pass@1 is the share correct
+    assert pass_at_k(8, 0, 8) == 0.0 and pass_at_k(8, 1, 8) == 1.0  # k = n: any correct sample passes
+    assert pass_at_k(4, 2, 3) == 1.0  # fewer wrong samples than k: a draw of k always holds a right one
+
+
+def test_pass_at_k_probe_on_arithmetic(compose, tiny_dir, monkeypatch):
+    """The probe's numbers from its own samples: the sampler is replaced by one whose answers are right for a known
+    share of each prompt's samples."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from zoo.data.tasks import arithmetic
+    from zoo.eval import passk
+
+    rows = arithmetic.rows(3, seed=0)
+    right = {0: 4, 1: 1, 2: 0}  # correct samples of 4 for each prompt
+
+    def fake(policy, tokenizer, prompts, *, num_return_sequences, **kwargs):
+        completions = []
+        for i, r in enumerate(rows):
+            completions += [f"The answer is {r['answer'] if j < right[i] else -999}."
+                            for j in range(num_return_sequences)]
+        return SimpleNamespace(prompts=[p for p in prompts for _ in range(num_return_sequences)],
+                               completions=completions)
+
+    monkeypatch.setattr("zoo.generation.sample", fake)
+    section = OmegaConf.create({"prompts": 3, "samples": 4, "k": 2})
+    eval_cfg = OmegaConf.create({"max_new_tokens": 8, "temperature": 1.0, "top_p": 1.0, "batch_size": 4, "seed": 0})
+    got = passk.measure(None, None, section, eval_cfg=eval_cfg, rows=rows)
+    assert got["pass_at_1"] == pytest.approx((1 + 0.25 + 0) / 3)
+    assert got["pass_at_2"] == pytest.approx((1 + 0.5 + 0) / 3)  # 1 - C(3, 2) / C(4, 2) = 0.5 for one right of 4

@@ -16,7 +16,8 @@ Metrics (prefixed, e.g. `eval/kl`):
                       completion length across the samples: a reward bought with length shows up here
   eos_rate            share of completions that ended with EOS within the token budget
   distinct_1/2        distinct uni/bigrams over all completions (diversity; mode collapse pulls it down)
-  accuracy            exact-answer accuracy for tasks with an `answer` column, else null
+  accuracy            exact-answer accuracy for tasks with an `answer` column, else null; with it,
+  length_correct / length_incorrect   mean length of the right and of the wrong answers
 With both a proxy and a gold signal (zoo.eval.metrics.overoptimisation):
   proxy_gold_spearman Spearman correlation of proxy and gold across the samples (how well the proxy, e.g. a
                       reward model, still ranks the policy's own samples)
@@ -138,6 +139,7 @@ def evaluate(policy, tokenizer, rows: list[dict], eval_cfg, *, gold_fn=None, pro
         "distinct_1": distinct_n(samples.completion_ids, 1),
         "distinct_2": distinct_n(samples.completion_ids, 2),
         "accuracy": mean(accuracy),
+        **_lengths_by_correctness(lengths, accuracy),
         **extra,
     }
     records = [
@@ -172,6 +174,15 @@ def evaluate_columns(trained, baseline, tokenizer, rows: list[dict], eval_cfg, *
     columns["after"] = {**after["metrics"], **probed(trained, "eval")}
     records += [{"policy": "after", **r} for r in after["records"]]
     return columns, records
+
+
+def _lengths_by_correctness(lengths: list[int], accuracy: list) -> dict:
+    """Mean completion length of the right and of the wrong answers (tasks with an answer column): R1-style RL
+    lengthens reasoning, and GRPO's length normalisation is said to lengthen the wrong answers most (Liu et al.)."""
+    if not accuracy:
+        return {}
+    return {"length_correct": mean(n for n, a in zip(lengths, accuracy) if a == 1.0),
+            "length_incorrect": mean(n for n, a in zip(lengths, accuracy) if a == 0.0)}
 
 
 def safety_metrics(samples: Samples, categories: list[str]) -> dict:

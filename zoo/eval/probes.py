@@ -22,6 +22,7 @@ PROBES = (
     "zoo.eval.diversity",
     "zoo.eval.sycophancy",
     "zoo.eval.capability",
+    "zoo.eval.passk",
 )
 
 
