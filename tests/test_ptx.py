@@ -15,7 +15,7 @@ def test_ptx_loss_and_gradient_by_hand():
     logprobs = torch.tensor([[-1.0, -2.0, -9.0], [-0.5, -7.0, -7.0]], requires_grad=True)
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])  # 3 real tokens; padding never counts
     loss = 0.5 * rlm.ptx_loss(logprobs, mask)  # ptx_coef 0.5
-    assert float(loss) == pytest.approx(0.5 * (1.0 + 2.0 + 0.5) / 3)
+    assert float(loss.detach()) == pytest.approx(0.5 * (1.0 + 2.0 + 0.5) / 3)
     loss.backward()
     # d(coef * -mean)/d logprob = -coef / (real tokens) on real tokens, 0 on padding
     assert torch.allclose(logprobs.grad, -0.5 / 3 * mask)
