@@ -220,3 +220,26 @@ def test_plugin_sweeps_run_on_the_tiny_model(tiny_dir, tmp_path, launcher):
         betas = [next(o for o in j["overrides"] if "algo.args.beta=" in o) for j in jobs]
         assert len(set(betas)) == 2  # two different proposals
         assert (sweep_dir / "optimization_results.yaml").exists()
+
+
+def _baseline_arms():
+    import yaml
+
+    out = []
+    for path in sorted((ROOT / "sweeps").glob("*.yaml")):
+        params = (yaml.safe_load(path.read_text()).get("hydra") or {}).get("sweeper", {}).get("params", {})
+        for arm in str(params.get("+arm", "")).split(","):
+            if arm:
+                out.append((path.stem, arm.strip()))
+    return out
+
+
+@pytest.mark.parametrize("sweep,arm", _baseline_arms())
+def test_every_baseline_arm_starts_from_the_shared_stage(sweep, arm):
+    """The stage every arm is measured from (eval.baseline) runs first, in every arm: an arm that adds a stage
+    (an RM before PPO) must not compose it ahead of the shared SFT (Hydra merges an arm's defaults first)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"+arm={arm}", "trainer.seed=0", f"+sweeps={sweep}"])
+    assert list(cfg.stages)[0] == cfg.eval.baseline, (sweep, arm, list(cfg.stages))
