@@ -70,6 +70,12 @@ def check_eval_fraction(algo, path: str) -> None:
     number(algo, "eval_fraction", path, lambda v: 0 <= v < 1, "a share of the pairs in [0, 1) to hold out")
 
 
+def check_reward_model_config(algo, path: str) -> None:
+    """A reward model's blocks (rm, rm_ranked): its gold-ranked `pairs:` and the share it holds out."""
+    check_gold_pairs(algo, path)
+    check_eval_fraction(algo, path)
+
+
 def check_dpo_args(args, path: str) -> None:
     """Cross-field rules DPOTrainer only enforces after the model has loaded."""
     require(not ("exo_pair" in args.loss_type and args.label_smoothing <= 0),

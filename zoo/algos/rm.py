@@ -9,18 +9,13 @@ from __future__ import annotations
 from trl import RewardConfig
 
 from zoo.algos.base import Context
-from zoo.algos.preference import (check_eval_fraction, check_gold_pairs, check_pair_rows, preference_pairs,
-                                  train_reward_model)
+from zoo.algos.preference import check_pair_rows, check_reward_model_config, preference_pairs, train_reward_model
 
 CONFIG_CLASS = RewardConfig
 PRODUCES = "reward_model"
 EXTRA_KEYS = ("pairs", "eval_fraction")
 check_rows = check_pair_rows
-
-
-def check_config(algo, path: str) -> None:
-    check_gold_pairs(algo, path)
-    check_eval_fraction(algo, path)
+check_config = check_reward_model_config
 
 
 def train(ctx: Context):

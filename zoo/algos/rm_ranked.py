@@ -15,7 +15,7 @@ from trl import RewardConfig
 
 from zoo import seeds
 from zoo.algos.base import Context, fit, guarded, training_precision
-from zoo.algos.preference import check_eval_fraction, check_gold_pairs, consumable_pairs, split_pairs
+from zoo.algos.preference import check_reward_model_config, consumable_pairs, split_pairs
 from zoo.checks import require
 from zoo.errors import DataError
 
@@ -23,11 +23,7 @@ CONFIG_CLASS = RewardConfig
 PRODUCES = "reward_model"
 EXTRA_KEYS = ("pairs", "eval_fraction")
 RANKED_COLUMNS = ("prompt", "completions", "ranking")
-
-
-def check_config(algo, path: str) -> None:
-    check_gold_pairs(algo, path)
-    check_eval_fraction(algo, path)
+check_config = check_reward_model_config
 
 
 def check_rows(rows: list[dict], cfg, path: str) -> None:
