@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib
 import sys
 from pathlib import Path
@@ -15,13 +14,6 @@ from zoo.compare.report import DRIFT, log_wandb, markdown, write_csv
 from zoo.compare.runs import CompareError, load_runs
 from zoo.compare.samples import samples_markdown
 from zoo.compare.stats import score_field, summarise
-
-
-def write_rows(found: list[dict], fields, path: Path) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(found)
 
 
 def _split(text: str | None) -> list[str]:
@@ -67,7 +59,7 @@ def main(argv=None) -> list[Path]:
     report = markdown(groups, rows, found, plots)
     front = [r for y in ("gold_reward", "independent_reward") for r in frontier.rows(groups, "kl", y)]
     if front:  # runs that moved away from their start: reward compared at equal KL
-        write_rows(front, frontier.FIELDS, out / "frontier.csv")
+        tables.write_rows(front, frontier.FIELDS, out / "frontier.csv")
         report += "\n".join(frontier.markdown(front, "gold_reward") + frontier.markdown(front, "independent_reward"))
         report += "\n"
     if args.versus:
@@ -77,7 +69,7 @@ def main(argv=None) -> list[Path]:
                    "Not drawn: fewer than two groups have both numbers.\n"))
     if args.overoptimisation:
         fits = scaling.rows(groups)
-        write_rows(fits, scaling.FIELDS, out / "overoptimisation.csv")
+        tables.write_rows(fits, scaling.FIELDS, out / "overoptimisation.csv")
         drawn = scaling.plot(groups, fits, out)
         pngs += [drawn] if drawn else []
         report += "\n".join(scaling.markdown(fits, groups)) + "\n"

@@ -17,6 +17,7 @@ import math
 
 from zoo.compare.runs import Run
 from zoo.compare.stats import stats
+from zoo.compare.tables import plus3
 from zoo.compare.trajectories import trajectory, xy
 from zoo.compare.verdicts import seed_of
 
@@ -40,22 +41,20 @@ def budgets(groups: dict[str, list[Run]], x: str = "kl", y: str = "gold_reward",
     return grid[::-1][::step][::-1]
 
 
-def _values(runs: list[Run], x: str, y: str, budget: float) -> dict:
-    """{seed: frontier value} of the runs that have a point within the budget."""
-    out = {}
-    for run in runs:
-        value = best_within(xy(trajectory(run), x, y), budget)
-        if value is not None:
-            out[seed_of(run)] = value
-    return out
+def _values(paths: list[tuple], budget: float) -> dict:
+    """{seed: frontier value} of the (seed, points) paths that have a point within the budget."""
+    found = {seed: best_within(points, budget) for seed, points in paths}
+    return {seed: value for seed, value in found.items() if value is not None}
 
 
-def rows(groups: dict[str, list[Run]], x: str = "kl", y: str = "gold_reward", grid: list[float] | None = None) -> list[dict]:
+def rows(groups: dict[str, list[Run]], x: str = "kl", y: str = "gold_reward",
+         grid: list[float] | None = None) -> list[dict]:
     """One row per (budget, group) with the seed statistics, then one per (budget, pair) with the paired verdict."""
     grid = budgets(groups, x, y) if grid is None else grid
     labels, out = list(groups), []
+    paths = {label: [(seed_of(r), xy(trajectory(r), x, y)) for r in runs] for label, runs in groups.items()}
     for budget in grid:
-        found = {label: _values(groups[label], x, y, budget) for label in labels}
+        found = {label: _values(paths[label], budget) for label in labels}
         for label in labels:
             if found[label]:
                 s = stats(list(found[label].values()))
@@ -72,10 +71,6 @@ def rows(groups: dict[str, list[Run]], x: str = "kl", y: str = "gold_reward", gr
                 out.append({"metric": y, "budget": budget, "group": a, "other": b, "n": s["n"], "mean": s["mean"],
                             "ci95_low": s["ci95_low"], "ci95_high": s["ci95_high"], "verdict": verdict})
     return out
-
-
-def _fmt(v) -> str:
-    return "—" if v is None else f"{v:+.3f}" if isinstance(v, float) else str(v)
 
 
 def markdown(found: list[dict], y: str) -> list[str]:
@@ -95,13 +90,13 @@ def markdown(found: list[dict], y: str) -> list[str]:
         cells = []
         for b in grid:
             r = cell.get((g, b))
-            cells.append("—" if r is None else f"{_fmt(r['mean'])} [{_fmt(r['ci95_low'])}, {_fmt(r['ci95_high'])}]"
+            cells.append("—" if r is None else f"{plus3(r['mean'])} [{plus3(r['ci95_low'])}, {plus3(r['ci95_high'])}]"
                          + (f" (n={r['n']})" if r["n"] < max(c["n"] for c in mine if not c["other"]) else ""))
         lines.append(f"| {g} | " + " | ".join(cells) + " |")
     separated = [r for r in mine if r["other"] and r["verdict"] != "not separated"]
     lines += ["", f"Separated pairs ({len(separated)} of {sum(1 for r in mine if r['other'])} pair x budget "
                   "comparisons):" if separated else "No pair is separated at any budget.", ""]
     for r in separated:
-        lines.append(f"- KL <= {r['budget']:g}: {r['verdict']} ({r['group']} − {r['other']} = {_fmt(r['mean'])} "
-                     f"[{_fmt(r['ci95_low'])}, {_fmt(r['ci95_high'])}], {r['n']} seeds)")
+        lines.append(f"- KL <= {r['budget']:g}: {r['verdict']} ({r['group']} − {r['other']} = {plus3(r['mean'])} "
+                     f"[{plus3(r['ci95_low'])}, {plus3(r['ci95_high'])}], {r['n']} seeds)")
     return lines

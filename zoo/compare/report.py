@@ -4,7 +4,6 @@ diagnostics, the cost, the paired win rates, the plots and the run dirs; and the
 
 from __future__ import annotations
 
-import csv
 import os
 from fnmatch import fnmatch
 from pathlib import Path
@@ -37,10 +36,7 @@ def _cell(row: dict | None, runs: int) -> str:
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows({k: "" if r[k] is None else r[k] for k in CSV_FIELDS} for r in rows)
+    tables.write_rows(rows, CSV_FIELDS, path)
 
 
 def _records_trained_on(run: Run) -> bool:

@@ -21,6 +21,7 @@ import numpy as np
 
 from zoo.compare.runs import Run, number
 from zoo.compare.stats import stats
+from zoo.compare.tables import plus3
 from zoo.compare.trajectories import trajectory
 
 METRICS = ("gold_reward", "proxy_reward")
@@ -99,16 +100,12 @@ def markdown(found: list[dict], groups: dict[str, list[Run]]) -> list[str]:
             cells = []
             for coef in ("alpha", "beta", "peak_d"):
                 r = by.get((label, metric, coef))
-                cells.append("—" if r is None else f"{r['mean']:+.3f} [{_f(r['ci95_low'])}, {_f(r['ci95_high'])}]"
+                cells.append("—" if r is None else f"{plus3(r['mean'])} [{plus3(r['ci95_low'])}, {plus3(r['ci95_high'])}]"
                              + f" (n={r['n']})")
             form = next((r["form"] for r in found if r["group"] == label and r["metric"] == metric), None)
             if form:
                 lines.append(f"| {label} | {metric} | {form} | " + " | ".join(cells) + " |")
     return lines
-
-
-def _f(x) -> str:
-    return "—" if x is None else f"{x:+.3f}"
 
 
 def plot(groups: dict[str, list[Run]], found: list[dict], out: Path) -> Path | None:

@@ -150,8 +150,18 @@ def cost_lines(groups: dict[str, list[Run]], by_key: dict, reference: str, rule:
     return lines
 
 
-def write_verdicts_csv(rows: list[dict], path: Path) -> None:
+def write_rows(rows: list[dict], fields, path: Path) -> None:
+    """A CSV of `rows` with the columns `fields` (a missing or null value is an empty cell)."""
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=VERDICT_FIELDS)
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
-        writer.writerows({k: "" if r.get(k) is None else r[k] for k in VERDICT_FIELDS} for r in rows)
+        writer.writerows({k: "" if r.get(k) is None else r[k] for k in fields} for r in rows)
+
+
+def write_verdicts_csv(rows: list[dict], path: Path) -> None:
+    write_rows(rows, VERDICT_FIELDS, path)
+
+
+def plus3(x) -> str:
+    """A signed value to 3 decimals (frontier and fit tables), — for none."""
+    return "—" if x is None else f"{x:+.3f}"
