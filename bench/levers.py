@@ -17,7 +17,11 @@ all-linear, the arithmetic pairs, batch 8, same seed and rows), each run a fresh
                             `eager_attention`, +model.attn_implementation=eager over SDPA defaults)
   fp32                      trainer.bf16=false (bf16 autocast off where it is native)
   one_thread                OMP_NUM_THREADS=1 (threads = physical cores is the default: this is the other side)
-  malloc_keep               MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2**40: glibc keeps freed blocks for reuse
+  malloc_keep_off           trainer.zoo.malloc_keep=false (glibc's default allocator: the zoo's defaults call
+                            mallopt(M_MMAP_MAX=0, M_TRIM_THRESHOLD=-1) when a run starts)
+  malloc_env                the lever off, MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2**40 in the environment
+                            instead (glibc reads them at process start-up); results/bench/levers_malloc.json
+                            measured this as `malloc_keep` against defaults without the lever
 
 Per run: every step's time, the time before the first step, the train loss, and the shapes of the batches the
 trainer was given (padded tokens vs real ones: what padding-free or length-bucketed batches could save at most).
@@ -51,8 +55,11 @@ VARIANTS = {  # name -> (overrides, extra environment)
     "fp32": (["trainer.bf16=false"], {}),
     "one_thread": ([], {"OMP_NUM_THREADS": "1"}),
     # glibc malloc serving every block from its heap and never returning freed memory to the OS (no mmap per large
-    # tensor, so no page faults and zeroing of fresh pages at every step)
-    "malloc_keep": ([], {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}),
+    # tensor, so no page faults and zeroing of fresh pages at every step): the zoo's runtime lever off, and the same
+    # settings from the environment at start-up instead of the lever
+    "malloc_keep_off": (["trainer.zoo.malloc_keep=false"], {}),
+    "malloc_env": (["trainer.zoo.malloc_keep=false"],
+                   {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}),
 }
 
 

@@ -7,6 +7,9 @@ sampling levers, the tokens or the distribution they are drawn from.
 from __future__ import annotations
 
 import functools
+import os
+import platform
+import sys
 from contextlib import ExitStack, contextmanager, nullcontext
 from contextvars import ContextVar
 
@@ -21,6 +24,7 @@ LEVERS = {  # name -> default where trainer.zoo does not say
     "cast_once_sampling": True,
     "training_precision_sampling": True,
     "eager_attention": False,
+    "malloc_keep": True,
 }
 
 
@@ -258,3 +262,63 @@ def _patched_multinomial():
         yield
     finally:
         torch.multinomial, _TORCH_MULTINOMIAL = _TORCH_MULTINOMIAL, None
+
+
+# ------------------------------------------------------------------------------------------------- allocator
+# glibc's mallopt parameters (malloc.h). M_TRIM_THRESHOLD -1 disables trimming completely (mallopt(3)).
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+KEEP_FREED = {"M_MMAP_MAX": 0, "M_TRIM_THRESHOLD": -1}
+_KEPT: dict = {}  # what an earlier run in this process applied: glibc has no call that undoes it
+
+
+def _glibc():
+    """The process's C library when it is glibc (a CDLL with `mallopt`), else the reason it is not used."""
+    if sys.platform != "linux":
+        return None, f"not Linux ({sys.platform})"
+    libc, version = platform.libc_ver()
+    if libc != "glibc":
+        return None, f"not glibc (platform.libc_ver() = {libc or 'unknown'!r})"
+    import ctypes
+
+    lib = ctypes.CDLL(None)
+    if not hasattr(lib, "mallopt"):
+        return None, f"glibc {version} without mallopt"
+    return lib, None
+
+
+def malloc_keep(enabled: bool) -> dict:
+    """What trainer.zoo.malloc_keep applied (`_malloc_keep`), with any glibc malloc settings the environment gave
+    the process at start-up (in effect whatever the lever does)."""
+    out = _malloc_keep(enabled)
+    env = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES"}
+    return {**out, "environment": env} if env else out
+
+
+def _malloc_keep(enabled: bool) -> dict:
+    """trainer.zoo.malloc_keep: tell glibc's malloc to keep freed memory for reuse, from the start of a run.
+
+    By default glibc serves each large block (a tensor) with a fresh mmap and unmaps it on free, so every training
+    step page-faults and zeroes its activations afresh; M_MMAP_MAX=0 serves every block from the heap and
+    M_TRIM_THRESHOLD=-1 never hands the heap's top back. Set in the environment before Python started
+    (MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2**40) it made a DPO step 1.20x faster on 2 cores at the same loss
+    and +2% peak RSS (results/bench/levers_malloc.json); set here, it covers every allocation after the run starts.
+    The cost: memory a run frees stays in the process (RSS does not shrink after a peak). Returns what was applied,
+    for env.json: {"mallopt": true, "M_MMAP_MAX": 0, "M_TRIM_THRESHOLD": -1}, or {"mallopt": false, "why": ...}.
+    """
+    if not enabled:
+        out = {"mallopt": False, "why": "trainer.zoo.malloc_keep=false"}
+        if _KEPT:  # an earlier run of this process set it, and mallopt cannot be taken back
+            out["still_in_effect_from_an_earlier_run"] = dict(_KEPT)
+        return out
+    lib, why = _glibc()
+    if lib is None:
+        return {"mallopt": False, "why": why}
+    import ctypes
+
+    lib.mallopt.argtypes, lib.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    for name, param in (("M_MMAP_MAX", M_MMAP_MAX), ("M_TRIM_THRESHOLD", M_TRIM_THRESHOLD)):
+        if lib.mallopt(param, KEEP_FREED[name]) != 1:  # 1 on success, 0 on error
+            return {"mallopt": False, "why": f"mallopt({name}, {KEEP_FREED[name]}) returned an error",
+                    **({"applied": dict(_KEPT)} if _KEPT else {})}
+        _KEPT[name] = KEEP_FREED[name]
+    return {"mallopt": True, **KEEP_FREED}

@@ -199,6 +199,8 @@ def run(cfg: DictConfig) -> dict:
     if cfg.resume and not (out / "config.yaml").exists():
         print(f"[zoo] resume=true: no earlier run in {out} (no config.yaml); starting a fresh run")
     stage_args = _stage_args(cfg, out)
+    # Before anything large is allocated (rows, weights): from here on glibc keeps what the run frees.
+    allocator = levers.malloc_keep(levers.lever(cfg.trainer, "malloc_keep"))
     task = load_task(cfg)
     shares = _data_shares(cfg, task)
     _check_rows(cfg, shares)
@@ -206,7 +208,7 @@ def run(cfg: DictConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     if dist.is_main():
         (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        write_json(out / "env.json", tracking.environment(cfg))
+        write_json(out / "env.json", {**tracking.environment(cfg), "allocator": allocator})
     wandb_run = tracking.start(cfg, out)
     metrics: dict = {}
     try:
