@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import resource
 import time
+from contextlib import contextmanager
 
 from transformers import TrainerCallback
 
@@ -26,6 +27,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _clock() -> float:
+    """perf_counter once the GPU has finished the work queued so far (CUDA kernels run asynchronously: without the
+    wait a step would be timed when its kernels were queued, not run). On a CPU run, just perf_counter."""
+    import torch
+
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
 class StepTimer(TrainerCallback):
     """Wall time of every optimizer step, plus the peak RSS taken the moment training ends.
 
@@ -42,20 +53,20 @@ class StepTimer(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.rss_train_begin_mb = current_rss_mb()
-        self._t_train = self._t_last_end = time.perf_counter()
+        self._t_train = self._t_last_end = _clock()
 
     def on_step_begin(self, args, state, control, **kwargs):
-        self._t_step = time.perf_counter()
+        self._t_step = _clock()
 
     def on_step_end(self, args, state, control, **kwargs):
-        now = time.perf_counter()
+        now = _clock()
         self.step_s.append(now - self._t_step)
         self.interval_s.append(now - self._t_last_end)
         self._t_last_end = now
 
     def on_train_end(self, args, state, control, **kwargs):
         self.peak_rss_mb = peak_rss_mb()  # before anything else (export, eval) can raise it
-        self.train_s = time.perf_counter() - self._t_train
+        self.train_s = _clock() - self._t_train
 
     def result(self) -> dict:
         return {
@@ -76,7 +87,7 @@ class IterationTimer(StepTimer):
     """
 
     def on_step_end(self, args, state, control, **kwargs):
-        now = time.perf_counter()
+        now = _clock()
         if self._t_step is not None:
             self.step_s.append(now - self._t_step)
             self._t_step = None
@@ -103,31 +114,155 @@ def add_worker_args(ap, sides) -> None:
 
 
 def run_worker(module: str, side: str, spec_path, scratch, tag: str, threads: int | None = None,
-               extra_env: dict | None = None, timeout: int = 1800) -> dict:
+               extra_env: dict | None = None, timeout: int = 1800, load: "LoadLog | None" = None,
+               check: bool = True) -> dict:
     """Run `python -m <module> --worker <side>` in a fresh process (its own workdir under `scratch`) and return its
-    result JSON plus `process_s`; on failure, print the end of its log and stop the bench."""
+    result JSON plus `process_s`; on failure, print the end of its log and stop the bench (check=False: return
+    {"error": the log's end, "returncode": ...} instead). `load`: the bench's LoadLog, which records how busy the
+    machine was around this run."""
     import json
     import os
     import subprocess
     import sys
+    from contextlib import nullcontext
     from pathlib import Path
 
     workdir = Path(scratch) / tag
     workdir.mkdir()
     out, log = workdir / "result.json", workdir / "worker.log"
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}), **(extra_env or {})}
-    t = time.perf_counter()
-    with open(log, "w") as f:
-        proc = subprocess.run([sys.executable, "-m", module, "--worker", side, "--spec", str(spec_path),
-                               "--workdir", str(workdir), "--out", str(out)],
-                              cwd=Path(__file__).resolve().parents[1], stdout=f, stderr=subprocess.STDOUT,
-                              timeout=timeout, env=env)
+    with load.side(tag) if load is not None else nullcontext():
+        t = time.perf_counter()
+        with open(log, "w") as f:
+            proc = subprocess.run([sys.executable, "-m", module, "--worker", side, "--spec", str(spec_path),
+                                   "--workdir", str(workdir), "--out", str(out)],
+                                  cwd=Path(__file__).resolve().parents[1], stdout=f, stderr=subprocess.STDOUT,
+                                  timeout=timeout, env=env)
+        process_s = time.perf_counter() - t
     if proc.returncode != 0:
+        if not check:
+            return {"error": log.read_text()[-3000:], "returncode": proc.returncode, "process_s": process_s}
         sys.stderr.write(log.read_text()[-6000:])
         raise SystemExit(f"bench: {module} {side} worker failed (exit {proc.returncode}); log above")
     res = json.loads(out.read_text())
-    res["process_s"] = time.perf_counter() - t
+    res["process_s"] = process_s
     return res
+
+
+# ----------------------------------------------------------------------------------------------- a quiet machine
+# Every bench records how busy the machine was around each side (a run of one configuration) and marks its result
+# `noisy` when something else was using the CPU: with every core busy, torch's OpenMP threads wait on descheduled
+# peers (small ops were measured ~100x slower beside a 2-core job), so such numbers are not comparable.
+LOADED_PER_CORE = 0.5  # load per core above which a side's numbers are marked noisy
+REQUIRE_QUIET_ENV = "PREFZOO_BENCH_REQUIRE_QUIET"  # =1: as --require-quiet, for every bench (e.g. under make bench)
+
+
+def add_quiet_arg(ap) -> None:
+    """Every bench's --require-quiet (default: the PREFZOO_BENCH_REQUIRE_QUIET variable)."""
+    import os
+
+    ap.add_argument("--require-quiet", action="store_true",
+                    default=os.environ.get(REQUIRE_QUIET_ENV, "") not in ("", "0"),
+                    help=f"refuse to start (exit 2) while the machine is busy: more than {LOADED_PER_CORE} load per "
+                         f"core (also ${REQUIRE_QUIET_ENV}=1)")
+
+
+def others_busy_per_core(window_s: float = 1.0) -> float | None:
+    """The share of the machine's CPU time spent busy over the next `window_s` seconds (0: idle, 1: every core busy),
+    from /proc/stat; None where it cannot be read. The bench waits meanwhile, so this is the other processes' load.
+
+    Why not only the load average: its 1-minute figure decays with a one-minute time constant, so just after a side
+    that kept both cores busy it still reads ~1 per core on an idle machine, and would mark every side after the
+    first noisy. It is recorded beside this."""
+    def busy_total() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+        return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+
+    try:
+        busy0, total0 = busy_total()
+        time.sleep(window_s)
+        busy1, total1 = busy_total()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0.0
+
+
+class LoadLog:
+    """How busy the machine was at a bench's start and around each of its sides, for the result JSON (`result()`).
+
+    Before each side: the load averages and the other processes' CPU use (`others_busy_per_core`); the side is
+    `noisy` when that use exceeds LOADED_PER_CORE (where /proc/stat cannot be read: the 1-minute load per core).
+    After it: the load averages again. A noisy side prints a one-line warning."""
+
+    def __init__(self, name: str, limit: float = LOADED_PER_CORE):
+        import os
+
+        self.name, self.limit, self.cores = name, limit, os.cpu_count() or 1
+        self.at_start = self._reading()
+        self.sides: list[dict] = []
+
+    def _reading(self) -> dict:
+        import os
+
+        load = os.getloadavg()
+        return {"loadavg": list(load), "load_1m_per_core": load[0] / self.cores,
+                "others_busy_per_core": others_busy_per_core()}
+
+    def _busy(self, reading: dict) -> bool:
+        busy = reading["others_busy_per_core"]
+        return (busy if busy is not None else reading["load_1m_per_core"]) > self.limit
+
+    def _describe(self, reading: dict) -> str:
+        busy = reading["others_busy_per_core"]
+        return (f"1-minute load {reading['loadavg'][0]:.2f} on {self.cores} cores"
+                + (f", other processes using {busy:.2f} of each core" if busy is not None else "")
+                + f"; limit {self.limit} per core")
+
+    def busy_at_start(self) -> bool:
+        """Busy now, or over the last minute (nothing of the bench has run yet, so the load average is all others')."""
+        return self._busy(self.at_start) or self.at_start["load_1m_per_core"] > self.limit
+
+    def require_quiet(self) -> None:
+        """Refuse to start (one line on stderr, exit 2) while the machine is busy."""
+        import sys
+
+        if self.busy_at_start():
+            print(f"bench.{self.name}: the machine is busy ({self._describe(self.at_start)}) and --require-quiet is "
+                  f"set; wait until it is quiet, or run without it (results are then marked noisy)", file=sys.stderr)
+            raise SystemExit(2)
+
+    @contextmanager
+    def side(self, tag: str):
+        """Around one side's run: the readings before (and whether they make it noisy) and the load after."""
+        import os
+
+        before = self._reading()
+        entry = {"side": tag, "noisy": self._busy(before), "before": before}
+        if entry["noisy"]:
+            print(f"[bench] WARNING: {tag}: the machine is busy ({self._describe(before)}); marked noisy", flush=True)
+        self.sides.append(entry)
+        yield entry
+        entry["loadavg_after"] = list(os.getloadavg())
+
+    @property
+    def noisy(self) -> bool:
+        return any(s["noisy"] for s in self.sides)
+
+    def result(self) -> dict:
+        return {"noisy": self.noisy, "limit_per_core": self.limit, "cores": self.cores, "at_start": self.at_start,
+                "sides": self.sides}
+
+
+def start_load_log(name: str, require_quiet: bool) -> LoadLog:
+    """A bench's LoadLog, read before it does anything; with --require-quiet, refuses to start on a busy machine."""
+    log = LoadLog(name)
+    if require_quiet:
+        log.require_quiet()
+    elif log.busy_at_start():
+        print(f"[bench] WARNING: the machine is busy ({log._describe(log.at_start)}): timings will be distorted, "
+              f"and sides run while it is are marked noisy", flush=True)
+    return log
 
 
 def write_result(result: dict, path) -> None:

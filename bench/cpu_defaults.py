@@ -39,7 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import add_worker_args, machine, run_worker, spread, versions, write_result
+from bench.common import (add_quiet_arg, add_worker_args, machine, run_worker, spread, start_load_log, versions,
+                          write_result)
 from bench.dpo import alternating
 
 _T0 = time.perf_counter()
@@ -179,7 +180,8 @@ def _summarise(runs: list[dict], ceiling: dict, sides: tuple[str, ...]) -> dict:
     return {"summary": summary, **ratios}
 
 
-def drive(algos: list[str], repeats: int, steps: int, batch_size: int, threads: int, result_path: Path) -> dict:
+def drive(algos: list[str], repeats: int, steps: int, batch_size: int, threads: int, result_path: Path,
+          load) -> dict:
     """Run the sides of each algorithm in turn; the result file is rewritten after each algorithm, so a bench killed
     part-way keeps what finished (merged with the file's other algorithms, as a partial `--algos` rerun is)."""
     t_start = time.perf_counter()
@@ -191,10 +193,13 @@ def drive(algos: list[str], repeats: int, steps: int, batch_size: int, threads: 
                f"--batch-size {batch_size} --threads {threads}")
     result = {}
     for algo in algos:
-        entry = _measure(algo, repeats, steps, batch_size, threads, ceiling, scratch)
+        first_side = len(load.sides)
+        entry = _measure(algo, repeats, steps, batch_size, threads, ceiling, scratch, load)
         entry["measured"] = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                              "command": command, "ceiling_gflops": ceiling, "loadavg_before": load_before,
-                             "loadavg_after": os.getloadavg()}
+                             "loadavg_after": os.getloadavg(),
+                             "noisy": any(s["noisy"] for s in load.sides[first_side:]),
+                             "load_per_side": load.sides[first_side:]}
         merged = {**_previous_algos(result_path, [algo]), algo: entry}
         result = {
             "benchmark": "CPU defaults: zoo (trainer=cpu) vs TRL's defaults vs a plain TRL script with obvious "
@@ -208,6 +213,9 @@ def drive(algos: list[str], repeats: int, steps: int, batch_size: int, threads: 
             "ceiling_gflops": ceiling,
             "algos": {a: merged[a] for a in ALGOS if a in merged},
             "goals": goals({a: merged[a] for a in ALGOS if a in merged}),
+            # whether any algorithm's numbers in this file were measured on a busy machine (each says in `measured`)
+            "noisy": any(e.get("measured", {}).get("noisy", False) for e in merged.values()),
+            "load": {k: v for k, v in load.result().items() if k != "sides"},
             "machine": machine(load_before),
             "env": versions(),
             "bench_seconds": time.perf_counter() - t_start,
@@ -218,7 +226,7 @@ def drive(algos: list[str], repeats: int, steps: int, batch_size: int, threads: 
 
 
 def _measure(algo: str, repeats: int, steps: int, batch_size: int, threads: int, ceiling: dict,
-             scratch: Path) -> dict:
+             scratch: Path, load) -> dict:
     spec = _spec(algo, steps, batch_size, scratch)
     runs = []
     for repeat, side in alternating(SIDES_OF[algo], repeats):
@@ -230,7 +238,7 @@ def _measure(algo: str, repeats: int, steps: int, batch_size: int, threads: int,
         tag = f"{algo}-{side}-{repeat}"
         print(f"[bench] {tag} ...", flush=True)
         res = run_worker("bench.cpu_defaults", side, spec_path, scratch, tag, threads,
-                         extra_env={"TQDM_DISABLE": "1"})
+                         extra_env={"TQDM_DISABLE": "1"}, load=load)
         res.update(side=side, repeat=repeat, seed=seed)
         runs.append(res)
         print(f"[bench] {tag}: median step {statistics.median(res['step_s'][WARMUP:]):.2f} s, "
@@ -531,6 +539,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="OMP_NUM_THREADS of every worker")
     ap.add_argument("--out", type=Path, default=RESULT)
+    add_quiet_arg(ap)
     add_worker_args(ap, SIDES)
     a = ap.parse_args(argv)
     if a.worker:
@@ -542,7 +551,7 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--algos: unknown {unknown}; known: {list(ALGOS)}")
     if a.steps <= WARMUP + 1:
         ap.error(f"--steps must be > {WARMUP + 1} (the first {WARMUP} are dropped)")
-    drive(algos, a.repeats, a.steps, a.batch_size, a.threads, a.out)
+    drive(algos, a.repeats, a.steps, a.batch_size, a.threads, a.out, start_load_log("cpu_defaults", a.require_quiet))
 
 
 if __name__ == "__main__":

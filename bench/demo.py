@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import add_worker_args, machine, run_worker, versions, write_result
+from bench.common import add_quiet_arg, add_worker_args, machine, run_worker, start_load_log, versions, write_result
 from bench.dpo import alternating
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,7 +87,7 @@ def _spec(model: str, scratch: Path) -> dict:
     }
 
 
-def drive(model: str, repeats: int, threads: int, out: Path) -> dict:
+def drive(model: str, repeats: int, threads: int, out: Path, load) -> dict:
     t_start, load_before = time.perf_counter(), os.getloadavg()
     scratch = Path(tempfile.mkdtemp(prefix="zoo-bench-demo-"))
     spec = _spec(model, scratch)
@@ -98,7 +98,7 @@ def drive(model: str, repeats: int, threads: int, out: Path) -> dict:
         tag = f"{side}-{repeat}"
         print(f"[bench] {tag} ...", flush=True)
         res = run_worker("bench.demo", side, spec_path, scratch, tag, threads, extra_env={"TQDM_DISABLE": "1"},
-                         timeout=3600)
+                         timeout=3600, load=load)
         res.update(side=side, repeat=repeat)
         runs.append(res)
         print(f"[bench] {tag}: {res['process_s']:.0f} s, gold {res['gold_before']:.3f} -> {res['gold_after']:.3f}",
@@ -121,7 +121,7 @@ def drive(model: str, repeats: int, threads: int, out: Path) -> dict:
         "summary": summary,
         "speedup": {"process_median": summary["plain"]["process_s"]["median"] / summary["zoo"]["process_s"]["median"],
                     "per_repeat": per_repeat},
-        "runs": runs, "machine": machine(load_before), "env": versions(),
+        "runs": runs, "machine": machine(load_before), "noisy": load.noisy, "load": load.result(), "env": versions(),
         "bench_seconds": time.perf_counter() - t_start,
     }
     write_result(result, out)
@@ -223,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--out", type=Path, default=RESULT)
+    add_quiet_arg(ap)
     add_worker_args(ap, SIDES)
     a = ap.parse_args(argv)
     if a.worker:
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
         res = _zoo_worker(spec, a.workdir) if a.worker == "zoo" else _plain_worker(spec, a.workdir)
         a.out.write_text(json.dumps(res))
         return
-    drive(a.model, a.repeats, a.threads, a.out)
+    drive(a.model, a.repeats, a.threads, a.out, start_load_log("demo", a.require_quiet))
 
 
 if __name__ == "__main__":

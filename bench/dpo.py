@@ -40,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import add_worker_args, run_worker, spread, write_result
+from bench.common import add_quiet_arg, add_worker_args, run_worker, spread, start_load_log, write_result
 
 _T0 = time.perf_counter()  # worker start (after interpreter start-up), for the setup time
 
@@ -156,7 +156,7 @@ def _busy_processes() -> list[str]:
     return busy
 
 
-def drive(repeats: int, steps: int, batch_size: int, bf16: bool, result_path: Path) -> dict:
+def drive(repeats: int, steps: int, batch_size: int, bf16: bool, result_path: Path, load) -> dict:
     t_start, scratch, load_before, busy_before = start_driver("dpo")
     try:
         spec = _spec(_overrides(steps, batch_size, bf16), scratch)
@@ -166,7 +166,7 @@ def drive(repeats: int, steps: int, batch_size: int, bf16: bool, result_path: Pa
         for rep in range(repeats):
             for side in SIDES:  # zoo, trl, zoo, trl, ...
                 print(f"[bench] repeat {rep + 1}/{repeats}: {side} ...", flush=True)
-                res = run_worker("bench.dpo", side, spec_path, scratch, f"{side}-{rep}", timeout=900)
+                res = run_worker("bench.dpo", side, spec_path, scratch, f"{side}-{rep}", timeout=900, load=load)
                 kept = res["step_s"][WARMUP:]
                 res.update(side=side, repeat=rep, order=len(runs), step_s_median=statistics.median(kept),
                            step_s_mean=statistics.fmean(kept),
@@ -232,6 +232,8 @@ def drive(repeats: int, steps: int, batch_size: int, bf16: bool, result_path: Pa
                  for r in runs],
         "machine_load": {"loadavg_before": load_before, "loadavg_after": os.getloadavg(),
                          "busy_processes_before": busy_before, "busy_processes_after": _busy_processes()},
+        "noisy": load.noisy,
+        "load": load.result(),
         "env": env,
         "bench_seconds": time.perf_counter() - t_start,
     }
@@ -353,6 +355,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="trainer.bf16 for both sides; auto: only where the hardware has native bf16 "
                     "(zoo.config.bf16_supported)")
     ap.add_argument("--out", type=Path, default=RESULT, help="result JSON (driver) or worker result file")
+    add_quiet_arg(ap)
     add_worker_args(ap, SIDES)
     a = ap.parse_args(argv)
     if a.worker:
@@ -360,9 +363,10 @@ def main(argv: list[str] | None = None) -> None:
     else:
         if a.steps <= WARMUP + 1:
             ap.error(f"--steps must be > {WARMUP + 1} (the first {WARMUP} are dropped)")
+        load = start_load_log("dpo", a.require_quiet)
         bf16 = _native_bf16() if a.bf16 == "auto" else a.bf16 == "true"
         print(f"[bench] trainer.bf16={bf16} (native bf16: {_native_bf16()})", flush=True)
-        drive(a.repeats, a.steps, a.batch_size, bf16, a.out)
+        drive(a.repeats, a.steps, a.batch_size, bf16, a.out, load)
 
 
 if __name__ == "__main__":

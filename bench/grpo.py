@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import add_worker_args, spread, write_result
+from bench.common import add_quiet_arg, add_worker_args, spread, start_load_log, write_result
 
 _T0 = time.perf_counter()
 
@@ -87,7 +87,7 @@ def paired_ratios(zoo_runs: list[dict], trl_runs: list[dict]) -> list[float]:
     return [z / t for z, t in zip(means(zoo_runs), means(trl_runs))]
 
 
-def drive(a, bf16: bool, result_path: Path) -> dict:
+def drive(a, bf16: bool, result_path: Path, load) -> dict:
     from bench.dpo import _busy_processes, _env, _scalar_stats, start_driver
     from bench.ppo import run_sides
 
@@ -95,7 +95,8 @@ def drive(a, bf16: bool, result_path: Path) -> dict:
     try:
         spec = _spec(a, bf16, scratch)
         runs = []
-        for rep, side, res in run_sides(spec, scratch, SIDES, a.repeats, a.threads, module="bench.grpo"):
+        for rep, side, res in run_sides(spec, scratch, SIDES, a.repeats, a.threads, module="bench.grpo",
+                                        load=load):
             kept = res["interval_s"][WARMUP:]
             tok = per_token_s(kept, res["completion_mean_length"][WARMUP:], a.batch_size)
             res.update(side=side, repeat=rep, order=len(runs), iter_s_median=statistics.median(kept),
@@ -148,6 +149,8 @@ def drive(a, bf16: bool, result_path: Path) -> dict:
                                     "completion_mean_length")} for r in runs],
         "machine_load": {"loadavg_before": load_before, "loadavg_after": os.getloadavg(),
                          "busy_processes_before": busy_before, "busy_processes_after": _busy_processes()},
+        "noisy": load.noisy,
+        "load": load.result(),
         "env": env,
         "bench_seconds": time.perf_counter() - t_start,
     }
@@ -199,6 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bf16", choices=("auto", "true", "false"), default="auto")
     ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for every worker")
     ap.add_argument("--out", type=Path, default=RESULT)
+    add_quiet_arg(ap)
     add_worker_args(ap, SIDES)
     a = ap.parse_args(argv)
     if a.worker:
@@ -208,9 +212,10 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--steps must be > {WARMUP + 1} (the first {WARMUP} are dropped)")
     if a.batch_size % a.num_generations:
         ap.error(f"--batch-size {a.batch_size} must be divisible by --num-generations {a.num_generations}")
+    load = start_load_log("grpo", a.require_quiet)
     bf16 = _native_bf16() if a.bf16 == "auto" else a.bf16 == "true"
     print(f"[bench] model={a.model}, trainer.bf16={bf16}", flush=True)
-    drive(a, bf16, a.out)
+    drive(a, bf16, a.out, load)
 
 
 if __name__ == "__main__":

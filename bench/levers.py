@@ -40,7 +40,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import add_worker_args, machine, run_worker, spread, versions, write_result
+from bench.common import (add_quiet_arg, add_worker_args, machine, run_worker, spread, start_load_log, versions,
+                          write_result)
 from bench.dpo import alternating
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,7 +100,7 @@ def summarise(runs: list[dict], variants: list[str]) -> dict:
     return out
 
 
-def drive(variants: list[str], repeats: int, steps: int, batch_size: int, threads: int, path: Path) -> dict:
+def drive(variants: list[str], repeats: int, steps: int, batch_size: int, threads: int, path: Path, load) -> dict:
     from bench.cpu_defaults import _spec
 
     t0, load_before = time.perf_counter(), os.getloadavg()
@@ -113,7 +114,7 @@ def drive(variants: list[str], repeats: int, steps: int, batch_size: int, thread
         tag = f"{name}-{repeat}"
         print(f"[bench] {tag} ...", flush=True)
         res = run_worker("bench.levers", "zoo", spec_path, scratch, tag, threads,
-                         extra_env={"TQDM_DISABLE": "1", **env})
+                         extra_env={"TQDM_DISABLE": "1", **env}, load=load)
         res.update(variant=name, repeat=repeat)
         runs.append(res)
         print(f"[bench] {tag}: median step {statistics.median(res['step_s'][WARMUP:]):.2f} s, first "
@@ -133,6 +134,8 @@ def drive(variants: list[str], repeats: int, steps: int, batch_size: int, thread
                                         "global_step", "peak_rss_mb", "train_loss", "final_loss", "settings",
                                         "process_s")} for r in runs],
         "machine": machine(load_before),
+        "noisy": load.noisy,
+        "load": load.result(),
         "env": versions(),
         "bench_seconds": time.perf_counter() - t0,
     }
@@ -192,6 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="OMP_NUM_THREADS of every worker")
     ap.add_argument("--out", type=Path, default=RESULT)
+    add_quiet_arg(ap)
     add_worker_args(ap, ("zoo",))
     a = ap.parse_args(argv)
     if a.worker:
@@ -205,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
         variants.insert(0, "zoo_defaults")  # every ratio is against it
     if a.steps <= WARMUP + 1:
         ap.error(f"--steps must be > {WARMUP + 1} (the first {WARMUP} are dropped)")
-    drive(variants, a.repeats, a.steps, a.batch_size, a.threads, a.out)
+    drive(variants, a.repeats, a.steps, a.batch_size, a.threads, a.out, start_load_log("levers", a.require_quiet))
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import add_worker_args, run_worker, spread, write_result
+from bench.common import add_quiet_arg, add_worker_args, run_worker, spread, start_load_log, write_result
 
 _T0 = time.perf_counter()  # worker start (after interpreter start-up), for the setup time
 
@@ -118,30 +118,30 @@ def _spec(a, bf16: bool, scratch: Path) -> dict:
 
 
 def run_sides(spec: dict, scratch: Path, sides: tuple[str, ...], repeats: int, threads: int | None,
-              module: str = "bench.ppo"):
+              module: str = "bench.ppo", load=None):
     """Write the workers' spec, then (repeat, side, result) for one fresh worker process per run, sides
-    alternating order between repeats."""
+    alternating order between repeats (`load`: the bench's LoadLog)."""
     from bench.dpo import alternating
 
     spec_path = scratch / "spec.json"
     spec_path.write_text(json.dumps(spec))
     for rep, side in alternating(sides, repeats):
         print(f"[bench] repeat {rep + 1}/{repeats}: {side} ...", flush=True)
-        yield rep, side, run_worker(module, side, spec_path, scratch, f"{side}-{rep}", threads)
+        yield rep, side, run_worker(module, side, spec_path, scratch, f"{side}-{rep}", threads, load=load)
 
 
 def _ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
-def drive(a, bf16: bool, result_path: Path) -> dict:
+def drive(a, bf16: bool, result_path: Path, load) -> dict:
     from bench.dpo import _busy_processes, _env, _scalar_stats, start_driver
 
     t_start, scratch, load_before, busy_before = start_driver("ppo")
     try:
         spec = _spec(a, bf16, scratch)
         runs = []
-        for rep, side, res in run_sides(spec, scratch, SIDES, a.repeats, a.threads):
+        for rep, side, res in run_sides(spec, scratch, SIDES, a.repeats, a.threads, load=load):
             kept = res["interval_s"][WARMUP:]
             res.update(side=side, repeat=rep, order=len(runs), iter_s_median=statistics.median(kept),
                        iter_s_mean=statistics.fmean(kept))
@@ -218,6 +218,8 @@ def drive(a, bf16: bool, result_path: Path) -> dict:
                  for r in runs],
         "machine_load": {"loadavg_before": load_before, "loadavg_after": os.getloadavg(),
                          "busy_processes_before": busy_before, "busy_processes_after": _busy_processes()},
+        "noisy": load.noisy,
+        "load": load.result(),
         "env": env,
         "bench_seconds": time.perf_counter() - t_start,
     }
@@ -375,6 +377,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=None,
                     help="OMP_NUM_THREADS for every worker (default: torch's own choice, one per core)")
     ap.add_argument("--out", type=Path, default=RESULT, help="result JSON (driver) or worker result file")
+    add_quiet_arg(ap)
     add_worker_args(ap, SIDES)
     a = ap.parse_args(argv)
     if a.worker:
@@ -382,9 +385,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     if min(a.steps, a.dpo_steps) <= WARMUP + 1:
         ap.error(f"--steps and --dpo-steps must be > {WARMUP + 1} (the first {WARMUP} are dropped)")
+    load = start_load_log("ppo", a.require_quiet)
     bf16 = _native_bf16() if a.bf16 == "auto" else a.bf16 == "true"
     print(f"[bench] model={a.model}, trainer.bf16={bf16} (native bf16: {_native_bf16()})", flush=True)
-    drive(a, bf16, a.out)
+    drive(a, bf16, a.out, load)
 
 
 if __name__ == "__main__":

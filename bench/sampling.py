@@ -25,7 +25,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.common import machine, versions, write_result
+from bench.common import add_quiet_arg, machine, start_load_log, versions, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT = REPO / "results" / "bench" / "sampling.json"
@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--out", type=Path, default=RESULT)
+    add_quiet_arg(ap)
     a = ap.parse_args(argv)
+    load = start_load_log("sampling", a.require_quiet)
 
     import torch
 
@@ -117,10 +119,11 @@ def main(argv: list[str] | None = None) -> None:
     # is native: the zoo's PPO rollouts, TRL's GRPO/RLOO generate under the Trainer's autocast)
     modes = ["bfloat16", "float32", "float32_autocast_bf16"] if bf16_supported(use_cpu=True) else ["float32"]
     by_dtype = {}
-    for mode in modes:
+    for mode in modes:  # one side per precision: every setting's rounds run inside it
         model, tok = _model(a.model, getattr(torch, mode.split("_")[0]))
-        by_dtype[mode] = measure(model, tok, batch=a.batch, tokens=a.tokens, rounds=a.rounds,
-                                 autocast=mode.endswith("autocast_bf16"))
+        with load.side(mode):
+            by_dtype[mode] = measure(model, tok, batch=a.batch, tokens=a.tokens, rounds=a.rounds,
+                                     autocast=mode.endswith("autocast_bf16"))
         del model
     result = {
         "benchmark": "sampling levers on zoo.generation.sample",
@@ -132,6 +135,8 @@ def main(argv: list[str] | None = None) -> None:
                      "bf16_native": bf16_supported(use_cpu=True)},
         "by_dtype": by_dtype,
         "machine": machine(load_before),
+        "noisy": load.noisy,
+        "load": load.result(),
         "env": versions(),
         "bench_seconds": time.perf_counter() - t0,
     }

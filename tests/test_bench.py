@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench.dpo import alternating
 from bench.grpo import per_token_s
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_sides_alternate_order_between_repeats():
@@ -151,3 +155,115 @@ def test_sampling_bench_reports_per_decoding_step(monkeypatch):
     assert res["merged_lora_sampling"]["median_ms_per_step"] == pytest.approx(250.0)
     assert res["all"]["speedup_vs_none"] == pytest.approx(2.0)
     assert res["cdf_sampling"]["per_round_speedup_vs_none"] == pytest.approx([1.0, 1.0])
+
+
+# ----------------------------------------------------------------------------------------------- a quiet machine
+
+
+@pytest.fixture
+def machine_load(monkeypatch):
+    """Set what the machine's load readings say: 2 cores, the load averages and the others' CPU share."""
+    import os
+
+    import bench.common as common
+
+    now = {"loadavg": (0.1, 0.1, 0.1), "busy": 0.0}
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: now["loadavg"])
+    monkeypatch.setattr(common, "others_busy_per_core", lambda window_s=1.0: now["busy"])
+    return now
+
+
+def test_a_side_on_a_busy_machine_is_marked_noisy_with_a_warning(machine_load, capsys):
+    from bench.common import LoadLog
+
+    log = LoadLog("dpo")
+    with log.side("zoo-0"):
+        machine_load["loadavg"] = (2.0, 1.0, 0.5)  # what the side itself did: recorded after, no verdict
+    assert not log.noisy and capsys.readouterr().out == ""
+    # Just after a side, the 1-minute load still carries it; only what others use makes the next side noisy.
+    with log.side("trl-0"):
+        pass
+    assert not log.noisy
+    machine_load["busy"] = 0.6  # others use 0.6 of each core: over the limit of 0.5
+    with log.side("zoo-1"):
+        pass
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "WARNING: zoo-1" in out and "0.60 of each core" in out
+    res = log.result()
+    assert res["noisy"] and [s["noisy"] for s in res["sides"]] == [False, False, True]
+    assert res["sides"][0]["before"]["loadavg"] == [0.1, 0.1, 0.1]
+    assert res["sides"][0]["loadavg_after"] == [2.0, 1.0, 0.5]
+
+
+def test_without_proc_stat_the_one_minute_load_per_core_decides(machine_load):
+    from bench.common import LoadLog
+
+    machine_load["busy"] = None
+    log = LoadLog("dpo")
+    machine_load["loadavg"] = (0.9, 0.9, 0.9)  # 0.45 per core: quiet
+    with log.side("a"):
+        pass
+    machine_load["loadavg"] = (1.1, 0.9, 0.9)  # 0.55 per core
+    with log.side("b"):
+        pass
+    assert [s["noisy"] for s in log.sides] == [False, True]
+
+
+@pytest.mark.parametrize("loadavg,busy,refused", [
+    ((0.2, 0.2, 0.2), 0.0, False),
+    ((1.2, 0.2, 0.2), 0.0, True),  # busy over the last minute (nothing of the bench has run yet)
+    ((0.2, 0.2, 0.2), 0.9, True),  # busy now
+])
+def test_require_quiet_refuses_to_start_on_a_busy_machine(machine_load, capsys, loadavg, busy, refused):
+    from bench.common import start_load_log
+
+    machine_load.update(loadavg=loadavg, busy=busy)
+    if not refused:
+        assert start_load_log("dpo", require_quiet=True).sides == []
+        return
+    with pytest.raises(SystemExit) as e:
+        start_load_log("dpo", require_quiet=True)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "bench.dpo: the machine is busy" in err
+    start_load_log("dpo", require_quiet=False)  # without the flag it only warns
+    assert "WARNING: the machine is busy" in capsys.readouterr().out
+
+
+def test_require_quiet_is_one_flag_or_variable_for_every_bench(monkeypatch):
+    import argparse
+
+    from bench.common import REQUIRE_QUIET_ENV, add_quiet_arg
+
+    def parsed(*argv):
+        ap = argparse.ArgumentParser()
+        add_quiet_arg(ap)
+        return ap.parse_args(list(argv)).require_quiet
+
+    monkeypatch.delenv(REQUIRE_QUIET_ENV, raising=False)
+    assert parsed() is False and parsed("--require-quiet") is True
+    monkeypatch.setenv(REQUIRE_QUIET_ENV, "1")
+    assert parsed() is True
+    for module in ("cpu_defaults", "demo", "dpo", "gpu", "grpo", "levers", "ppo", "sampling"):
+        source = (ROOT / "bench" / f"{module}.py").read_text()
+        assert "add_quiet_arg(ap)" in source and "start_load_log(" in source, module
+
+
+def test_others_busy_share_comes_from_proc_stat(monkeypatch, tmp_path):
+    import builtins
+
+    import bench.common as common
+
+    lines = iter(["cpu  100 0 100 700 100 0 0 0 0 0\n",  # busy 200 of 1000 ticks
+                  "cpu  250 0 150 900 100 0 0 0 0 0\n"])  # +200 busy, +200 idle: half the CPU time was busy
+    real_open = builtins.open
+
+    def fake_open(path, *args, **kwargs):
+        if path == "/proc/stat":
+            stat = tmp_path / "stat"
+            stat.write_text(next(lines))
+            return real_open(stat, *args, **kwargs)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    assert common.others_busy_per_core(window_s=0) == pytest.approx(0.5)
