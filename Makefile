@@ -3,7 +3,7 @@ PY      ?= .venv/bin/python
 PIP     ?= .venv/bin/pip
 STAMP   := .venv/.installed
 
-.PHONY: setup demo test test-slow bench contract baselines clean
+.PHONY: setup demo test test-slow bench bench-gpu contract baselines clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,11 @@ bench: setup
 	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m bench.levers
 	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m bench.sampling
 	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m bench.demo
+
+# One CUDA GPU (designed for <= 8 minutes on an H100/H200; needs a CUDA build of torch): the zoo vs plain TRL for
+# SFT, DPO and GRPO, and one step each of QLoRA, trainer=gpu's bf16 + fused AdamW, and PPO -> results/bench/gpu.json
+bench-gpu: setup
+	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m bench.gpu
 
 # A paper baseline, resumable: its sweep (sweeps/<BASELINE>.yaml) into results/baselines/<BASELINE>/runs, jobs that
 # finished are skipped on a rerun; then the comparison beside it, with the options on the sweep file's `# compare:`

@@ -6,11 +6,16 @@ plain-TRL worker pays for exactly what a plain TRL script would import.
 
 from __future__ import annotations
 
+import logging
 import resource
 import time
 from contextlib import contextmanager
 
-from transformers import TrainerCallback
+# Importing transformers imports bitsandbytes, whose CPU backend logs that the optional `kernels` package is missing
+# (zoo/quiet.py silences the same line in a run): silenced here too, so that a bench's one-line refusals stay one line.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+from transformers import TrainerCallback  # noqa: E402
 
 
 def current_rss_mb() -> float:

@@ -81,19 +81,21 @@ def _compose(overrides: list[str], output_dir: str):
                        overrides=normalize_overrides([*overrides, f"paths.output_dir={output_dir}"]))
 
 
-def _spec(algo: str, steps: int, batch_size: int, scratch: Path) -> dict:
-    """What every side of `algo` needs, from the zoo's own composed config and data."""
+def _spec(algo: str, steps: int, batch_size: int, scratch: Path, extra: tuple[str, ...] = (),
+          model: str = "smollm2-135m") -> dict:
+    """What every side of `algo` needs, from the zoo's own composed config and data (`extra`: overrides after the
+    bench's own, e.g. bench.gpu's trainer=gpu)."""
     from omegaconf import OmegaConf
 
     from zoo.config import bf16_supported, training_arguments
     from zoo.data import load_task
-    from zoo.model_cache import ensure_embedded
+    from zoo.models import resolve_model_path
 
-    overrides = [f"algo={algo}", "model=smollm2-135m", "peft=lora", f"data={DATA[algo]}", "logger=none",
+    overrides = [f"algo={algo}", f"model={model}", "peft=lora", f"data={DATA[algo]}", "logger=none",
                  f"trainer.max_steps={steps}", f"trainer.per_device_train_batch_size={batch_size}",
-                 "trainer.save_strategy=no", "trainer.logging_steps=1"]
+                 "trainer.save_strategy=no", "trainer.logging_steps=1", *extra]
     cfg = _compose(overrides, str(scratch / "compose"))
-    model_dir = ensure_embedded(cfg.paths.cache_dir)
+    model_dir = resolve_model_path(cfg.model, cfg.paths.cache_dir)  # the embedded model: converted once, here
     keep = {"sft": ("prompt", "completion"), "rm": ("prompt", "chosen", "rejected"),
             "dpo": ("prompt", "chosen", "rejected"), "grpo": ("prompt",), "ppo": ("prompt",)}[algo]
     rows = [{k: r[k] for k in keep} for r in load_task(cfg).train]
@@ -426,6 +428,9 @@ def _finish(probe, trainer, t_before_trainer: float, train_loss: float) -> dict:
     return {**timing, "step_flops": probe.flops, "train_loss": train_loss,
             "generate_s": probe.phase_s.get("generate", []), "phase_s": probe.phase_s,
             "reward_per_step": rewards,
+            # TRL's running count of the tokens the trainer consumed, at each logged step (logging_steps=1)
+            "num_tokens": sorted({h["step"]: h["num_tokens"] for h in trainer.state.log_history
+                                  if "num_tokens" in h}.items()),
             "final_loss": losses[-1] if losses else float("nan"), "global_step": trainer.state.global_step,
             # trainer construction + everything in train() before the first step (dataset tokenising, precomputed
             # reference log-probs, ...): part of what a user waits for, hidden from a per-step time
@@ -447,8 +452,9 @@ def _plain_worker(spec: dict, side: str, workdir: Path) -> dict:
     config_cls, trainer_cls = {"sft": (trl.SFTConfig, trl.SFTTrainer), "rm": (trl.RewardConfig, trl.RewardTrainer),
                                "dpo": (trl.DPOConfig, trl.DPOTrainer),
                                "grpo": (trl.GRPOConfig, trl.GRPOTrainer)}[algo]
-    settings = dict(spec["shared"], max_steps=spec["steps"], use_cpu=True, save_strategy="no", report_to=[],
-                    logging_steps=1, output_dir=str(workdir / "out"))
+    settings = {"use_cpu": True, **spec["shared"],  # bench.gpu's shared settings say use_cpu=false
+                "max_steps": spec["steps"], "save_strategy": "no", "report_to": [], "logging_steps": 1,
+                "output_dir": str(workdir / "out")}
     if side == "obvious":
         settings.update(bf16=spec["native_bf16"], gradient_checkpointing=False)
     args = config_cls(**settings)
