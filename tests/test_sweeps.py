@@ -130,7 +130,7 @@ def test_sweep_grid_values_are_valid_configs():
     """Every value a grid sweeps is accepted by the zoo's validation (each value in one job at least)."""
     from zoo.config import validate
 
-    for name in ("sentiment_algos", "dpo_beta_loss", "ppo_kl", "grpo_loss_beta"):
+    for name in ("sentiment_algos", "dpo_beta_loss", "ppo_kl", "grpo_loss_beta", "rbr_f1"):
         jobs = sweep_jobs([f"+sweeps={name}", "paths.output_dir=/tmp/unused"])
         seen: set[str] = set()
         for job in jobs:

@@ -7,10 +7,28 @@ from trl import SFTConfig, SFTTrainer
 
 from zoo.algos.base import Context, fit, guarded
 from zoo.data import sft_rows
+from zoo.data.io import DataError
 
 CONFIG_CLASS = SFTConfig
 PRODUCES = "policy"
 EXTRA_KEYS: tuple[str, ...] = ()
+
+
+def check_rows(rows: list[dict], cfg, path: str) -> None:
+    """Every row of the stage's share has a completion (or a chosen side), before any model loads: a pipeline whose
+    first stage is SFT must not be handed prompt-only rows of a later stage (data.stage_rows sizes the shares)."""
+    missing = [i for i, r in enumerate(rows) if r.get("completion", r.get("chosen")) is None]
+    if not missing:
+        return
+    hint = ""
+    if cfg.data.name == "safety":
+        from zoo.data.tasks.safety_demos import DEMOS
+
+        n, stage = sum(map(len, DEMOS.values())), cfg.algo.name if path == "algo" else path.split(".", 1)[1]
+        hint = (f"; the safety task's completions are its {n} demonstrations, the first training rows with "
+                f"data.demos=true: set data.demos=true and data.stage_rows.{stage} to at most {n}")
+    raise DataError(f"{path}=sft: {len(missing)} of this stage's {len(rows)} rows have no `completion` or `chosen` "
+                    f"(the first is row {missing[0]}){hint}")
 
 
 def train(ctx: Context):

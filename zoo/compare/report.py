@@ -19,7 +19,7 @@ HEADLINE = ("eval/gold_reward", "eval/proxy_reward", "eval/independent_reward", 
 # probe may add metrics (syco_*) without this table having to list each.
 DIAGNOSTICS = ("reward_length_corr", "proxy_gold_spearman", "proxy_gold_gap", "overoptimised", "self_bleu",
                "token_entropy", "syco_*", "arithmetic_accuracy", "choice_accuracy", "harmless_rate", "helpful_rate",
-               "refusal_f1")
+               "refusal_f1", "rule_grader_agreement")
 CSV_FIELDS = ("group", "metric", "n", "mean", "std", "ci95_low", "ci95_high", "min", "max")
 TRAINED_ON = "run/trained_on"
 DRIFT = ("runs of one group were composed from different configs (keys set in some runs only, by no override: "

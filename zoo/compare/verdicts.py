@@ -5,7 +5,8 @@ start (after − before within each run), and for the paired win rate.
 Runs pair by seed (`trainer.seed`) when both groups have the same seeds: a seed fixes the shared stages (the SFT
 policy both arms start from), so the difference within a seed removes that seed's start. Per-prompt values come
 from samples.jsonl (records tagged `policy`: before / after; fields gold, independent, proxy, kl), so prompts are
-resampled too; metrics with no per-prompt value (fluency, self-BLEU, distinct-2) resample the seeds only.
+resampled too; metrics with no per-prompt value (fluency, self-BLEU, distinct-2, the safety task's refusal F1 and
+harmless / helpful rates) resample the seeds only.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from zoo.compare.stats import bounds
 PER_PROMPT = {"eval/gold_reward": "gold", "eval/independent_reward": "independent", "eval/proxy_reward": "proxy",
               "eval/kl": "kl"}  # metric -> its samples.jsonl field
 COMPARED = ("eval/gold_reward", "eval/independent_reward", "eval/proxy_reward", "eval/kl", "eval/fluency",
-            "eval/self_bleu", "eval/distinct_2")
+            "eval/self_bleu", "eval/distinct_2", "eval/refusal_f1", "eval/harmless_rate", "eval/helpful_rate")
 PROMPT_LEVEL, SEED_LEVEL = "seeds, prompts", "seeds"
 WIN = "win_rate:"  # a win-rate row's metric: WIN + the metric whose per-prompt scores it compares
 

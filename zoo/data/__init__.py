@@ -23,7 +23,8 @@ NOT_TASK_COLUMNS = ("prompt", "completion", "chosen", "rejected", "score_chosen"
                     "p_chosen", "position_consistency", "labeller", "completions", "ranking", "scores")
 
 
-DATA_KEYS = ("name", "path", "hub_id", "hub_config", "split", "max_rows", "seed", "gold", "independent", "stage_rows")
+DATA_KEYS = ("name", "path", "hub_id", "hub_config", "split", "max_rows", "seed", "gold", "independent", "stage_rows",
+             "demos")
 
 
 def check_data_config(d) -> None:
@@ -43,6 +44,11 @@ def check_data_config(d) -> None:
     if d.get("max_rows") is not None:
         number(d, "max_rows", "data", lambda v: v > 0, "a positive integer or null", integer=True)
     number(d, "seed", "data", lambda v: True, "an integer", integer=True)
+    if d.get("demos") is not None:
+        require(isinstance(d.demos, bool), f"data.demos={d.demos!r}: expected true or false")
+        require(not d.demos or (d.name == "safety" and not d.get("path")),
+                f"data.demos=true: only the built-in safety task has demonstrations (zoo/data/tasks/safety_demos.py), "
+                f"not data.name={d.name}" + (" with a data.path" if d.get("path") else ""))
     for stage in d.get("stage_rows") or {}:
         number(d.stage_rows, stage, "data.stage_rows", lambda v: v >= 1, "a number of training rows >= 1", integer=True)
 
@@ -74,7 +80,7 @@ def load_task(cfg) -> Task:
     if d.name == "safety" and not d.get("path"):
         # The safety task holds out a prompt set of its own (safety_eval.jsonl), disjoint from the prompts it trains
         # and fits RBR on, so its eval never grades prompts a reward was fitted to.
-        train, held_out = safety.split(d.get("max_rows"), n_eval, d.seed)
+        train, held_out = safety.split(d.get("max_rows"), n_eval, d.seed, demos=bool(d.get("demos")))
         return Task(name=d.name, train=train, eval=prompt_rows(held_out), gold=d.get("gold"),
                     independent=d.get("independent"))
     if d.name in BUILTIN and not d.get("path"):

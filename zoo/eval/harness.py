@@ -6,7 +6,8 @@ Metrics (prefixed, e.g. `eval/kl`):
   independent_reward  mean of the task's independent scorer (`data.independent`; sentiment: TextBlob), a signal
                       no algorithm trains on by default, or null
   kl                  KL(policy || reference) in nats per completion, k1 estimate from the policy's sampled tokens
-                      (a best-of-n policy, zoo.eval.best_of_n: the analytic log n - (n - 1) / n)
+                      (a best-of-n policy, zoo.eval.best_of_n: the analytic log n - (n - 1) / n; a fixed response,
+                      zoo.eval.fixed_response: exactly -log p_ref(response | prompt))
   win_rate            share of prompts where the policy's completion beats the reference's by the gold signal
                       (the proxy reward when the task has no gold signal); ties count half
   fluency             mean over completions of the per-token log-prob under the frozen baseline (temperature 1):
@@ -38,6 +39,7 @@ from zoo.checks import known_keys, number, require
 from zoo.data import task_columns
 from zoo.eval import probes
 from zoo.eval.best_of_n import BestOfN
+from zoo.eval.fixed_response import FixedResponse
 from zoo.eval.metrics import distinct_n, mean, overoptimisation, sequence_kl, spearman, win_rate
 from zoo.generation import Samples, completion_logprobs, sample
 from zoo.rewards.verifiable import accuracy_reward
@@ -92,7 +94,8 @@ def evaluate(policy, tokenizer, rows: list[dict], eval_cfg, *, gold_fn=None, pro
                     batch_size=eval_cfg.batch_size, seed=seeds.seed_for("eval.sampling", eval_cfg.seed),
                     progress=f"{prefix}: sampling")
     best_of_n = isinstance(policy, BestOfN)  # decoded best-of-n: its KL is analytic, its weights the model's
-    samples = policy.sample(tokenizer, prompts, columns, **decoding) if best_of_n else sample(
+    fixed = isinstance(policy, FixedResponse)  # one response for every prompt: its KL is exact
+    samples = policy.sample(tokenizer, prompts, columns, **decoding) if best_of_n or fixed else sample(
         policy, tokenizer, prompts, **decoding)
     gold = score(gold_fn, samples, columns)
     proxy = score(proxy_fn, samples, columns)
@@ -101,7 +104,7 @@ def evaluate(policy, tokenizer, rows: list[dict], eval_cfg, *, gold_fn=None, pro
 
     temp = eval_cfg.temperature if eval_cfg.temperature > 0 else 1.0
     args = (samples.prompt_ids, samples.completion_ids, tokenizer.pad_token_id)
-    frozen = (policy.model if best_of_n else policy) if reference is None else reference
+    frozen = (policy.model if best_of_n or fixed else policy) if reference is None else reference
     frozen_logps = completion_logprobs(frozen, *args, 1.0, eval_cfg.batch_size)
     if reference is None:
         kl = [0.0] * len(prompts)
@@ -110,7 +113,10 @@ def evaluate(policy, tokenizer, rows: list[dict], eval_cfg, *, gold_fn=None, pro
     else:
         reference_logps = frozen_logps if temp == 1.0 else completion_logprobs(reference, *args, temp,
                                                                                 eval_cfg.batch_size)
-        kl = sequence_kl(completion_logprobs(policy, *args, temp, eval_cfg.batch_size), reference_logps)
+        # A fixed response has log-probability 0 under its own (deterministic) policy.
+        policy_logps = ([t.new_zeros(t.shape) for t in reference_logps] if fixed else
+                        completion_logprobs(policy, *args, temp, eval_cfg.batch_size))
+        kl = sequence_kl(policy_logps, reference_logps)
 
     if reference_result is None:
         wins = 0.5
@@ -160,6 +166,8 @@ def evaluate_columns(trained, baseline, tokenizer, rows: list[dict], eval_cfg, *
     kw = dict(gold_fn=gold_fn, proxy_fn=proxy_fn, independent_fn=independent_fn)
 
     def probed(model, prefix: str) -> dict:  # the probes decode greedily: a best-of-n policy's model answers them
+        if isinstance(model, FixedResponse):  # one text for every probe: nothing to measure, so no probe column
+            return {}
         found = probes.run(model.model if isinstance(model, BestOfN) else model, tokenizer, eval_cfg, rows=rows)
         return {f"{prefix}/{k}": v for k, v in found.items()}
 

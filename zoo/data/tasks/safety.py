@@ -115,9 +115,14 @@ def eval_rows(seed: int = 0) -> list[dict]:
     return [{"prompt": [{"role": "user", "content": r["prompt"]}], "category": r["category"]} for *_, r in keyed]
 
 
-def split(n_train: int | None, n_eval: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """(training rows from PROMPTS, held-out rows from the eval set): the safety task's two disjoint sources."""
+def split(n_train: int | None, n_eval: int, seed: int = 0, demos: bool = False) -> tuple[list[dict], list[dict]]:
+    """(training rows from PROMPTS, held-out rows from the eval set): the safety task's two disjoint sources.
+
+    `demos`: the refusal and compliance demonstrations (safety_demos.py, with completions) come first, all of them,
+    before the `n_train` prompts, so a first SFT stage given exactly their number of rows trains on them alone."""
+    from zoo.data.tasks import safety_demos
+
     held_out = eval_rows(seed)
     if n_eval > len(held_out):
         raise DataError(f"eval.num_prompts={n_eval}: the safety eval set has {len(held_out)} prompts")
-    return rows(seed)[:n_train], held_out[:n_eval]
+    return (safety_demos.rows(seed) if demos else []) + rows(seed)[:n_train], held_out[:n_eval]
