@@ -40,7 +40,11 @@ def words_reward(monkeypatch):
     monkeypatch.setattr(rewards, "KNOWN", [*rewards.KNOWN, "words"])
 
 
-def test_best_of_n_end_to_end(compose, tmp_path, words_reward):
+def test_best_of_n_end_to_end(compose, tmp_path, words_reward, monkeypatch):
+    import zoo.eval.best_of_n as bon
+
+    draws, original = [], bon.sample
+    monkeypatch.setattr(bon, "sample", lambda *a, **k: draws.append(k["num_return_sequences"]) or original(*a, **k))
     out = tmp_path / "run"
     metrics = run(compose("algo=best_of_n", "algo.n=8", "data=sentiment", "+reward.functions.words=1.0",
                           "eval.num_prompts=8", "eval.max_new_tokens=12", "eval.at_steps=[1]", output_dir=out))
@@ -55,8 +59,25 @@ def test_best_of_n_end_to_end(compose, tmp_path, words_reward):
     proxy = [p["proxy_reward"] for p in points]
     assert proxy == sorted(proxy) and proxy[-1] > proxy[0]  # the best of more of the same pool never scores less
     assert proxy[-1] == pytest.approx(metrics["eval/proxy_reward"])  # the final column is the n = 8 point
+    assert draws == [8]  # one pool of 8 per prompt, drawn for the curve and reused by the final harness
 
 
 def test_best_of_n_needs_a_scorer():
     with pytest.raises(ValueError, match="scorer"):
         BestOfN(object(), None, 4)
+
+
+def test_fingerprint_follows_the_weights_not_the_object():
+    import copy
+
+    import torch
+
+    from zoo.eval.best_of_n import fingerprint
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(64, 64)
+    reloaded = copy.deepcopy(model)  # what a run's reload after a stage gives: other objects, the same weights
+    assert fingerprint(reloaded) == fingerprint(model)
+    with torch.no_grad():
+        reloaded.weight[0, 0] += 1e-3  # one optimizer-sized change
+    assert fingerprint(reloaded) != fingerprint(model)

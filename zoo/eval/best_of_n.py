@@ -9,12 +9,16 @@ it from samples.
 `BestOfN` stands wherever the harness takes a policy (`zoo.eval.harness.evaluate`, curve points): it samples with
 the harness's decoding settings and seed and reports the analytic KL. The samples for the largest n are drawn once
 per (prompts, decoding settings) and shared by the smaller n of the same pool (`with_n`): best-of-n reads the first
-n of them, which are n independent samples, so a curve over n = 1, 2, 4, ... costs one pass of the largest n.
+n of them, which are n independent samples, so a curve over n = 1, 2, 4, ... costs one pass of the largest n. The
+last pool drawn is also kept by the weights it came from (`_last_draw`): a run reloads its policy after each stage,
+so the final harness's best-of-n decoder, a new object over the same weights, reuses the curve's draw.
 """
 
 from __future__ import annotations
 
 import math
+
+import torch
 
 from zoo.generation import Samples, sample
 
@@ -36,6 +40,25 @@ def pick(scores: list[float | None], n: int, pool: int) -> list[int]:
     return chosen
 
 
+_LAST: dict = {}  # the last pool drawn: {"key": (weights fingerprint, decoding key), "pool": Samples}
+
+
+def fingerprint(model) -> tuple:
+    """The weights' identity by content (shape and float64 sum of every parameter): a reloaded copy of the same
+    weights matches, a step of training does not."""
+    with torch.no_grad():
+        return tuple((tuple(p.shape), p.detach().double().sum().item()) for p in model.parameters())
+
+
+def _last_draw(model, key: tuple, draw) -> Samples:
+    """`draw()` unless the last pool was drawn from these weights with this decoding key."""
+    full = (fingerprint(model), key)
+    if _LAST.get("key") != full:
+        _LAST.clear()
+        _LAST.update(key=full, pool=draw())
+    return _LAST["pool"]
+
+
 class BestOfN:
     """A policy `model` decoded best-of-`n` under `scorer` (prompts, completions, **columns) -> scores."""
 
@@ -55,9 +78,10 @@ class BestOfN:
         """The chosen completion of each prompt, as `zoo.generation.sample` returns samples."""
         key = (tuple(map(str, prompts)), max_new_tokens, temperature, top_p, seed)
         if key not in self._pools:
-            pool = sample(self.model, tokenizer, prompts, max_new_tokens=max_new_tokens,
-                          temperature=temperature or 1.0, top_p=top_p, num_return_sequences=self.pool_size,
-                          batch_size=batch_size, seed=seed, progress=progress)
+            pool = _last_draw(self.model, (*key, self.pool_size), lambda: sample(
+                self.model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature or 1.0,
+                top_p=top_p, num_return_sequences=self.pool_size, batch_size=batch_size, seed=seed,
+                progress=progress))
             repeated = {k: [v for v in values for _ in range(self.pool_size)] for k, values in columns.items()}
             self._pools[key] = (pool, list(self.scorer(pool.prompts, pool.completions, **repeated)))
         pool, scores = self._pools[key]
