@@ -127,3 +127,19 @@ def test_each_group_against_its_own_start():
     n = len(groups["A"])
     assert by["A", "eval/gold_reward"]["runs_up"] == by["A", "win_rate:eval/gold_reward"]["runs_up"] == f"{n}/{n}"
     assert {r["metric"] for r in pairs} == {"eval/gold_reward", "eval/kl", "eval/fluency", "win_rate:eval/gold_reward"}
+
+
+def test_extra_run_level_metrics_get_verdicts():
+    """--verdicts: a harness metric with no per-prompt value and a stage's own metric, compared over seeds; the
+    stage metric has no start to compare with."""
+    groups = sweep(shift=0.5)
+    for s, r in enumerate(groups["A"]):
+        r.metrics.update({"eval/proxy_gold_spearman": 0.6 + 0.01 * s, "rm/accuracy": 0.7})
+    for s, r in enumerate(groups["B"]):
+        r.metrics.update({"eval/proxy_gold_spearman": 0.4 + 0.01 * s, "rm/accuracy": 0.6})
+    pairs, starts = verdicts.all_verdicts(groups, "gold", extra=["eval/proxy_gold_spearman", "rm/accuracy"])
+    by = {r["metric"]: r for r in pairs}
+    assert by["eval/proxy_gold_spearman"]["estimate"] == pytest.approx(0.2)
+    assert by["eval/proxy_gold_spearman"]["level"] == verdicts.SEED_LEVEL
+    assert by["rm/accuracy"]["estimate"] == pytest.approx(0.1)
+    assert not [r for r in starts if r["metric"] in ("eval/proxy_gold_spearman", "rm/accuracy")]

@@ -34,6 +34,8 @@ def main(argv=None) -> list[Path]:
     parser.add_argument("--wandb", action="store_true", help="also log the table and plots to W&B")
     parser.add_argument("--versus", help="a run-level metric (e.g. rlaif/judge/accuracy) to plot the final gold and "
                                          "independent reward against, one point per group (versus_<metric>.png)")
+    parser.add_argument("--verdicts", help="comma-separated run-level metrics (metrics.json names, e.g. "
+                                           "eval/proxy_gold_spearman) to give verdicts on besides the default ones")
     parser.add_argument("--overoptimisation", action="store_true",
                         help="fit Gao et al.'s gold/proxy forms against sqrt(KL) (overoptimisation.png/.csv)")
     args = parser.parse_args(argv)
@@ -52,7 +54,7 @@ def main(argv=None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     rows = summarise(groups)
     write_csv(rows, out / "compare.csv")
-    found = verdicts.all_verdicts(groups, score_field(groups))
+    found = verdicts.all_verdicts(groups, score_field(groups), extra=_split(args.verdicts))
     tables.write_verdicts_csv(found[1] + found[0], out / "verdicts.csv")
     plots = plot(groups, out, _split(args.metrics) or ["loss"])
     pngs = [p.path for p in plots if p.path is not None]

@@ -52,15 +52,19 @@ def _prompt_values(run: Run, field: str, policy: str) -> dict[str, float]:
 def values(columns: list[tuple[Run, str]], metric: str) -> tuple[np.ndarray, str]:
     """(columns x prompts, level) for (run, policy) columns, policy `after` or `before`: per-prompt values on the
     prompts every column answered when all have them, else each run's metrics.json value (eval/ or before/) as one
-    column, NaN where a run has none."""
+    column, NaN where a run has none (a metric outside eval/ has no value before)."""
     field = PER_PROMPT.get(metric)
     if field and columns:
         per_column = [_prompt_values(run, field, policy) for run, policy in columns]
         common = sorted(set.intersection(*(set(d) for d in per_column)))
         if common:
             return np.array([[d[k] for k in common] for d in per_column]), PROMPT_LEVEL
-    name = metric.partition("/")[2]
-    found = [number(run.metrics.get(("eval/" if policy == "after" else "before/") + name)) for run, policy in columns]
+    prefix, _, name = metric.partition("/")
+    if prefix == "eval":  # the harness's columns: eval/<name> after, before/<name> at the start
+        found = [number(run.metrics.get(("eval/" if policy == "after" else "before/") + name))
+                 for run, policy in columns]
+    else:  # a stage's own metric (e.g. rm/accuracy) has no "before"
+        found = [number(run.metrics.get(metric)) if policy == "after" else None for run, policy in columns]
     return np.array([[np.nan if v is None else v] for v in found]).reshape(len(columns), 1), SEED_LEVEL
 
 
@@ -133,11 +137,14 @@ def versus_start(label: str, runs: list[Run], metric: str) -> dict | None:
                  "runs_up": f"{int(up.sum())}/{len(up)}"}, after, before, level, result, win)
 
 
-def all_verdicts(groups: dict[str, list[Run]], score: str | None) -> tuple[list[dict], list[dict]]:
-    """(every pair of groups x metric, every group vs its start x metric), metrics in COMPARED order then the win
-    rate on `score` (the samples' field: gold, else proxy); a metric no group has is left out."""
+def all_verdicts(groups: dict[str, list[Run]], score: str | None, extra: list[str] = ()) -> tuple[list[dict],
+                                                                                                   list[dict]]:
+    """(every pair of groups x metric, every group vs its start x metric), metrics in COMPARED order, then `extra`
+    (run-level metrics.json names, e.g. eval/proxy_gold_spearman: over seeds only), then the win rate on `score`
+    (the samples' field: gold, else proxy); a metric no group has is left out."""
     by_field = {field: metric for metric, field in PER_PROMPT.items()}
-    metrics = list(COMPARED) + ([WIN + by_field[score]] if score in by_field else [])
+    metrics = list(COMPARED) + [m for m in extra if m not in COMPARED]
+    metrics += [WIN + by_field[score]] if score in by_field else []
     labels = list(groups)
     pairs = [compare_pair(a, groups[a], b, groups[b], m) for m in metrics
              for i, a in enumerate(labels) for b in labels[i + 1:]]
