@@ -218,7 +218,7 @@ def decoding_kwargs(model) -> dict:
     `static_cache`: transformers' StaticCache, preallocated for the prompt plus max_new_tokens, instead of a
     DynamicCache that concatenates every step: the same greedy tokens (tests/test_levers.py) and, with sampling, the
     same random stream. `compiled_decode`: the decoding step under torch.compile (inductor), which needs the static
-    cache; the first call of every new (batch, prompt length) shape compiles (30-160 s for the 2-layer test model on
+    cache; the first call of every new (batch, prompt length) shape compiles (30-180 s for the 2-layer test model on
     2 loaded cores; toggling merged_lora_sampling recompiles too), so it pays only when many calls repeat one shape.
     Both off by default.
 
