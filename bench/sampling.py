@@ -1,19 +1,30 @@
-"""What each sampling lever (trainer.zoo.contiguous_head / cdf_sampling / merged_lora_sampling / cast_once_sampling)
-saves, alone and together, on the zoo's own sampler.
+"""What each sampling lever (trainer.zoo.contiguous_head / cdf_sampling / merged_lora_sampling / cast_once_sampling,
+and the decoding levers length_buckets / static_cache / compiled_decode on top of those four) saves against plain
+Hugging Face `generate` (`none`: every lever off), on the zoo's own sampler, at the shapes the zoo samples in.
 
     python -m bench.sampling               # part of `make bench`; writes results/bench/sampling.json
+    python -m bench.sampling --shapes grpo --settings none,all,all+static_cache   # a part of it
     python -m bench.sampling --model tiny --rounds 1 --out /tmp/s.json   # smoke test (numbers mean nothing)
 
 The embedded SmolLM2-135M under a LoRA r16 all-linear adapter (its B matrices drawn at random, as a trained
-adapter's would be, so folding it in is real work) samples `--batch` completions of `--tokens` new tokens
-(temperature 1) through `zoo.generation.sample`, as the harness, the preference-pair sampler and PPO's rollouts
-do. A call runs as many decoding steps as its longest completion (rows that stopped early ride along), and the
-levers that change the random stream change where rows stop, so the unit of time is the decoding step: seconds
-per call / its longest completion. One process, the settings alternating within each round (order reversed every
-other round), in bf16 weights, fp32 weights (the harness) and, where bf16 is native, fp32 weights under bf16
-autocast (how a training run samples: PPO rollouts, TRL's GRPO/RLOO under the Trainer's bf16). Reported per
-setting: the median ms per decoding step with min/max over rounds, and the speedup against all levers off (the
-ratio of medians, and the per-round ratios).
+adapter's would be, so folding it in is real work) samples through `zoo.generation.sample`, as the harness, the
+preference-pair sampler and PPO's rollouts do, at three shapes (SHAPES):
+
+- `single`: `--batch` prompts of one length in one batch of `--tokens` new tokens, temperature 1, in bf16 weights, fp32
+  weights and, where bf16 is native, fp32 weights under bf16 autocast: the shape of the earlier numbers.
+- `harness`: the harness's decoding (conf/eval: 64 prompts, here sentiment prompts of 5-14 tokens, batches of 32, 32
+  tokens, temperature 0.7) in fp32 weights, as the harness samples: two batches, so length bucketing can act.
+- `grpo`: TRL's GRPO step at the zoo's defaults (per_device_train_batch_size 8 = 2 arithmetic prompts x
+  num_generations 4, max_completion_length 32, temperature 1) in fp32 weights under bf16 autocast where native, as
+  a bf16 Trainer samples. TRL calls `generate` itself with this batch; the levers that wrap `generate` act there
+  the same way, length bucketing does not (one batch).
+
+A call runs as many decoding steps as its batches' longest completions (rows that stopped early ride along), and
+the levers that change the random stream change where rows stop, so the unit of time is the decoding step: seconds
+per call / the steps `generate` ran (`Samples.decoding_steps`); seconds per call are kept too. One process, the
+settings alternating within each round (order reversed every other round); round 0 warms every setting up (its time
+is `warmup_s`: what compiled_decode spends compiling) and is dropped. Reported per setting: the median ms per
+decoding step with min/max over rounds, and the speedup against `none` (the ratio of medians, and per round).
 """
 
 from __future__ import annotations
@@ -29,22 +40,51 @@ from bench.common import add_quiet_arg, machine, start_load_log, versions, write
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT = REPO / "results" / "bench" / "sampling.json"
+ALL = ("contiguous_head", "cdf_sampling", "merged_lora_sampling", "cast_once_sampling")
 SETTINGS = {
     "none": (),
     "contiguous_head": ("contiguous_head",),
     "cdf_sampling": ("cdf_sampling",),
     "merged_lora_sampling": ("merged_lora_sampling",),
     "cast_once_sampling": ("cast_once_sampling",),
-    "all": ("contiguous_head", "cdf_sampling", "merged_lora_sampling", "cast_once_sampling"),
+    "all": ALL,
+    "all+length_buckets": (*ALL, "length_buckets"),
+    "all+static_cache": (*ALL, "static_cache"),
+    "all+compiled_decode": (*ALL, "compiled_decode"),
+}
+
+
+def _single_prompts(batch: int) -> list:
+    return [f"Write a short review of movie number {i}. The film" for i in range(batch)]
+
+
+def _harness_prompts(batch: int) -> list:
+    from zoo.data.tasks import sentiment
+
+    return sentiment.prompts(64, 0)
+
+
+def _grpo_prompts(batch: int) -> list:
+    from zoo.data.tasks import arithmetic
+
+    return [r["prompt"] for r in arithmetic.rows(2, 0)]
+
+
+# name -> prompts(batch), samples per prompt, batch size (None: --batch), temperature, precisions ("bf16" expands to
+# bf16 weights + fp32 under bf16 autocast where bf16 is native)
+SHAPES = {
+    "single": dict(prompts=_single_prompts, n=1, batch=None, temperature=1.0, modes=("float32", "bf16")),
+    "harness": dict(prompts=_harness_prompts, n=1, batch=32, temperature=0.7, modes=("float32",)),
+    "grpo": dict(prompts=_grpo_prompts, n=4, batch=8, temperature=1.0, modes=("float32_autocast_bf16",)),
 }
 
 
 def _trainer(on: tuple[str, ...]):
     from omegaconf import OmegaConf
 
-    from zoo.levers import SAMPLING
+    from zoo.levers import DECODING, SAMPLING
 
-    return OmegaConf.create({"zoo": {name: name in on for name in SAMPLING}})
+    return OmegaConf.create({"zoo": {name: name in on for name in (*SAMPLING, *DECODING)}})
 
 
 def _model(name: str, dtype):
@@ -66,7 +106,8 @@ def _model(name: str, dtype):
     return model, bundle.tokenizer
 
 
-def measure(model, tok, *, batch: int, tokens: int, rounds: int, autocast: bool = False) -> dict:
+def measure(model, tok, *, batch: int, tokens: int, rounds: int, autocast: bool = False, prompts: list | None = None,
+            n: int = 1, temperature: float = 1.0, settings: dict | None = None) -> dict:
     from contextlib import nullcontext
 
     import torch
@@ -74,39 +115,66 @@ def measure(model, tok, *, batch: int, tokens: int, rounds: int, autocast: bool 
     from zoo import levers
     from zoo.generation import sample
 
-    prompts = [f"Write a short review of movie number {i}. The film" for i in range(batch)]
-    times: dict[str, list[float]] = {name: [] for name in SETTINGS}
-    names = list(SETTINGS)
-    for r in range(rounds + 1):  # round 0 warms up every setting and is dropped
+    settings = settings or SETTINGS
+    prompts = prompts or _single_prompts(batch)
+    times: dict[str, list[float]] = {name: [] for name in settings}
+    calls: dict[str, list[float]] = {name: [] for name in settings}
+    warmup: dict[str, float] = {}
+    names = list(settings)
+    for r in range(rounds + 1):  # round 0 warms up every setting (compiles, for compiled_decode) and is dropped
         for name in names if r % 2 else names[::-1]:
             amp = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else nullcontext()
-            with levers.using(_trainer(SETTINGS[name])), amp:
+            with levers.using(_trainer(settings[name])), amp:
                 t = time.perf_counter()
-                out = sample(model, tok, prompts, max_new_tokens=tokens, temperature=1.0, batch_size=batch, seed=r)
+                out = sample(model, tok, prompts, max_new_tokens=tokens, temperature=temperature,
+                             num_return_sequences=n, batch_size=batch, seed=r)
                 dt = time.perf_counter() - t
             if r:
-                times[name].append(dt / max(len(c) for c in out.completion_ids))
-    base = times["none"]
+                times[name].append(dt / (out.decoding_steps or max(len(c) for c in out.completion_ids)))
+                calls[name].append(dt)
+            else:
+                warmup[name] = dt
+    base = times[names[0]]
     res = {}
     for name, ts in times.items():
         med = statistics.median(ts)
         res[name] = {"median_ms_per_step": 1e3 * med, "min_ms_per_step": 1e3 * min(ts),
                      "max_ms_per_step": 1e3 * max(ts), "per_round_ms_per_step": [1e3 * t for t in ts],
-                     "speedup_vs_none": statistics.median(base) / med,
-                     "per_round_speedup_vs_none": [b / t for b, t in zip(base, ts)]}
+                     f"speedup_vs_{names[0]}": statistics.median(base) / med,
+                     f"per_round_speedup_vs_{names[0]}": [b / t for b, t in zip(base, ts)],
+                     "median_s_per_call": statistics.median(calls[name]), "warmup_s": warmup[name]}
     return res
+
+
+def _modes(shape: dict, bf16_native: bool) -> list[str]:
+    out = []
+    for mode in shape["modes"]:
+        if mode == "bf16":
+            out += ["bfloat16", "float32_autocast_bf16"] if bf16_native else []
+        elif mode == "float32_autocast_bf16" and not bf16_native:
+            out.append("float32")
+        else:
+            out.append(mode)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=16, help="rows of the single shape")
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated, of {list(SHAPES)}")
+    ap.add_argument("--settings", default=",".join(SETTINGS),
+                    help=f"comma-separated, of {list(SETTINGS)}; the first is the baseline (none: plain generate)")
     ap.add_argument("--out", type=Path, default=RESULT)
     add_quiet_arg(ap)
     a = ap.parse_args(argv)
+    shapes, names = a.shapes.split(","), a.settings.split(",")
+    unknown = [x for x in shapes if x not in SHAPES] + [x for x in names if x not in SETTINGS]
+    if unknown:
+        ap.error(f"unknown shape or setting: {unknown}")
     load = start_load_log("sampling", a.require_quiet)
 
     import torch
@@ -115,25 +183,30 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(a.threads)
     t0, load_before = time.perf_counter(), os.getloadavg()
-    # bf16 weights; fp32 weights (the harness); fp32 weights under bf16 autocast (how training samples where bf16
-    # is native: the zoo's PPO rollouts, TRL's GRPO/RLOO generate under the Trainer's autocast)
-    modes = ["bfloat16", "float32", "float32_autocast_bf16"] if bf16_supported(use_cpu=True) else ["float32"]
-    by_dtype = {}
-    for mode in modes:  # one side per precision: every setting's rounds run inside it
-        model, tok = _model(a.model, getattr(torch, mode.split("_")[0]))
-        with load.side(mode):
-            by_dtype[mode] = measure(model, tok, batch=a.batch, tokens=a.tokens, rounds=a.rounds,
-                                     autocast=mode.endswith("autocast_bf16"))
-        del model
+    native = bf16_supported(use_cpu=True)
+    by_shape = {}
+    for shape_name in shapes:
+        shape = SHAPES[shape_name]
+        batch = shape["batch"] or a.batch
+        prompts = shape["prompts"](batch)
+        by_dtype = {}
+        for mode in _modes(shape, native):  # one side per precision: every setting's rounds run inside it
+            model, tok = _model(a.model, getattr(torch, mode.split("_")[0]))
+            with load.side(f"{shape_name}/{mode}"):
+                by_dtype[mode] = measure(model, tok, batch=batch, tokens=a.tokens, rounds=a.rounds,
+                                         autocast=mode.endswith("autocast_bf16"), prompts=prompts, n=shape["n"],
+                                         temperature=shape["temperature"], settings={k: SETTINGS[k] for k in names})
+            del model
+        by_shape[shape_name] = {"prompts": len(prompts), "samples_per_prompt": shape["n"], "batch": batch,
+                                "new_tokens": a.tokens, "temperature": shape["temperature"], "by_dtype": by_dtype}
     result = {
         "benchmark": "sampling levers on zoo.generation.sample",
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": f"python -m bench.sampling --model {a.model} --batch {a.batch} --tokens {a.tokens} "
-                   f"--rounds {a.rounds} --threads {a.threads}",
-        "settings": {"model": a.model, "peft": "lora r16 all-linear, B ~ N(0, 0.01)", "batch": a.batch,
-                     "new_tokens": a.tokens, "rounds": a.rounds, "threads": a.threads,
-                     "bf16_native": bf16_supported(use_cpu=True)},
-        "by_dtype": by_dtype,
+                   f"--rounds {a.rounds} --threads {a.threads} --shapes {a.shapes} --settings {a.settings}",
+        "settings": {"model": a.model, "peft": "lora r16 all-linear, B ~ N(0, 0.01)", "rounds": a.rounds,
+                     "threads": a.threads, "bf16_native": native, "levers": {k: list(SETTINGS[k]) for k in names}},
+        "by_shape": by_shape,
         "machine": machine(load_before),
         "noisy": load.noisy,
         "load": load.result(),
@@ -141,8 +214,10 @@ def main(argv: list[str] | None = None) -> None:
         "bench_seconds": time.perf_counter() - t0,
     }
     write_result(result, a.out)
-    for dtype, res in by_dtype.items():
-        print(dtype, {k: f"{v['median_ms_per_step']:.1f}ms x{v['speedup_vs_none']:.2f}" for k, v in res.items()})
+    for shape_name, entry in by_shape.items():
+        for dtype, res in entry["by_dtype"].items():
+            print(shape_name, dtype, {k: f"{v['median_ms_per_step']:.1f}ms x{v[f'speedup_vs_{names[0]}']:.2f}"
+                                      for k, v in res.items()})
     print(f"wrote {a.out}")
 
 

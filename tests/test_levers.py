@@ -165,12 +165,12 @@ def test_harness_logprobs_head_on_completions_matches_the_full_head(compose):
 
 
 def _levers(**on):
-    """A trainer block with only the named sampling levers on."""
+    """A trainer block with only the named sampling (and decoding) levers on."""
     from omegaconf import OmegaConf
 
-    from zoo.levers import SAMPLING
+    from zoo.levers import DECODING, SAMPLING
 
-    return OmegaConf.create({"zoo": {name: bool(on.get(name, False)) for name in SAMPLING}})
+    return OmegaConf.create({"zoo": {name: bool(on.get(name, False)) for name in (*SAMPLING, *DECODING)}})
 
 
 def _adapted(compose, dtype=None):
@@ -466,3 +466,142 @@ def test_trl_grpo_samples_under_the_levers(compose, dense_reward, tmp_path, monk
         assert sum(n > 0 for n in folded) == 2
     else:
         assert not folded
+
+
+# ---------------------------------------------------------------------------------------- decoding levers
+# Prompts of very different lengths, interleaved, so batches of 2 cut in the caller's order pad a lot.
+RAGGED = ["Hi", "A long and winding story about the sea and the ships upon it", "The film",
+          "Once upon a time in a small town by the river there lived", "Ok", "The best review I ever read said"]
+
+
+def _ragged(model, tok, trainer_cfg, temperature=0.0, **kw):
+    from zoo import levers
+    from zoo.generation import sample
+
+    with levers.using(trainer_cfg):
+        return sample(model, tok, RAGGED, max_new_tokens=8, temperature=temperature, batch_size=2, seed=5, **kw)
+
+
+def test_length_buckets_same_greedy_tokens_in_the_callers_order(compose):
+    """Greedy: each prompt gets the tokens it gets alone (batch of 1) whichever batch it lands in; the rows come back
+    in the caller's order; the batches carry less left padding."""
+    model, tok = _adapted(compose)
+    off = _ragged(model, tok, _levers())
+    on = _ragged(model, tok, _levers(length_buckets=True))
+    from zoo import levers
+    from zoo.generation import sample
+
+    with levers.using(_levers()):
+        alone = sample(model, tok, RAGGED, max_new_tokens=8, temperature=0, batch_size=1)
+    assert on.prompts == off.prompts == RAGGED
+    assert on.completion_ids == off.completion_ids == alone.completion_ids
+    assert alone.prompt_padding == 0 and on.prompt_padding < off.prompt_padding
+    assert on.decoding_steps == off.decoding_steps == 3 * 8  # no EOS on the random model: 3 batches x 8 steps
+
+
+def test_length_buckets_sampled_are_the_rows_reordered(compose):
+    """Sampled: the lever is a reordering of the rows and nothing else. Bucketed samples are exactly what the
+    sampler gives the length-sorted prompt list (then put back in the caller's order), so each prompt is drawn
+    from its own next-token distributions as before; which draws it gets depends on its batch, so the samples
+    themselves differ from the unbucketed ones (the same distribution, another stream)."""
+    from zoo import levers
+    from zoo.generation import plan_batches, sample
+
+    model, tok = _adapted(compose)
+    on = _ragged(model, tok, _levers(length_buckets=True), temperature=1.0)
+    off = _ragged(model, tok, _levers(), temperature=1.0)
+    lengths = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in RAGGED]
+    order = [i for batch in plan_batches(lengths, 2, by_length=True) for i in batch]
+    with levers.using(_levers()):
+        sorted_run = sample(model, tok, [RAGGED[i] for i in order], max_new_tokens=8, temperature=1.0,
+                            batch_size=2, seed=5)
+    unsorted = [None] * len(RAGGED)
+    for pos, i in enumerate(order):
+        unsorted[i] = sorted_run.completion_ids[pos]
+    assert order != list(range(len(RAGGED)))  # the lever did reorder
+    assert on.completion_ids == unsorted and on.prompts == RAGGED
+    assert on.completion_ids != off.completion_ids  # another stream: documented, not hidden
+    vocab = model.get_output_embeddings().weight.shape[0]
+    assert all(len(c) == 8 and all(0 <= t < vocab for t in c) for c in on.completion_ids)
+
+
+def test_batches_stop_when_every_row_has_finished(compose, monkeypatch):
+    """HF's generate already stops a batch once all its rows have produced an EOS (no lever needed): with each
+    row's third greedy token made an EOS, every batch runs 3 steps, not max_new_tokens."""
+    model, tok = _adapted(compose)
+    first = _ragged(model, tok, _levers())
+    third = sorted({c[2] for c in first.completion_ids})
+    monkeypatch.setattr(model.generation_config, "eos_token_id", third)
+    stopped = _ragged(model, tok, _levers())
+    assert all(f for f in stopped.finished) and all(len(c) <= 3 for c in stopped.completion_ids)
+    assert stopped.decoding_steps <= 3 * 3 < first.decoding_steps  # 3 batches of at most 3 steps
+    assert stopped.completion_ids == [c[: len(s)] for c, s in zip(first.completion_ids, stopped.completion_ids)]
+
+
+def _count_static_caches(monkeypatch) -> list:
+    from transformers.cache_utils import StaticCache
+
+    made, real = [], StaticCache.__init__
+
+    def init(self, *args, **kwargs):
+        made.append(1)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(StaticCache, "__init__", init)
+    return made
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_static_cache_same_tokens(compose, monkeypatch, temperature):
+    """A preallocated StaticCache instead of the DynamicCache: the same tokens, greedy and sampled (the draws are
+    the same random stream), with the other sampling levers on as in a run."""
+    model, tok = _adapted(compose)
+    made = _count_static_caches(monkeypatch)
+    on_all = dict(contiguous_head=True, cdf_sampling=True, merged_lora_sampling=True, cast_once_sampling=True)
+    off = _ragged(model, tok, _levers(**on_all), temperature=temperature)
+    assert not made
+    on = _ragged(model, tok, _levers(**on_all, static_cache=True), temperature=temperature)
+    assert len(made) == 3  # one per batch
+    assert on.completion_ids == off.completion_ids
+
+
+def test_compiled_decode_asks_transformers_to_compile_on_every_device(compose, monkeypatch):
+    """compiled_decode hands generate a static cache and a CompileConfig allowed on CPU (transformers compiles on
+    accelerators only otherwise), overriding TRL's disable_compile; a caller's own keyword wins. The compiled run
+    itself is in the slow test below (compiling takes tens of seconds on CPU)."""
+    from zoo import levers
+
+    model, _ = _adapted(compose)
+    seen = []
+    monkeypatch.setattr(model, "generate", lambda *a, **k: seen.append(k))
+    with levers.using(_levers(compiled_decode=True)), levers.fast_generate(model):
+        model.generate(input_ids=None)
+        model.generate(input_ids=None, cache_implementation="dynamic")
+    assert seen[0]["cache_implementation"] == "static" and seen[0]["disable_compile"] is False
+    assert seen[0]["compile_config"]._compile_all_devices is True
+    assert seen[1]["cache_implementation"] == "dynamic"
+    with levers.using(_levers(static_cache=True)):  # the cache alone: never compiled (a GPU would by default)
+        assert levers.decoding_kwargs(model) == {"cache_implementation": "static", "disable_compile": True}
+    with levers.using(_levers()):
+        assert levers.decoding_kwargs(model) == {}
+
+
+def test_static_cache_stays_dynamic_under_autocast(compose, monkeypatch):
+    """Under bf16 autocast (how training samples) transformers' StaticCache cannot hold fp32 keys and bf16 values:
+    the lever leaves those calls on the DynamicCache, and they give the tokens they give with the lever off."""
+    import torch
+
+    model, tok = _adapted(compose)
+    made = _count_static_caches(monkeypatch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        off = _ragged(model, tok, _levers(cast_once_sampling=True))
+        on = _ragged(model, tok, _levers(cast_once_sampling=True, static_cache=True))
+    assert not made and on.completion_ids == off.completion_ids
+
+
+@pytest.mark.slow
+def test_compiled_decode_same_greedy_tokens(compose):
+    model, tok = _adapted(compose)
+    off = _ragged(model, tok, _levers())
+    on = _ragged(model, tok, _levers(compiled_decode=True))
+    assert on.completion_ids == off.completion_ids

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from zoo import costs, seeds
-from zoo.levers import fast_generate
+from zoo.levers import active, fast_generate
 
 
 def is_conversational(prompt) -> bool:
@@ -46,6 +46,8 @@ class Samples:
     completion_ids: list[list[int]]  # truncated after the first EOS (EOS kept when generated)
     completions: list  # decoded, in the prompt's format
     finished: list[bool]  # generated an EOS before max_new_tokens
+    decoding_steps: int = 0  # forward passes `generate` ran, summed over batches (a batch runs to its longest row)
+    prompt_padding: int = 0  # pad positions the batches' prompts were left-padded with
 
     @property
     def texts(self) -> list[str]:
@@ -70,6 +72,19 @@ def _left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
         ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
         mask[i, width - len(s):] = 1
     return ids, mask
+
+
+def plan_batches(lengths: list[int], batch_size: int, by_length: bool = False) -> list[list[int]]:
+    """The rows (indices) of each `generate` call: cut in the caller's order, or, `by_length` (trainer.zoo.
+    length_buckets), sorted by prompt length first, so a batch's prompts are padded to a near length. The sort is
+    stable: the repeats of one prompt stay side by side in their order."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__) if by_length else list(range(len(lengths)))
+    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def prompt_padding(lengths: list[int], batches: list[list[int]]) -> int:
+    """Pad positions left padding adds: each batch's rows padded to its longest prompt."""
+    return sum(len(b) * max(lengths[i] for i in b) - sum(lengths[i] for i in b) for b in batches)
 
 
 def truncate_at_eos(ids: list[int], eos_ids: set[int]) -> tuple[list[int], bool]:
@@ -125,7 +140,13 @@ def eos_ids(model, tokenizer) -> set[int]:
 def sample(model, tokenizer, prompts: list, *, max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
            top_k: int = 0, num_return_sequences: int = 1, batch_size: int = 16, seed: int | None = None,
            progress: str | None = None) -> Samples:
-    """Sample completions for `prompts` (each repeated `num_return_sequences` times, in order)."""
+    """Sample completions for `prompts` (each repeated `num_return_sequences` times, in order).
+
+    Batches are cut in the caller's order, or by prompt length under trainer.zoo.length_buckets; the results come
+    back in the caller's order either way. Under greedy decoding each prompt gets the same tokens whichever batch it
+    lands in (up to float rounding of differently padded batches). Sampled draws come from one stream seeded once
+    per call and consumed batch by batch, row by row, so a prompt's draws depend on its batch and row: bucketing
+    gives other samples from the same distribution, as any change of batch_size does."""
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
@@ -137,20 +158,23 @@ def sample(model, tokenizer, prompts: list, *, max_new_tokens: int, temperature:
                       eos_token_id=sorted(eos))
     if do_sample:
         gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k)
-    out_ids, finished = [], []
-    starts = range(0, len(flat), batch_size)
+    lengths = [len(e) for e in encoded]
+    batches = plan_batches(lengths, batch_size, by_length=active("length_buckets"))
+    out_ids: list = [None] * len(flat)
+    finished = [False] * len(flat)
+    steps = 0
     with _eval_mode(model), fast_generate(model), seeds.drawing(seed):  # the caller's stream is left as it was
-        for start in tqdm(starts, desc=progress, disable=progress is None, leave=False):
-            batch = encoded[start: start + batch_size]
-            ids, mask = _left_pad(batch, tokenizer.pad_token_id)
+        for rows in tqdm(batches, desc=progress, disable=progress is None, leave=False):
+            ids, mask = _left_pad([encoded[i] for i in rows], tokenizer.pad_token_id)
             gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **gen_kwargs)
-            for row in gen[:, ids.shape[1]:].tolist():
-                ids_i, done = truncate_at_eos(row, eos)
-                out_ids.append(ids_i)
-                finished.append(done)
+            new = gen[:, ids.shape[1]:]
+            steps += new.shape[1]
+            for i, row in zip(rows, new.tolist()):
+                out_ids[i], finished[i] = truncate_at_eos(row, eos)
     texts = tokenizer.batch_decode(out_ids, skip_special_tokens=True)
     return Samples(prompts=flat, prompt_ids=encoded, completion_ids=out_ids,
-                   completions=[completion_text(p, t) for p, t in zip(flat, texts)], finished=finished)
+                   completions=[completion_text(p, t) for p, t in zip(flat, texts)], finished=finished,
+                   decoding_steps=steps, prompt_padding=prompt_padding(lengths, batches))
 
 
 def _plain_head(model) -> bool:

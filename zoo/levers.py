@@ -23,6 +23,9 @@ LEVERS = {  # name -> default where trainer.zoo does not say
     "merged_lora_sampling": True,
     "cast_once_sampling": True,
     "training_precision_sampling": True,
+    "length_buckets": False,
+    "static_cache": False,
+    "compiled_decode": False,
     "eager_attention": False,
     "malloc_keep": True,
 }
@@ -67,6 +70,10 @@ def completion_only_logits(enabled: bool = True):
 # rollouts, critique/revise) and around TRL's own `generate` calls (GRPO/RLOO, through `fit`). `train.run` sets
 # them for the whole run from trainer.zoo; outside a run their defaults hold.
 SAMPLING = ("contiguous_head", "cdf_sampling", "merged_lora_sampling", "cast_once_sampling")
+# How decoding is organised rather than what each step computes; off unless trainer.zoo turns them on (to be measured
+# on a quiet machine: bench.sampling has a variant for each). `length_buckets` acts in zoo.generation.sample only,
+# the other two on every generate call the levers wrap (TRL's GRPO/RLOO too).
+DECODING = ("length_buckets", "static_cache", "compiled_decode")
 _ACTIVE: ContextVar[dict] = ContextVar("zoo_levers", default={})
 
 
@@ -194,12 +201,48 @@ def _cast_once(model):
             del module.forward
 
 
+def _compile_config():
+    """Transformers compiles the decoding step itself when the cache is static, on accelerators only unless the
+    config says every device (the flag is private in transformers 5.23: the one switch for CPU)."""
+    from transformers import CompileConfig
+
+    config = CompileConfig(fullgraph=False, dynamic=False)
+    config._compile_all_devices = True
+    return config
+
+
+def decoding_kwargs(model) -> dict:
+    """What trainer.zoo.static_cache / compiled_decode add to a `generate` call of `model` (a caller's own keyword
+    wins).
+
+    `static_cache`: transformers' StaticCache, preallocated for the prompt plus max_new_tokens, instead of a
+    DynamicCache that concatenates every step: the same greedy tokens (tests/test_levers.py) and, with sampling, the
+    same random stream. `compiled_decode`: the decoding step under torch.compile (inductor), which needs the static
+    cache; the first call of every new (batch, prompt length) shape compiles (30-180 s for the 2-layer test model on
+    2 loaded cores; toggling merged_lora_sampling recompiles too), so it pays only when many calls repeat one shape.
+    Both off by default.
+
+    Neither applies under autocast (a bf16 Trainer's GRPO/RLOO, PPO's rollouts, pairs in the training precision):
+    the StaticCache takes its dtype from the first keys it stores, which leave rotary embeddings in fp32 while the
+    values are bf16, and transformers 5.23 then fails to copy the values in; those calls keep the DynamicCache."""
+    import torch
+
+    if not (active("static_cache") or active("compiled_decode")):
+        return {}
+    if torch.is_autocast_enabled(next(model.parameters()).device.type):
+        return {}
+    if not active("compiled_decode"):  # transformers would compile a static-cache decode on a GPU by itself
+        return {"cache_implementation": "static", "disable_compile": True}
+    # disable_compile=False overrides TRL's GRPO, whose generation config disables compiling
+    return {"cache_implementation": "static", "compile_config": _compile_config(), "disable_compile": False}
+
+
 @contextmanager
 def fast_generate(model, autocast_dtype=None):
     """The active sampling levers around `model.generate` calls inside the block. Each is result-preserving:
     `contiguous_head` gives the same tokens (tests/test_levers.py), `cdf_sampling` draws from the same
     distribution with another random stream, `merged_lora_sampling` the same logits up to rounding,
-    `cast_once_sampling` bit-identical logits.
+    `cast_once_sampling` bit-identical logits; `static_cache` / `compiled_decode` (`decoding_kwargs`) the same tokens.
 
     `autocast_dtype`: the mixed precision the caller's forward passes already run under (a Trainer with bf16 on
     wraps `model.forward` in autocast, so every decoding step is autocast, but `generate` itself is not). With a
@@ -214,13 +257,15 @@ def fast_generate(model, autocast_dtype=None):
         hooks.append(head.register_forward_pre_hook(_contiguous_input))
     wrap_cdf, wrap_merge = active("cdf_sampling"), active("merged_lora_sampling")
     wrap_cast = active("cast_once_sampling")
-    wrap = (wrap_cdf or wrap_merge or wrap_cast) and callable(getattr(model, "generate", None))  # reward models: no
-    if wrap:
+    wrap_cache = active("static_cache") or active("compiled_decode")
+    wrap = (wrap_cdf or wrap_merge or wrap_cast or wrap_cache) and callable(getattr(model, "generate", None))
+    if wrap:  # (reward models have no generate)
         inner = model.generate
 
         def generate(*args, **kwargs):
             with ExitStack() as stack:
                 stack.enter_context(model_autocast(model, autocast_dtype))
+                kwargs = {**decoding_kwargs(model), **kwargs}
                 if wrap_merge:
                     stack.enter_context(_merged_lora(model))
                 if wrap_cast:
