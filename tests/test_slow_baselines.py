@@ -40,11 +40,13 @@ def _gold_path(out: Path) -> list[tuple[float, float, float]]:
 
 def test_best_of_n_gold_rises_with_n(tmp_path):
     """dpo_frontier's best-of-n arm at n <= 4: the best of 4 SFT samples under VADER beats one sample on VADER.
-    Committed (n = 64, 3 seeds): gold at n = 4 minus n = 1 was BON_GAIN_SEEDS."""
+    Committed (n = 64, 3 seeds): gold at n = 4 minus n = 1 was +0.59, +0.48, +0.49 (seeds 0, 1, 2):
+    the margin 0.2 sits below the smallest by more than 4 of their standard deviations and above 0 by about twice
+    the seed-to-seed noise of a 48-prompt mean."""
     gold = {p["step"]: p["gold_reward"] for p in _curve(_run(tmp_path, "dpo_frontier", "frontier_best_of_n",
                                                               "algo.n=4"))}
     assert sorted(gold) == [1, 2, 4]
-    assert gold[4] - gold[1] > BON_MARGIN
+    assert gold[4] - gold[1] > 0.2
     assert gold[1] <= gold[2] <= gold[4]  # the best of more of one pool never scores less
 
 
