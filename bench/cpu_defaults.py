@@ -369,6 +369,24 @@ def _time_phase(owner, attr: str, phase: str) -> None:
     setattr(owner, attr, timed)
 
 
+def _time_context(owner, attr: str, phase: str) -> None:
+    """Sum the wall time spent inside every `with owner.attr(...)` block into _PHASES[phase]."""
+    from contextlib import contextmanager
+
+    real = getattr(owner, attr)
+
+    @contextmanager
+    def timed(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            with real(*args, **kwargs) as value:
+                yield value
+        finally:
+            _PHASES[phase] = _PHASES.get(phase, 0.0) + time.perf_counter() - t
+
+    setattr(owner, attr, timed)
+
+
 def _time_phases(algo: str) -> None:
     """What a step's time goes to: `generate` (TRL's GRPO rollouts, the zoo's sampler; wrapped at the class, so the
     zoo's sampling levers, which wrap the bound method, are inside the span) for every side, and for PPO also its
@@ -377,6 +395,10 @@ def _time_phases(algo: str) -> None:
     from transformers.generation.utils import GenerationMixin
 
     _time_phase(GenerationMixin, "generate", "generate")
+    if algo == "dpo":  # the step's reference forward: TRL runs it inside use_adapter (LoRA's adapter disabled)
+        import trl.trainer.dpo_trainer as dpo
+
+        _time_context(dpo, "use_adapter", "reference")
     if algo == "ppo":
         import zoo.rl.ppo_trainer as ppo
 
@@ -435,6 +457,8 @@ def _finish(probe, trainer, t_before_trainer: float, train_loss: float) -> dict:
             # trainer construction + everything in train() before the first step (dataset tokenising, precomputed
             # reference log-probs, ...): part of what a user waits for, hidden from a per-step time
             "before_first_step_s": probe._t_train - t_before_trainer,
+            # trainer.zoo.reference_precompute's pass, {"seconds", "pairs", "batch_size"}, or None (not run)
+            "reference_precompute": getattr(trainer, "zoo_reference_precompute", None),
             "bf16": bool(a.bf16), "gradient_checkpointing": bool(a.gradient_checkpointing),
             "settings": {k: v for k, v in a.to_dict().items() if k in (
                 "bf16", "gradient_checkpointing", "precompute_ref_log_probs", "padding_free", "torch_compile",

@@ -108,7 +108,7 @@ def drive(model: str, repeats: int, threads: int, out: Path, load) -> dict:
         rs = [r for r in runs if r["side"] == side]
         summary[side] = {key: {"median": statistics.median(r[key] for r in rs), "min": min(r[key] for r in rs),
                                "max": max(r[key] for r in rs), "values": [r[key] for r in rs]}
-                         for key in ("process_s", "gold_before", "gold_after", "num_pairs")}
+                         for key in ("process_s", "eval_s", "gold_before", "gold_after", "num_pairs")}
     per_repeat = [p["process_s"] / z["process_s"] for p, z in
                   zip([r for r in runs if r["side"] == "plain"], [r for r in runs if r["side"] == "zoo"])]
     result = {
@@ -140,8 +140,10 @@ def _zoo_worker(spec: dict, workdir: Path) -> dict:
     cfg = _compose([*spec["overrides"], f"paths.output_dir={workdir / 'run'}"])
     metrics = run(cfg)
     phases = {k: v for k, v in metrics.items() if k.endswith("train_runtime")}
+    # The harness's own time (every column, probes included: run/eval_seconds), beside the plain script's eval_s
+    phases["eval_s"] = metrics["run/eval_seconds"]
     return {"gold_before": metrics["before/gold_reward"], "gold_after": metrics["eval/gold_reward"],
-            "num_pairs": metrics["dpo/num_pairs"], "phases": phases}
+            "num_pairs": metrics["dpo/num_pairs"], "eval_s": phases["eval_s"], "phases": phases}
 
 
 def _generate(model, tokenizer, prompts: list[str], n: int, temperature: float, max_new_tokens: int,
@@ -214,7 +216,8 @@ def _plain_worker(spec: dict, workdir: Path) -> dict:
                           e["batch_size"])
         gold[name] = statistics.fmean(vader.polarity_scores(x)["compound"] for x in texts)
     phases["eval_s"] = time.perf_counter() - t
-    return {"gold_before": gold["before"], "gold_after": gold["after"], "num_pairs": len(pairs), "phases": phases}
+    return {"gold_before": gold["before"], "gold_after": gold["after"], "num_pairs": len(pairs),
+            "eval_s": phases["eval_s"], "phases": phases}
 
 
 def main(argv: list[str] | None = None) -> None:

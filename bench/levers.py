@@ -12,6 +12,11 @@ all-linear, the arithmetic pairs, batch 8, same seed and rows), each run a fresh
   gradient_checkpointing    trainer.activation_checkpointing=true (TRL's default)
   precompute_ref_log_probs  algo.args.precompute_ref_log_probs=true (a pass over the pairs before training: the
                             step loses its reference forward, the pass is timed as `before_first_step_s`)
+  reference_precompute      trainer.zoo.reference_precompute=true (the zoo's own pass, zoo/algos/reference.py: head
+                            at completion positions only, batches of eval.batch_size sorted by length); the pass
+                            is timed by itself: `reference_precompute_s_per_pair`, against the defaults' reference
+                            forward inside a step, `in_step_reference_s_per_pair` (the time inside TRL's
+                            use_adapter, per pair of the batch)
   sdpa_attention            trainer.zoo.eager_attention=false (torch SDPA instead of transformers' eager attention,
                             the zoo's CPU default since this bench measured it; before, the variant was
                             `eager_attention`, +model.attn_implementation=eager over SDPA defaults)
@@ -52,6 +57,7 @@ VARIANTS = {  # name -> (overrides, extra environment)
     "torch_compile": (["trainer.torch_compile=true"], {}),
     "gradient_checkpointing": (["trainer.activation_checkpointing=true"], {}),
     "precompute_ref_log_probs": (["algo.args.precompute_ref_log_probs=true"], {}),
+    "reference_precompute": (["trainer.zoo.reference_precompute=true"], {}),
     "sdpa_attention": (["trainer.zoo.eager_attention=false"], {}),
     "fp32": (["trainer.bf16=false"], {}),
     "one_thread": ([], {"OMP_NUM_THREADS": "1"}),
@@ -76,7 +82,21 @@ def _whole_per_step(run: dict) -> float:
     return (run["train_s"] + run["before_first_step_s"]) / run["global_step"]
 
 
-def summarise(runs: list[dict], variants: list[str]) -> dict:
+def reference_cost(rs: list[dict], batch_size: int) -> dict:
+    """Per pair: the reference forward inside a step (seconds in TRL's use_adapter per step, first WARMUP steps
+    dropped, over the batch's pairs) and, where the zoo's pass ran, the pass's seconds over its pairs."""
+    out = {}
+    inside = [x / batch_size for r in rs for x in r.get("phase_s", {}).get("reference", [])[WARMUP:]]
+    if any(inside):
+        out["in_step_reference_s_per_pair"] = spread(inside)
+    passes = [r["reference_precompute"] for r in rs if r.get("reference_precompute")]
+    if passes:
+        out["reference_precompute_s_per_pair"] = spread([p["seconds"] / p["pairs"] for p in passes])
+        out["reference_precompute_batch_size"] = passes[0]["batch_size"]
+    return out
+
+
+def summarise(runs: list[dict], variants: list[str], batch_size: int = 8) -> dict:
     base = [r for r in runs if r["variant"] == "zoo_defaults"]
     out = {}
     for name in variants:
@@ -88,7 +108,8 @@ def summarise(runs: list[dict], variants: list[str]) -> dict:
                  "before_first_step_s": spread([r["before_first_step_s"] for r in rs]),
                  "peak_rss_mb": spread([r["peak_rss_mb"] for r in rs]),
                  "train_loss": spread([r["train_loss"] for r in rs]),
-                 "padding": padding([b for r in rs for b in r["batches"]])}
+                 "padding": padding([b for r in rs for b in r["batches"]]),
+                 **reference_cost(rs, batch_size)}
         if base and name != "zoo_defaults":
             per = [statistics.median(b["step_s"][WARMUP:]) / statistics.median(r["step_s"][WARMUP:])
                    for b, r in zip(base, rs)]
@@ -129,10 +150,10 @@ def drive(variants: list[str], repeats: int, steps: int, batch_size: int, thread
                      "steps_per_run": steps, "warmup_steps_dropped": WARMUP, "repeats": repeats,
                      "batch_size": batch_size, "threads": threads, "max_length": spec["shared"].get("max_length"),
                      "variants": {v: {"overrides": VARIANTS[v][0], "env": VARIANTS[v][1]} for v in variants}},
-        "variants": summarise(runs, variants),
+        "variants": summarise(runs, variants, batch_size),
         "runs": [{k: r.get(k) for k in ("variant", "repeat", "step_s", "train_s", "before_first_step_s",
                                         "global_step", "peak_rss_mb", "train_loss", "final_loss", "settings",
-                                        "process_s")} for r in runs],
+                                        "process_s", "phase_s", "reference_precompute")} for r in runs],
         "machine": machine(load_before),
         "noisy": load.noisy,
         "load": load.result(),
@@ -178,8 +199,9 @@ def _record_batches(store: list) -> None:
 
 
 def _worker(spec_path: Path, workdir: Path, out: Path) -> None:
-    from bench.cpu_defaults import _zoo_worker
+    from bench.cpu_defaults import _time_phases, _zoo_worker
 
+    _time_phases("dpo")  # phase_s["reference"]: the step's reference forward, per step
     batches: list = []
     _record_batches(batches)
     res = _zoo_worker(json.loads(spec_path.read_text()), workdir)

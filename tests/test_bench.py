@@ -267,3 +267,18 @@ def test_others_busy_share_comes_from_proc_stat(monkeypatch, tmp_path):
 
     monkeypatch.setattr(builtins, "open", fake_open)
     assert common.others_busy_per_core(window_s=0) == pytest.approx(0.5)
+
+
+def test_levers_reference_cost_per_pair():
+    """bench.levers' reference columns: the in-step reference seconds per pair (warm-up steps dropped) and the
+    zoo's precompute pass per pair, each from the run's own records."""
+    from bench.levers import WARMUP, reference_cost
+
+    steps = [9.0] * WARMUP + [0.8, 0.8, 1.2]
+    runs = [{"phase_s": {"reference": steps}, "reference_precompute": None},
+            {"phase_s": {}, "reference_precompute": {"seconds": 12.0, "pairs": 240, "batch_size": 32}}]
+    out = reference_cost(runs, batch_size=8)
+    assert out["in_step_reference_s_per_pair"]["median"] == 0.1
+    assert out["reference_precompute_s_per_pair"]["median"] == 0.05
+    assert out["reference_precompute_batch_size"] == 32
+    assert reference_cost([{"phase_s": {}}], batch_size=8) == {}

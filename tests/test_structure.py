@@ -28,7 +28,7 @@ LAYERS = [
      "zoo.seeds"},
 ]
 FORBIDDEN_SAME_LAYER = {("zoo.judges", "zoo.rewards")}
-NOT_ALGORITHMS = {"__init__", "base", "experimental", "online", "preference"}  # shared by several algorithms
+NOT_ALGORITHMS = {"__init__", "base", "experimental", "online", "preference", "reference"}  # shared by several algorithms
 
 
 def _unit(module: str) -> str:

@@ -235,7 +235,21 @@ def completion_logprobs(model, prompt_ids: list[list[int]], completion_ids: list
     Dividing by the sampling temperature scores tokens under the distribution they were sampled from, which
     is what a sampled-token KL estimate needs.
     """
-    def logps(logits, targets):
-        return torch.log_softmax(logits / temperature, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return completion_logprobs_at(model, prompt_ids, completion_ids, pad_id, (temperature,), batch_size,
+                                  completion_only)[0]
 
-    return per_completion_token(model, prompt_ids, completion_ids, pad_id, logps, batch_size, completion_only)
+
+def completion_logprobs_at(model, prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int,
+                           temperatures: tuple[float, ...], batch_size: int = 16,
+                           completion_only: bool = True) -> list[list[torch.Tensor]]:
+    """`completion_logprobs` at several temperatures from one forward pass: one list per temperature, each the
+    same numbers a call at that temperature alone gives (the same logits, divided and normalised the same way).
+    The harness scores the baseline's view of a policy's samples at temperature 1 (fluency) and at the sampling
+    temperature (KL): one forward of the baseline instead of two."""
+    def logps(logits, targets):
+        picked = targets.unsqueeze(-1)
+        return torch.stack([torch.log_softmax(logits / t, dim=-1).gather(-1, picked).squeeze(-1)
+                            for t in temperatures], dim=-1)
+
+    per_token = per_completion_token(model, prompt_ids, completion_ids, pad_id, logps, batch_size, completion_only)
+    return [[t[:, k].contiguous() for t in per_token] for k in range(len(temperatures))]

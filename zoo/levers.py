@@ -28,6 +28,7 @@ LEVERS = {  # name -> default where trainer.zoo does not say
     "compiled_decode": False,
     "eager_attention": False,
     "malloc_keep": True,
+    "reference_precompute": False,
 }
 
 

@@ -152,9 +152,25 @@ def train_dpo(ctx: Context, pairs: list[dict], *, model=None, ref_model=None, ar
         train_dataset=Dataset.from_list(columns(pairs, PAIR_COLUMNS)), processing_class=ctx.policy.tokenizer,
         peft_config=ctx.policy.peft_config if model is None else None,
     )
+    precomputed = _reference_precompute(trainer, ctx, args)
     metrics = fit(trainer, ctx)
     metrics[f"{ctx.stage}/num_pairs"] = len(pairs)
+    metrics.update({f"{ctx.stage}/reference_precompute/{k}": v for k, v in precomputed.items()})
     return trainer.model, metrics
+
+
+def _reference_precompute(trainer, ctx: Context, args) -> dict:
+    """trainer.zoo.reference_precompute: the zoo's pass over the pairs (zoo.algos.reference) in batches of
+    `algo.args.precompute_ref_batch_size`, else the harness's scoring batch (`eval.batch_size`). Nothing when it is
+    off, or when TRL's own `precompute_ref_log_probs` already ran while the trainer was built."""
+    from zoo.algos.reference import precompute
+    from zoo.levers import lever
+
+    if not lever(ctx.cfg.trainer, "reference_precompute") or args.precompute_ref_log_probs:
+        return {}
+    done = precompute(trainer, args.precompute_ref_batch_size or int(ctx.cfg.eval.batch_size))
+    trainer.zoo_reference_precompute = done  # read by bench.levers beside the step times
+    return done
 
 
 def split_pairs(pairs: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:

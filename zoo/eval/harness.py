@@ -41,7 +41,7 @@ from zoo.eval import probes
 from zoo.eval.best_of_n import BestOfN
 from zoo.eval.fixed_response import FixedResponse
 from zoo.eval.metrics import distinct_n, mean, overoptimisation, sequence_kl, spearman, win_rate
-from zoo.generation import Samples, completion_logprobs, sample
+from zoo.generation import Samples, completion_logprobs, completion_logprobs_at, sample
 from zoo.rewards.verifiable import accuracy_reward
 
 HARNESS_KEYS = ("gold_reward", "proxy_reward", "independent_reward", "kl", "win_rate", "fluency", "length",
@@ -100,19 +100,24 @@ def evaluate(policy, tokenizer, rows: list[dict], eval_cfg, *, gold_fn=None, pro
     gold = score(gold_fn, samples, columns)
     proxy = score(proxy_fn, samples, columns)
     independent = score(independent_fn, samples, columns)
-    accuracy = accuracy_reward(samples.prompts, samples.completions, **columns) if "answer" in columns else []
+    accuracy = (list(gold) if _is_accuracy(gold_fn) else accuracy_reward(samples.prompts, samples.completions,
+                                                                          **columns)) if "answer" in columns else []
 
     temp = eval_cfg.temperature if eval_cfg.temperature > 0 else 1.0
     args = (samples.prompt_ids, samples.completion_ids, tokenizer.pad_token_id)
     frozen = (policy.model if best_of_n or fixed else policy) if reference is None else reference
-    frozen_logps = completion_logprobs(frozen, *args, 1.0, eval_cfg.batch_size)
+    # The frozen baseline's one forward over these completions: temperature 1 for fluency and, where the KL needs
+    # the reference at another sampling temperature, that one too (the same logits, normalised twice).
+    kl_reference = reference is not None and not best_of_n
+    temps = (1.0, temp) if kl_reference and temp != 1.0 else (1.0,)
+    by_temperature = completion_logprobs_at(frozen, *args, temps, eval_cfg.batch_size)
+    frozen_logps = by_temperature[0]
     if reference is None:
         kl = [0.0] * len(prompts)
     elif best_of_n:  # against the policy it samples from, which must be the reference (zoo.algos.best_of_n)
         kl = [policy.kl] * len(prompts)
     else:
-        reference_logps = frozen_logps if temp == 1.0 else completion_logprobs(reference, *args, temp,
-                                                                                eval_cfg.batch_size)
+        reference_logps = by_temperature[-1]
         # A fixed response has log-probability 0 under its own (deterministic) policy.
         policy_logps = ([t.new_zeros(t.shape) for t in reference_logps] if fixed else
                         completion_logprobs(policy, *args, temp, eval_cfg.batch_size))
@@ -182,6 +187,12 @@ def evaluate_columns(trained, baseline, tokenizer, rows: list[dict], eval_cfg, *
     columns["after"] = {**after["metrics"], **probed(trained, "eval")}
     records += [{"policy": "after", **r} for r in after["records"]]
     return columns, records
+
+
+def _is_accuracy(fn) -> bool:
+    """Whether `fn` is the exact-answer accuracy itself (the gold of data=arithmetic / gsm8k), so the accuracy
+    column is the gold column already scored rather than a second call on the same completions."""
+    return fn is accuracy_reward or getattr(fn, "fn", None) is accuracy_reward
 
 
 def _lengths_by_correctness(lengths: list[int], accuracy: list) -> dict:
