@@ -299,6 +299,8 @@ def _zoo_worker(spec: dict, workdir: Path) -> dict:
         raise RuntimeError("zoo.train.run returned without training through zoo.algos.preference.fit")
     except _TrainingDone:
         pass
+    finally:  # a worker may run inside a longer-lived process (tests): leave the module as it was
+        zoo_dpo.fit = real_fit
     return {**timer.result(), "rss_imports_mb": rss_imports, "train_loss": holder["metrics"]["dpo/train_loss"],
             "global_step": holder["global_step"]}
 

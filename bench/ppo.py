@@ -295,6 +295,8 @@ def _zoo_worker(algo: str, overrides: list[str], workdir: Path, fit_module: str 
         raise RuntimeError(f"zoo.train.run returned without training through {module.__name__}.fit")
     except _TrainingDone:
         pass
+    finally:  # a worker may run inside a longer-lived process (tests): leave the module as it was
+        module.fit = real_fit
     return {**timer.result(), "rss_imports_mb": rss_imports, "train_loss": holder["metrics"][f"{algo}/train_loss"],
             "global_step": holder["global_step"], "completion_mean_length": _completion_lengths(holder["log_history"])}
 
