@@ -234,6 +234,19 @@ def test_plots_without_data_are_not_written(tmp_path):
     assert "- `length.png`: not written: no run has two points of length" in md
 
 
+
+def test_runs_whose_policy_never_moved_draw_no_paths(tmp_path):
+    """A reward-model-only sweep: each run's evaluated policy is its start (eval/kl exactly 0, no curve), so no
+    reward-vs-KL or proxy-vs-gold path is drawn, and the reason is given."""
+    sweep = make_sweep(tmp_path / "sweep", with_curves=False)
+    for metrics_file in sweep.glob("*/metrics.json"):
+        metrics = json.loads(metrics_file.read_text())
+        metrics_file.write_text(json.dumps({**metrics, "eval/kl": 0.0, "eval/proxy_reward": 2.0}))
+    written = {p.name for p in compare.main([str(sweep), "--out", str(tmp_path / "out")])}
+    assert not {"frontier.png", "frontier_independent.png", "proxy_vs_gold.png", "length.png"} & written
+    md = (tmp_path / "out" / "compare.md").read_text()
+    assert "- `proxy_vs_gold.png`: not written: every run's evaluated policy is its start" in md
+
 def test_globs_and_single_run_dirs(sweep, tmp_path):
     runs = compare.load_runs([str(sweep / "[34]"), sweep / "0", sweep / "0"])  # a glob, and one dir given twice
     assert [r.dir.name for r in runs] == ["0", "3", "4"]

@@ -69,18 +69,27 @@ def plot(groups: dict[str, list[Run]], out: Path, metrics=("loss",)) -> list[Plo
     colours = {label: plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")(i) for i, label in enumerate(groups)}
     labels = axis_labels(groups)
     proxy = any(number(r.metrics.get("eval/proxy_reward")) is not None for runs in groups.values() for r in runs)
-    made = [
-        _trajectory_figure(plt, groups, colours, out, "frontier.png", "kl", "gold_reward", labels,
-                           "Gold reward vs KL"),
-        _trajectory_figure(plt, groups, colours, out, "frontier_independent.png", "kl", "independent_reward",
-                           labels, "Independent (held-out) reward vs KL"),
-        _trajectory_figure(plt, groups, colours, out, "proxy_vs_gold.png", "proxy_reward", "gold_reward", labels,
-                           "Gold vs proxy reward") if proxy else
-        Plot("proxy_vs_gold.png", None, "not written: no run has a proxy reward (eval/proxy_reward)"),
-        curves_figure(plt, groups, colours, out, metrics),
-        _trajectory_figure(plt, groups, colours, out, "length.png", "step", "length", labels,
-                           "Completion length along training"),
-    ]
+    runs = [r for rs in groups.values() for r in rs]
+    # A run whose evaluated policy is its start (a reward-model-only pipeline: eval/kl exactly 0, no curve) has no
+    # path to draw: its "after" is its "before".
+    still = all(number(r.metrics.get("eval/kl")) == 0.0 and not r.curve for r in runs)
+    if still:
+        why = "not written: every run's evaluated policy is its start (eval/kl = 0, no curve points): no path"
+        made = [Plot(name, None, why) for name in ("frontier.png", "frontier_independent.png", "proxy_vs_gold.png",
+                                                   "length.png")] + [curves_figure(plt, groups, colours, out, metrics)]
+    else:
+        made = [
+            _trajectory_figure(plt, groups, colours, out, "frontier.png", "kl", "gold_reward", labels,
+                               "Gold reward vs KL"),
+            _trajectory_figure(plt, groups, colours, out, "frontier_independent.png", "kl", "independent_reward",
+                               labels, "Independent (held-out) reward vs KL"),
+            _trajectory_figure(plt, groups, colours, out, "proxy_vs_gold.png", "proxy_reward", "gold_reward", labels,
+                               "Gold vs proxy reward") if proxy else
+            Plot("proxy_vs_gold.png", None, "not written: no run has a proxy reward (eval/proxy_reward)"),
+            curves_figure(plt, groups, colours, out, metrics),
+            _trajectory_figure(plt, groups, colours, out, "length.png", "step", "length", labels,
+                               "Completion length along training"),
+        ]
     for p in made:
         if p.path is None:
             print(f"[compare] {p.name} {p.note}")
