@@ -84,7 +84,12 @@ def shared_stages(groups: dict[str, list[Run]]) -> set[str]:
     runs = [r for rs in groups.values() for r in rs]
     if len(groups) < 2 or not runs:
         return set()
-    on_path = [{p["stage"] for p in trajectory(r)} - {"start", "final"} for r in runs]
+    on_path = []
+    for r in runs:
+        stages = [p["stage"] for p in trajectory(r) if p["stage"] not in ("start", "final")]
+        # The run's last stage is the one its group was trained differently in, even where the groups give it the
+        # same name (PPO vs PPO-ptx are both `ppo`): never shared.
+        on_path.append(set(stages) - set(stages[-1:]))
     return set.intersection(*on_path)
 
 
