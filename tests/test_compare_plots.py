@@ -4,7 +4,11 @@ read from the runs' configs (checked on the figures as saved). No torch."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
+import yaml
 
 from zoo import compare
 from zoo.compare import plots
@@ -93,3 +97,67 @@ def test_titles_and_axis_labels_come_from_the_configs(tmp_path, monkeypatch):
     assert (frontier["faint"], frontier["paths"]) == (9, 3)  # each run's path faint, each group's mean path bold
     assert saved["length.png"]["x"] == "optimizer steps after the sft policy (eval.baseline=sft)"
     assert saved["curves.png"]["axes"] == 4
+
+
+def _with_reward_model_stage(run_dir: Path, pairs_steps: int, recorded: bool) -> None:
+    """Make the run SFT -> RM -> its algorithm, the RM stage `pairs_steps` long (one epoch over a seed's pairs)."""
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["stages"]["rm"] = {"name": "rm", "args": {}}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (run_dir / "stages" / "rm").mkdir()
+    rows = [{"segment": "checkpoints", "step": s, "loss": 0.6} for s in range(1, pairs_steps + 1)]
+    (run_dir / "stages" / "rm" / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if recorded:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        metrics.update({"sft/produces": "policy", "rm/produces": "reward_model", "ppo/produces": "policy"})
+        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+
+
+@pytest.mark.parametrize("recorded", [True, False])  # False: runs written before `<stage>/produces` existed
+def test_a_reward_model_stage_takes_no_steps_and_seeds_pair_by_place(tmp_path, recorded):
+    """PPO's RM stage trains no policy: the path's steps count the policy's steps only, and the seed mean pairs
+    each seed's k-th curve point even where an earlier stage's length differed between seeds."""
+    for seed, pairs_steps in enumerate((28, 26, 28)):
+        _with_reward_model_stage(write_new_run(tmp_path / "sweep" / str(seed), "ppo", seed), pairs_steps, recorded)
+    runs = compare.group_runs(compare.load_runs([tmp_path / "sweep"]))["all"]
+    assert [p["step"] for p in compare.trajectory(runs[1])] == [0, 5, 10, 15, 20]
+    mean = group_mean(runs, "kl", "gold_reward")
+    assert [p["n"] for p in mean] == [3] * 5
+    assert [p["x"] for p in mean] == pytest.approx([0.0, 0.5, 1.0, 1.5, 3.0])
+
+
+def test_a_place_only_some_seeds_reached_is_left_out_of_the_mean(tmp_path):
+    for seed in range(3):
+        write_new_run(tmp_path / "sweep" / str(seed), "dpo", seed)
+    extra = tmp_path / "sweep" / "2" / "curve.jsonl"  # a resumed seed that logged one more point mid-stage
+    rows = [json.loads(line) for line in extra.read_text().splitlines()]
+    rows.insert(1, {**rows[0], "step": 7, "kl": 9.0})
+    extra.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    runs = compare.group_runs(compare.load_runs([tmp_path / "sweep"]))["all"]
+    mean = group_mean(runs, "kl", "gold_reward")
+    assert [(p["step"], p["n"]) for p in mean] == [(0, 3), (5, 3), (10, 3), (15, 3), (20, 3)]  # no step 7
+    assert max(p["x"] for p in mean) < 9.0
+
+
+def test_a_run_without_optimizer_steps_is_left_off_the_step_axis(tmp_path, monkeypatch):
+    """best-of-n numbers its points by n: on the length plot's optimizer-step axis it would read as 64 steps."""
+    import matplotlib.figure
+
+    make_new_sweep(tmp_path / "sweep")
+    for run_dir in (tmp_path / "sweep").iterdir():
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        if yaml.safe_load((run_dir / "config.yaml").read_text())["algo"]["name"] == "ppo":
+            metrics["run/cost/optimizer_steps"] = 0  # as best-of-n records it
+            (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    drawn = {}
+    original = matplotlib.figure.Figure.savefig
+
+    def record(fig, path, *args, **kwargs):
+        drawn[path.name] = sum(line.get_alpha() == 0.25 for ax in fig.axes for line in ax.lines)
+        return original(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record)
+    groups = compare.group_runs(compare.load_runs([tmp_path / "sweep"]))
+    made = {p.name: p for p in plots.plot(groups, tmp_path)}
+    assert drawn["frontier.png"] == 9 and drawn["length.png"] == 6  # the ppo group's 3 runs are off the step axis
+    assert made["length.png"].note.endswith("left out (no optimizer steps): algo=ppo")

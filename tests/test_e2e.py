@@ -260,6 +260,8 @@ def test_instructgpt_pipeline(compose, watch_training, tmp_path):
     assert [s["metrics"] and next(iter(s["metrics"])).split("/")[0] for s in watch_training] == ["sft", "rm", "ppo"]
     assert metrics["eval/proxy_reward"] is not None and metrics["before/proxy_reward"] is not None
     assert 0.0 <= metrics["rm/accuracy"] <= 1.0 and "ppo/train_loss" in metrics
+    # What each stage made, for zoo.compare's step axis (the RM stage moves no policy).
+    assert [metrics[f"{s}/produces"] for s in ("sft", "rm", "ppo")] == ["policy", "reward_model", "policy"]
     assert (out / "stages" / "rm" / "model" / "config.json").is_file()
     import yaml
 

@@ -92,6 +92,7 @@ def _run_stage(cfg, name, algo, args, policy, rows, gold_fn, artifacts, named_re
             counting_generate(policy.model, eos_ids(policy.model, policy.tokenizer)), usage.training(name):
         trained, metrics = module.train(ctx)
     metrics[f"{name}/scorers"] = sorted(scorers)
+    metrics[f"{name}/produces"] = module.PRODUCES  # zoo.compare lays only policy stages on its step axis
     cost["seconds"] = time.time() - t0  # the process that finished the stage (not persisted for a resume)
     cost["gold_scored"] = cost.get(f"scored/{getattr(gold_fn, 'name', None)}", 0)
     metrics.update({f"{name}/cost/{key}": cost.get(key, 0) for key in costs.KEYS})

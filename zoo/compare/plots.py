@@ -87,12 +87,30 @@ def plot(groups: dict[str, list[Run]], out: Path, metrics=("loss",)) -> list[Plo
                                "Gold vs proxy reward") if proxy else
             Plot("proxy_vs_gold.png", None, "not written: no run has a proxy reward (eval/proxy_reward)"),
             curves_figure(plt, groups, colours, out, metrics),
-            _trajectory_figure(plt, groups, colours, out, "length.png", "step", "length", labels,
-                               "Completion length along training"),
+            _length_figure(plt, groups, colours, out, labels),
         ]
     for p in made:
         if p.path is None:
             print(f"[compare] {p.name} {p.note}")
+    return made
+
+
+def _trains_nothing(run: Run) -> bool:
+    """A run with no optimizer step after its baseline (best-of-n numbers its points by n, a fixed response has
+    one point): it has no place on an optimizer-step axis."""
+    return number(run.metrics.get("run/cost/optimizer_steps")) == 0
+
+
+def _length_figure(plt, groups, colours, out: Path, labels: dict) -> Plot:
+    stepped = {label: [r for r in runs if not _trains_nothing(r)] for label, runs in groups.items()}
+    stepped = {label: runs for label, runs in stepped.items() if runs}
+    if not stepped:
+        return Plot("length.png", None, "not written: no run took an optimizer step after its baseline")
+    made = _trajectory_figure(plt, stepped, colours, out, "length.png", "step", "length", labels,
+                              "Completion length along training")
+    untrained = [label for label in groups if label not in stepped]
+    if untrained and made.path is not None:
+        made = Plot(made.name, made.path, f"{made.note}; left out (no optimizer steps): {', '.join(untrained)}")
     return made
 
 

@@ -47,9 +47,26 @@ def stage_order(run: Run) -> list[str]:
     return names + ([str(final)] if final is not None and final not in names else [])
 
 
+# Runs written before `<stage>/produces` was recorded: the algorithms that train a reward model, not the policy.
+REWARD_MODEL_ALGOS = frozenset({"rm", "rm_ranked", "rlaif_rm"})
+
+
+def produces_policy(run: Run, stage: str) -> bool:
+    """Whether the stage trains the policy (and so moves along the path) or a reward model the later stages use."""
+    recorded = run.metrics.get(f"{stage}/produces")
+    if recorded is not None:
+        return recorded == "policy"
+    algo = run.config.get(f"stages.{stage}.name", run.config.get("algo.name") if stage == run.config.get("algo.name")
+                          else None)
+    return algo not in REWARD_MODEL_ALGOS
+
+
 def stages_after_baseline(run: Run) -> list[str]:
+    """The policy stages after the evaluation baseline: a reward-model stage between them (PPO's RM) takes no
+    steps on the policy's path."""
     order, ref = stage_order(run), baseline(run)
-    return order[order.index(ref) + 1:] if ref in order else order
+    after = order[order.index(ref) + 1:] if ref in order else order
+    return [stage for stage in after if produces_policy(run, stage)]
 
 
 def _stage_steps(run: Run, stage: str, curve_rows: list[dict]) -> float:
@@ -72,7 +89,8 @@ def trajectory(run: Run) -> list[dict]:
     for stage in stages_after_baseline(run):
         rows = cumulative_steps([r for r in run.curve if r.get("stage") == stage], run.history.get(stage))
         steps = [r for r in rows if number(r.get("step")) is not None]
-        points += [{**r, "stage": stage, "step": offset + r["step"]} for r in sorted(steps, key=lambda r: r["step"])]
+        points += [{**r, "stage": stage, "step": offset + r["step"], "stage_step": r["step"]}
+                   for r in sorted(steps, key=lambda r: r["step"])]
         offset += _stage_steps(run, stage, steps)
     final = {k.partition("/")[2]: v for k, v in run.metrics.items() if k.startswith("eval/")}
     return points + [{**final, "stage": "final", "step": offset}]
@@ -99,23 +117,28 @@ def xy(points: list[dict], x: str, y: str) -> list[tuple[float, float, float]]:
             if number(p.get(x)) is not None and number(p.get(y)) is not None]
 
 
+def _positions(run: Run, x: str, y: str) -> dict[tuple[int, float], dict]:
+    """The run's points with both metrics, keyed by (the stage's place on the path, the step within the stage):
+    seeds of one configuration share the keys even where an earlier stage's length differed between them."""
+    rank = {stage: i for i, stage in enumerate(["start", *stages_after_baseline(run), "final"])}
+    return {(rank.get(p["stage"], len(rank)), p.get("stage_step", 0.0)): p for p in trajectory(run)
+            if number(p.get(x)) is not None and number(p.get(y)) is not None}
+
+
 def group_mean(runs: list[Run], x: str, y: str) -> list[dict]:
-    """The group's seed mean along its trajectory: per step, x and y's mean and 95% t-interval over the runs
-    that have that step (no interval where only one has)."""
-    by_step: dict[float, list[tuple[float, float]]] = {}
-    stage: dict[float, str] = {}
-    for run in runs:
-        for point in trajectory(run):
-            vx, vy = number(point.get(x)), number(point.get(y))
-            if vx is not None and vy is not None:
-                by_step.setdefault(point["step"], []).append((vx, vy))
-                stage.setdefault(point["step"], point["stage"])
+    """The group's seed mean along its trajectory: x and y's mean and 95% t-interval over the runs at each place
+    on the path (a stage's curve point at a step, the final harness), and the mean of their steps. Places on the
+    path of only some runs (a run resumed with an extra curve point) are left out: a mean over the seeds that
+    have them would zig-zag the path."""
+    placed = [_positions(run, x, y) for run in runs]
+    placed = [p for p in placed if p]
     out = []
-    for step in sorted(by_step):
-        xs, ys = zip(*by_step[step])
-        sx, sy = stats(list(xs)), stats(list(ys))
-        out.append({"step": step, "stage": stage[step], "n": len(xs),
-                    "x": statistics.fmean(xs), "y": statistics.fmean(ys),
+    for key in sorted(set.intersection(*(set(p) for p in placed)) if placed else ()):
+        points = [p[key] for p in placed]
+        xs, ys = [number(p[x]) for p in points], [number(p[y]) for p in points]
+        sx, sy = stats(xs), stats(ys)
+        out.append({"step": statistics.fmean(p["step"] for p in points), "stage": points[0]["stage"],
+                    "n": len(points), "x": statistics.fmean(xs), "y": statistics.fmean(ys),
                     "x_low": sx["ci95_low"], "x_high": sx["ci95_high"], "y_low": sy["ci95_low"],
                     "y_high": sy["ci95_high"]})
     return out
