@@ -172,6 +172,25 @@ def add_quiet_arg(ap) -> None:
                          f"core (also ${REQUIRE_QUIET_ENV}=1)")
 
 
+def parse_args(ap, argv, sides, worker):
+    """Add the flags every bench shares (--require-quiet, the hidden worker ones) and parse. In a worker process
+    (`--worker <side>`), run `worker(args)` and return None; in the driver, return the args."""
+    add_quiet_arg(ap)
+    add_worker_args(ap, sides)
+    a = ap.parse_args(argv)
+    if a.worker:
+        worker(a)
+        return None
+    return a
+
+
+def trailer(load: "LoadLog", t_start: float, env: dict, **before) -> dict:
+    """The keys that end every bench's result: `before` (how busy the machine was: `machine` or `machine_load`),
+    whether any side ran on a busy machine, the load log, the versions, and the bench's own wall time."""
+    return {**before, "noisy": load.noisy, "load": load.result(), "env": env,
+            "bench_seconds": time.perf_counter() - t_start}
+
+
 def others_busy_per_core(window_s: float = 1.0) -> float | None:
     """The share of the machine's CPU time spent busy over the next `window_s` seconds (0: idle, 1: every core busy),
     from /proc/stat; None where it cannot be read. The bench waits meanwhile, so this is the other processes' load.

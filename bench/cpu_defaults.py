@@ -39,8 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import (add_quiet_arg, add_worker_args, machine, run_worker, spread, start_load_log, versions,
-                          write_result)
+from bench.common import machine, parse_args, run_worker, spread, start_load_log, versions, write_result
 from bench.dpo import alternating
 
 _T0 = time.perf_counter()
@@ -569,11 +568,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="OMP_NUM_THREADS of every worker")
     ap.add_argument("--out", type=Path, default=RESULT)
-    add_quiet_arg(ap)
-    add_worker_args(ap, SIDES)
-    a = ap.parse_args(argv)
-    if a.worker:
-        _worker(a.worker, a.spec, a.workdir, a.out)
+    a = parse_args(ap, argv, SIDES, lambda w: _worker(w.worker, w.spec, w.workdir, w.out))
+    if a is None:
         return
     algos = [x for x in a.algos.split(",") if x]
     unknown = sorted(set(algos) - set(ALGOS))

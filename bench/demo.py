@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import add_quiet_arg, add_worker_args, machine, run_worker, start_load_log, versions, write_result
+from bench.common import machine, parse_args, run_worker, start_load_log, trailer, versions, write_result
 from bench.dpo import alternating
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,8 +121,7 @@ def drive(model: str, repeats: int, threads: int, out: Path, load) -> dict:
         "summary": summary,
         "speedup": {"process_median": summary["plain"]["process_s"]["median"] / summary["zoo"]["process_s"]["median"],
                     "per_repeat": per_repeat},
-        "runs": runs, "machine": machine(load_before), "noisy": load.noisy, "load": load.result(), "env": versions(),
-        "bench_seconds": time.perf_counter() - t_start,
+        "runs": runs, **trailer(load, t_start, versions(), machine=machine(load_before)),
     }
     write_result(result, out)
     print(f"[bench] zoo {summary['zoo']['process_s']['median']:.0f} s vs plain "
@@ -220,19 +219,20 @@ def _plain_worker(spec: dict, workdir: Path) -> dict:
             "eval_s": phases["eval_s"], "phases": phases}
 
 
+def _worker(a) -> None:
+    spec = json.loads(a.spec.read_text())
+    res = _zoo_worker(spec, a.workdir) if a.worker == "zoo" else _plain_worker(spec, a.workdir)
+    a.out.write_text(json.dumps(res))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--out", type=Path, default=RESULT)
-    add_quiet_arg(ap)
-    add_worker_args(ap, SIDES)
-    a = ap.parse_args(argv)
-    if a.worker:
-        spec = json.loads(a.spec.read_text())
-        res = _zoo_worker(spec, a.workdir) if a.worker == "zoo" else _plain_worker(spec, a.workdir)
-        a.out.write_text(json.dumps(res))
+    a = parse_args(ap, argv, SIDES, _worker)
+    if a is None:
         return
     drive(a.model, a.repeats, a.threads, a.out, start_load_log("demo", a.require_quiet))
 

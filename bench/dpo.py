@@ -40,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import add_quiet_arg, add_worker_args, run_worker, spread, start_load_log, write_result
+from bench.common import parse_args, run_worker, spread, start_load_log, trailer, write_result
 
 _T0 = time.perf_counter()  # worker start (after interpreter start-up), for the setup time
 
@@ -156,6 +156,12 @@ def _busy_processes() -> list[str]:
     return busy
 
 
+def machine_load(load_before: tuple, busy_before: list[str]) -> dict:
+    """The load average and the busy processes before the bench and now."""
+    return {"loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+            "busy_processes_before": busy_before, "busy_processes_after": _busy_processes()}
+
+
 def drive(repeats: int, steps: int, batch_size: int, bf16: bool, result_path: Path, load) -> dict:
     t_start, scratch, load_before, busy_before = start_driver("dpo")
     try:
@@ -230,12 +236,7 @@ def drive(repeats: int, steps: int, batch_size: int, bf16: bool, result_path: Pa
                                     "train_s", "setup_s", "process_s", "peak_rss_mb", "rss_imports_mb",
                                     "rss_train_begin_mb", "train_loss", "global_step", "step_s", "interval_s")}
                  for r in runs],
-        "machine_load": {"loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-                         "busy_processes_before": busy_before, "busy_processes_after": _busy_processes()},
-        "noisy": load.noisy,
-        "load": load.result(),
-        "env": env,
-        "bench_seconds": time.perf_counter() - t_start,
+        **trailer(load, t_start, env, machine_load=machine_load(load_before, busy_before)),
     }
     write_result(result, result_path)
     _print_table(result, result_path)
@@ -357,12 +358,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="trainer.bf16 for both sides; auto: only where the hardware has native bf16 "
                     "(zoo.config.bf16_supported)")
     ap.add_argument("--out", type=Path, default=RESULT, help="result JSON (driver) or worker result file")
-    add_quiet_arg(ap)
-    add_worker_args(ap, SIDES)
-    a = ap.parse_args(argv)
-    if a.worker:
-        _worker(a.worker, a.spec, a.workdir, a.out)
-    else:
+    a = parse_args(ap, argv, SIDES, lambda w: _worker(w.worker, w.spec, w.workdir, w.out))
+    if a is not None:
         if a.steps <= WARMUP + 1:
             ap.error(f"--steps must be > {WARMUP + 1} (the first {WARMUP} are dropped)")
         load = start_load_log("dpo", a.require_quiet)

@@ -41,7 +41,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.common import (add_quiet_arg, add_worker_args, run_worker, spread, start_load_log, versions,
+from bench.common import (add_quiet_arg, add_worker_args, run_worker, spread, start_load_log, trailer, versions,
                           write_result)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -259,10 +259,7 @@ def drive(a, load) -> dict:
         "checks": checks,
         "runs": [{k: r.get(k) for k in ("algo", "side", "repeat", "interval_s", "step_s", "num_tokens",
                                         "peak_gpu_mb", "train_loss", "process_s")} for r in runs],
-        "noisy": load.noisy,
-        "load": load.result(),
-        "env": versions(),
-        "bench_seconds": time.perf_counter() - t0,
+        **trailer(load, t0, versions()),
     }
     write_result(result, a.out)
     for algo, c in compared.items():

@@ -28,14 +28,13 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import os
 import shutil
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from bench.common import add_quiet_arg, add_worker_args, spread, start_load_log, write_result
+from bench.common import parse_args, spread, start_load_log, trailer, write_result
 
 _T0 = time.perf_counter()
 
@@ -88,7 +87,7 @@ def paired_ratios(zoo_runs: list[dict], trl_runs: list[dict]) -> list[float]:
 
 
 def drive(a, bf16: bool, result_path: Path, load) -> dict:
-    from bench.dpo import _busy_processes, _env, _scalar_stats, start_driver
+    from bench.dpo import _env, _scalar_stats, machine_load, start_driver
     from bench.ppo import run_sides
 
     t_start, scratch, load_before, busy_before = start_driver("grpo")
@@ -147,12 +146,7 @@ def drive(a, bf16: bool, result_path: Path, load) -> dict:
         "runs": [{k: r[k] for k in ("side", "repeat", "order", "iter_s_median", "token_s_median", "train_s", "setup_s",
                                     "process_s", "peak_rss_mb", "train_loss", "global_step", "interval_s", "token_s",
                                     "completion_mean_length")} for r in runs],
-        "machine_load": {"loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-                         "busy_processes_before": busy_before, "busy_processes_after": _busy_processes()},
-        "noisy": load.noisy,
-        "load": load.result(),
-        "env": env,
-        "bench_seconds": time.perf_counter() - t_start,
+        **trailer(load, t_start, env, machine_load=machine_load(load_before, busy_before)),
     }
     write_result(result, result_path)
     print(f"\n{'':28s} {'zoo':>10s} {'plain TRL':>10s}")
@@ -202,11 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bf16", choices=("auto", "true", "false"), default="auto")
     ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for every worker")
     ap.add_argument("--out", type=Path, default=RESULT)
-    add_quiet_arg(ap)
-    add_worker_args(ap, SIDES)
-    a = ap.parse_args(argv)
-    if a.worker:
-        _worker(a.worker, a.spec, a.workdir, a.out)
+    a = parse_args(ap, argv, SIDES, lambda w: _worker(w.worker, w.spec, w.workdir, w.out))
+    if a is None:
         return
     if a.steps <= WARMUP + 1:
         ap.error(f"--steps must be > {WARMUP + 1} (the first {WARMUP} are dropped)")

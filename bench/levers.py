@@ -45,8 +45,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import (add_quiet_arg, add_worker_args, machine, run_worker, spread, start_load_log, versions,
-                          write_result)
+from bench.common import machine, parse_args, run_worker, spread, start_load_log, trailer, versions, write_result
 from bench.dpo import alternating
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,11 +153,7 @@ def drive(variants: list[str], repeats: int, steps: int, batch_size: int, thread
         "runs": [{k: r.get(k) for k in ("variant", "repeat", "step_s", "train_s", "before_first_step_s",
                                         "global_step", "peak_rss_mb", "train_loss", "final_loss", "settings",
                                         "process_s", "phase_s", "reference_precompute")} for r in runs],
-        "machine": machine(load_before),
-        "noisy": load.noisy,
-        "load": load.result(),
-        "env": versions(),
-        "bench_seconds": time.perf_counter() - t0,
+        **trailer(load, t0, versions(), machine=machine(load_before)),
     }
     write_result(result, path)
     for name, v in result["variants"].items():
@@ -217,11 +212,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="OMP_NUM_THREADS of every worker")
     ap.add_argument("--out", type=Path, default=RESULT)
-    add_quiet_arg(ap)
-    add_worker_args(ap, ("zoo",))
-    a = ap.parse_args(argv)
-    if a.worker:
-        _worker(a.spec, a.workdir, a.out)
+    a = parse_args(ap, argv, ("zoo",), lambda w: _worker(w.spec, w.workdir, w.out))
+    if a is None:
         return
     variants = [v for v in a.variants.split(",") if v]
     unknown = sorted(set(variants) - set(VARIANTS))

@@ -42,14 +42,13 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import os
 import shutil
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from bench.common import add_quiet_arg, add_worker_args, run_worker, spread, start_load_log, write_result
+from bench.common import parse_args, run_worker, spread, start_load_log, trailer, write_result
 
 _T0 = time.perf_counter()  # worker start (after interpreter start-up), for the setup time
 
@@ -135,7 +134,7 @@ def _ratio(a: float, b: float) -> float:
 
 
 def drive(a, bf16: bool, result_path: Path, load) -> dict:
-    from bench.dpo import _busy_processes, _env, _scalar_stats, start_driver
+    from bench.dpo import _env, _scalar_stats, machine_load, start_driver
 
     t_start, scratch, load_before, busy_before = start_driver("ppo")
     try:
@@ -216,12 +215,7 @@ def drive(a, bf16: bool, result_path: Path, load) -> dict:
                                     "process_s", "peak_rss_mb", "rss_imports_mb", "rss_train_begin_mb", "train_loss",
                                     "global_step", "interval_s", "step_s", "completion_mean_length")}
                  for r in runs],
-        "machine_load": {"loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-                         "busy_processes_before": busy_before, "busy_processes_after": _busy_processes()},
-        "noisy": load.noisy,
-        "load": load.result(),
-        "env": env,
-        "bench_seconds": time.perf_counter() - t_start,
+        **trailer(load, t_start, env, machine_load=machine_load(load_before, busy_before)),
     }
     write_result(result, result_path)
     _print_table(result, result_path)
@@ -379,11 +373,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=None,
                     help="OMP_NUM_THREADS for every worker (default: torch's own choice, one per core)")
     ap.add_argument("--out", type=Path, default=RESULT, help="result JSON (driver) or worker result file")
-    add_quiet_arg(ap)
-    add_worker_args(ap, SIDES)
-    a = ap.parse_args(argv)
-    if a.worker:
-        _worker(a.worker, a.spec, a.workdir, a.out)
+    a = parse_args(ap, argv, SIDES, lambda w: _worker(w.worker, w.spec, w.workdir, w.out))
+    if a is None:
         return
     if min(a.steps, a.dpo_steps) <= WARMUP + 1:
         ap.error(f"--steps and --dpo-steps must be > {WARMUP + 1} (the first {WARMUP} are dropped)")

@@ -36,7 +36,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.common import add_quiet_arg, machine, start_load_log, versions, write_result
+from bench.common import add_quiet_arg, machine, start_load_log, trailer, versions, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT = REPO / "results" / "bench" / "sampling.json"
@@ -207,11 +207,7 @@ def main(argv: list[str] | None = None) -> None:
         "settings": {"model": a.model, "peft": "lora r16 all-linear, B ~ N(0, 0.01)", "rounds": a.rounds,
                      "threads": a.threads, "bf16_native": native, "levers": {k: list(SETTINGS[k]) for k in names}},
         "by_shape": by_shape,
-        "machine": machine(load_before),
-        "noisy": load.noisy,
-        "load": load.result(),
-        "env": versions(),
-        "bench_seconds": time.perf_counter() - t0,
+        **trailer(load, t0, versions(), machine=machine(load_before)),
     }
     write_result(result, a.out)
     for shape_name, entry in by_shape.items():

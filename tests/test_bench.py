@@ -246,7 +246,21 @@ def test_require_quiet_is_one_flag_or_variable_for_every_bench(monkeypatch):
     assert parsed() is True
     for module in ("cpu_defaults", "demo", "dpo", "gpu", "grpo", "levers", "ppo", "sampling"):
         source = (ROOT / "bench" / f"{module}.py").read_text()
-        assert "add_quiet_arg(ap)" in source and "start_load_log(" in source, module
+        assert ("add_quiet_arg(ap)" in source or "parse_args(ap, " in source) and "start_load_log(" in source, module
+
+
+def test_parse_args_runs_the_worker_in_a_worker_process_and_returns_the_drivers_args(monkeypatch, tmp_path):
+    import argparse
+
+    from bench.common import REQUIRE_QUIET_ENV, parse_args
+
+    monkeypatch.delenv(REQUIRE_QUIET_ENV, raising=False)
+    called = []
+    ap = argparse.ArgumentParser()
+    assert parse_args(ap, ["--worker", "zoo", "--spec", str(tmp_path)], ("zoo", "trl"), called.append) is None
+    assert [(a.worker, a.spec) for a in called] == [("zoo", tmp_path)]
+    a = parse_args(argparse.ArgumentParser(), ["--require-quiet"], ("zoo", "trl"), called.append)
+    assert a.require_quiet is True and a.worker is None and len(called) == 1
 
 
 def test_others_busy_share_comes_from_proc_stat(monkeypatch, tmp_path):
