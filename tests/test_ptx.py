@@ -49,3 +49,25 @@ def test_ppo_ptx_pulls_toward_the_supervised_rows(compose, tmp_path):
     rows = sft_rows(load_task(compose(*base)).train[:32], "sentiment")
     nll = {name: _completion_nll(tmp_path / name / "stages" / "ppo" / "model", rows) for name in ("ppo", "ptx")}
     assert nll["ptx"] < nll["ppo"] - 0.05, nll  # the ptx term lowered the supervised rows' NLL
+
+
+def test_ptx_data_names_the_rows_of_another_data_config(compose):
+    """`ptx_data=arithmetic`: the ptx term trains on the arithmetic task's worked answers, not the stage's own
+    sentiment rows; a data name with no conf/data file is a DataError naming the key, before anything loads."""
+    from types import SimpleNamespace
+
+    from zoo.algos import ppo
+    from zoo.errors import DataError
+
+    cfg = compose("algo=ppo", "data=sentiment", "+algo.args.ptx_coef=1.0", "+algo.args.ptx_data=arithmetic")
+    ctx = SimpleNamespace(cfg=cfg, config_path="algo", rows=[{"prompt": "p", "completion": "c"}],
+                          args=SimpleNamespace(ptx_coef=1.0, ptx_data="arithmetic"))
+    rows = ppo.ptx_rows(ctx)
+    assert len(rows) == 480 and all("The answer is" in r["completion"][0]["content"] for r in rows[:5])  # max_rows
+    ppo.check_rows([{"prompt": "only prompts"}], cfg, "algo")  # the stage's own columns no longer matter
+    own = SimpleNamespace(**{**vars(ctx), "args": SimpleNamespace(ptx_coef=1.0, ptx_data=None)})
+    assert ppo.ptx_rows(own) == [{"prompt": "p", "completion": "c"}]
+    assert ppo.ptx_rows(SimpleNamespace(**{**vars(ctx), "args": SimpleNamespace(ptx_coef=0.0, ptx_data=None)})) is None
+    bad = compose("algo=ppo", "data=sentiment", "+algo.args.ptx_coef=1.0", "+algo.args.ptx_data=arithmatic")
+    with pytest.raises(DataError, match="algo.args.ptx_data 'arithmatic': no file .*conf/data/arithmatic.yaml"):
+        ppo.check_rows([{"prompt": "p", "completion": "c"}], bad, "algo")

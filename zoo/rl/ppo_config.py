@@ -48,6 +48,10 @@ class PPOConfig(TrainingArguments):
         "help": "PPO-ptx (Ouyang et al. 2022): weight of a log-likelihood term on supervised rows (the stage's own "
                 "prompt/completion rows) added to every PPO mini-batch loss, which keeps the policy near the "
                 "distribution it learned in SFT (0 = plain PPO)."})
+    ptx_data: str | None = field(default=None, metadata={
+        "help": "PPO-ptx: a conf/data name whose training rows (prompt/completion) feed the ptx term in place of the "
+                "stage's own rows, standing in for the paper's pretraining mix (e.g. arithmetic; null: the stage's "
+                "rows)."})
     ptx_batch_size: int | None = field(default=None, metadata={
         "help": "Supervised rows per PPO mini-batch for the ptx term (None = the PPO mini-batch size)."})
     num_ppo_epochs: int = field(default=4, metadata={"help": "Optimisation passes over each rollout."})
