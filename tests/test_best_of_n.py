@@ -81,3 +81,28 @@ def test_fingerprint_follows_the_weights_not_the_object():
     with torch.no_grad():
         reloaded.weight[0, 0] += 1e-3  # one optimizer-sized change
     assert fingerprint(reloaded) != fingerprint(model)
+
+
+def test_pools_of_the_last_few_policies_are_reused(monkeypatch):
+    """A sweep's best-of-n jobs alternate seeds (RM size x seed): each seed's SFT policy draws its pool once."""
+    from collections import OrderedDict
+
+    import torch
+
+    import zoo.eval.best_of_n as bon
+
+    monkeypatch.setattr(bon, "_POOLS", OrderedDict())
+    torch.manual_seed(0)
+    policies = [torch.nn.Linear(64, 64) for _ in range(bon.KEEP_POOLS + 1)]
+    draws = []
+
+    def draw(i):
+        return bon._last_draw(policies[i], ("prompts", 32), lambda: draws.append(i) or f"pool {i}")
+
+    assert [draw(i) for i in (0, 1, 2, 0, 1, 2)] == ["pool 0", "pool 1", "pool 2"] * 2
+    assert draws == [0, 1, 2]  # seeds 0-2 under the second RM size reuse the first's pools
+    assert bon._last_draw(policies[0], ("other prompts", 32), lambda: "new") == "new"  # the key counts too
+    for i in range(1, bon.KEEP_POOLS + 1):
+        draw(i)
+    draw(0)  # pushed out by KEEP_POOLS newer pools: drawn again
+    assert draws[-1] == 0 and len(bon._POOLS) == bon.KEEP_POOLS

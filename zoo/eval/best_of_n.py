@@ -17,6 +17,7 @@ so the final harness's best-of-n decoder, a new object over the same weights, re
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import torch
 
@@ -40,7 +41,11 @@ def pick(scores: list[float | None], n: int, pool: int) -> list[int]:
     return chosen
 
 
-_LAST: dict = {}  # the last pool drawn: {"key": (weights fingerprint, decoding key), "pool": Samples}
+# The last pools drawn, newest last: {(weights fingerprint, decoding key): Samples}. The final harness reuses its
+# curve's pool, and a sweep's jobs that share a policy (best-of-n on the same SFT seed against reward models of
+# several sizes) reuse each other's: the same weights and decoding key would draw the same samples again.
+_POOLS: OrderedDict = OrderedDict()
+KEEP_POOLS = 4
 
 
 def fingerprint(model) -> tuple:
@@ -51,12 +56,15 @@ def fingerprint(model) -> tuple:
 
 
 def _last_draw(model, key: tuple, draw) -> Samples:
-    """`draw()` unless the last pool was drawn from these weights with this decoding key."""
+    """`draw()` unless one of the last KEEP_POOLS pools was drawn from these weights with this decoding key."""
     full = (fingerprint(model), key)
-    if _LAST.get("key") != full:
-        _LAST.clear()
-        _LAST.update(key=full, pool=draw())
-    return _LAST["pool"]
+    if full in _POOLS:
+        _POOLS.move_to_end(full)
+    else:
+        _POOLS[full] = draw()
+        while len(_POOLS) > KEEP_POOLS:
+            _POOLS.popitem(last=False)
+    return _POOLS[full]
 
 
 class BestOfN:
