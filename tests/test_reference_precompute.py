@@ -121,11 +121,50 @@ def test_batches_sort_by_length_and_cover_every_pair():
     assert sorted(i for b in batches(rows, 3) for i in b) == [0, 1, 2, 3]
 
 
+def test_planned_epochs_by_hand():
+    from types import SimpleNamespace
+
+    from zoo.algos.preference import planned_epochs
+
+    args = SimpleNamespace(max_steps=20, per_device_train_batch_size=8, gradient_accumulation_steps=2, world_size=1,
+                           num_train_epochs=3.0)
+    assert planned_epochs(args, 160) == 2.0  # 20 steps x 16 pairs over 160 pairs
+    assert planned_epochs(SimpleNamespace(**{**vars(args), "world_size": 2}), 640) == 1.0
+    assert planned_epochs(SimpleNamespace(**{**vars(args), "max_steps": -1}), 640) == 3.0  # no max_steps: epochs
+
+
+@pytest.mark.parametrize("max_steps, ran", [(1, False), (2, True)])
+def test_auto_runs_the_pass_from_one_epoch_on(compose, max_steps, ran):
+    """trainer=cpu's `auto`: 8 pairs at batch 4 are one epoch in 2 steps (the pass pays back after 0.81 epochs)."""
+    from zoo.train import run
+
+    cfg = compose("algo=dpo", "data=arithmetic", "data.max_rows=8", "trainer.per_device_train_batch_size=4",
+                  f"trainer.max_steps={max_steps}", "eval.batch_size=8")
+    assert cfg.trainer.zoo.reference_precompute == "auto"
+    metrics = run(cfg)
+    assert ("dpo/reference_precompute/pairs" in metrics) is ran
+    if ran:
+        assert metrics["dpo/reference_precompute/planned_epochs"] == 1.0
+
+
+def test_auto_is_the_only_word_a_lever_takes(compose):
+    from omegaconf import OmegaConf
+
+    from zoo.errors import ConfigError
+    from zoo.levers import check_levers
+
+    check_levers(OmegaConf.create({"reference_precompute": "auto"}), "trainer.zoo")
+    with pytest.raises(ConfigError, match=r"trainer.zoo.length_buckets='auto': expected true or false"):
+        check_levers(OmegaConf.create({"length_buckets": "auto"}), "trainer.zoo")
+    with pytest.raises(ConfigError, match=r"reference_precompute='sometimes': expected true, false or auto"):
+        check_levers(OmegaConf.create({"reference_precompute": "sometimes"}), "trainer.zoo")
+
+
 def test_lever_is_off_by_default_and_recorded_when_on(compose):
     from zoo.levers import LEVERS
     from zoo.train import run
 
-    assert LEVERS["reference_precompute"] is False
+    assert LEVERS["reference_precompute"] is False  # outside trainer=cpu (trainer=gpu: not measured there)
     metrics = run(compose("algo=dpo", "data=arithmetic", "trainer.per_device_train_batch_size=4",
                           "trainer.zoo.reference_precompute=true", "eval.batch_size=8"))
     assert metrics["dpo/reference_precompute/batch_size"] == 8

@@ -32,15 +32,25 @@ LEVERS = {  # name -> default where trainer.zoo does not say
 }
 
 
+# Levers that may also be `auto`: on or off by what the run does, decided where it is used (`lever(..., auto=)`).
+AUTO = {"reference_precompute": "on when the stage trains at least one epoch over its pairs"}
+
+
 def check_levers(block, path: str) -> None:
     known_keys(block, LEVERS, path)
     for key, value in (block or {}).items():
-        require(isinstance(value, bool), f"{path}.{key}={value!r}: expected true or false")
+        if key in AUTO:
+            require(isinstance(value, bool) or value == "auto",
+                    f"{path}.{key}={value!r}: expected true, false or auto ({AUTO[key]})")
+        else:
+            require(isinstance(value, bool), f"{path}.{key}={value!r}: expected true or false")
 
 
-def lever(trainer_cfg, name: str) -> bool:
+def lever(trainer_cfg, name: str, *, auto: bool = False) -> bool:
+    """trainer.zoo.<name>; for a lever set to `auto`, the caller's decision `auto`."""
     block = trainer_cfg.get(BLOCK) or {}
-    return bool(block.get(name, LEVERS[name]))
+    value = block.get(name, LEVERS[name])
+    return auto if value == "auto" else bool(value)
 
 
 @contextmanager

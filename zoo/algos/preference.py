@@ -159,18 +159,28 @@ def train_dpo(ctx: Context, pairs: list[dict], *, model=None, ref_model=None, ar
     return trainer.model, metrics
 
 
+def planned_epochs(args, num_pairs: int) -> float:
+    """How many passes over `num_pairs` the trainer will make: max_steps of the global batch, else its epochs."""
+    if args.max_steps and args.max_steps > 0:
+        batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.world_size, 1)
+        return args.max_steps * batch / max(num_pairs, 1)
+    return float(args.num_train_epochs)
+
+
 def _reference_precompute(trainer, ctx: Context, args) -> dict:
     """trainer.zoo.reference_precompute: the zoo's pass over the pairs (zoo.algos.reference) in batches of
-    `algo.args.precompute_ref_batch_size`, else the harness's scoring batch (`eval.batch_size`). Nothing when it is
-    off, or when TRL's own `precompute_ref_log_probs` already ran while the trainer was built."""
+    `algo.args.precompute_ref_batch_size`, else the harness's scoring batch (`eval.batch_size`); `auto`: when the
+    trainer makes at least one pass over them (conf/trainer/cpu.yaml has the measured break-even). Nothing when it
+    is off, or when TRL's own `precompute_ref_log_probs` already ran while the trainer was built."""
     from zoo.algos.reference import precompute
     from zoo.levers import lever
 
-    if not lever(ctx.cfg.trainer, "reference_precompute") or args.precompute_ref_log_probs:
+    epochs = planned_epochs(args, len(trainer.train_dataset))
+    if not lever(ctx.cfg.trainer, "reference_precompute", auto=epochs >= 1.0) or args.precompute_ref_log_probs:
         return {}
     done = precompute(trainer, args.precompute_ref_batch_size or int(ctx.cfg.eval.batch_size))
     trainer.zoo_reference_precompute = done  # read by bench.levers beside the step times
-    return done
+    return {**done, "planned_epochs": epochs}
 
 
 def split_pairs(pairs: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
