@@ -59,11 +59,13 @@ def test_overoptimisation_forms_recovered_by_hand():
     bon = scaling.fit([(x, x * (1.0 - 0.3 * x)) for x in d], "bon")
     assert bon["alpha"] == pytest.approx(1.0) and bon["beta"] == pytest.approx(0.3)
     assert bon["peak_d"] == pytest.approx(1.0 / 0.6)  # alpha / (2 beta)
+    assert bon["peak_gain"] == pytest.approx(1.0 / 1.2)  # alpha^2 / (4 beta)
     rl = scaling.fit([(x, x * (1.0 - 0.5 * math.log(x))) for x in d], "rl")
     assert rl["alpha"] == pytest.approx(1.0) and rl["beta"] == pytest.approx(0.5)
     assert rl["peak_d"] == pytest.approx(math.e)  # exp(alpha / beta - 1)
+    assert rl["peak_gain"] == pytest.approx(0.5 * math.e)  # beta d*
     rising = scaling.fit([(x, 0.4 * x + 0.1 * x * x) for x in d], "bon")
-    assert rising["beta"] < 0 and rising["peak_d"] is None  # gold never turned down: no peak is claimed
+    assert rising["beta"] < 0 and rising["peak_d"] is None and rising["peak_gain"] is None  # gold never turned down: no peak is claimed
     assert scaling.fit([(0.0, 0.0), (1.0, 0.5)], "bon") is None  # one point with d > 0 fixes nothing
 
 

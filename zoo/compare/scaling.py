@@ -2,11 +2,13 @@
 the shared start, with the paper's functional forms fitted to each run.
 
 Gains over the start (the path's first point), so both forms pass through 0 at d = 0:
-    best-of-n   R(d) = d (alpha - beta d)        peak at d* = alpha / (2 beta)
-    RL          R(d) = d (alpha - beta ln d)     peak at d* = exp(alpha / beta - 1)
+    best-of-n   R(d) = d (alpha - beta d)        peak at d* = alpha / (2 beta), R(d*) = alpha^2 / (4 beta)
+    RL          R(d) = d (alpha - beta ln d)     peak at d* = exp(alpha / beta - 1), R(d*) = beta d*
 A run's points are its path (zoo.compare.trajectories: start, curve points, final harness); the form is best-of-n's
 for algo=best_of_n and RL's otherwise. Least squares without intercept on the points with d > 0, per run, then per
-group the seed mean and 95% t-interval of alpha, beta and d*, for the gold and for the proxy. A gold that has not
+group the seed mean and 95% t-interval of alpha, beta, d* and the fitted peak gain R(d*) (how high the gold gets
+before it turns down: the paper's "a proxy trained on more data peaks later and higher" reads d* and R(d*) across
+reward-model sizes), for the gold and for the proxy. A gold that has not
 turned down shows as beta <= 0 (no peak): say so rather than read a peak off the fit.
 
 Plain data and one plot (`overoptimisation.png`, matplotlib imported only to draw); `--overoptimisation` turns it on.
@@ -25,6 +27,7 @@ from zoo.compare.tables import plus3
 from zoo.compare.trajectories import trajectory
 
 METRICS = ("gold_reward", "proxy_reward")
+COEFS = ("alpha", "beta", "peak_d", "peak_gain")
 FIELDS = ("group", "metric", "form", "coef", "n", "mean", "ci95_low", "ci95_high")
 
 
@@ -47,7 +50,8 @@ def gains(run: Run, metric: str) -> list[tuple[float, float]]:
 
 
 def fit(points: list[tuple[float, float]], form: str) -> dict | None:
-    """{alpha, beta, peak_d} of R(d) fitted to (d, gain) points by least squares; None with fewer than 2 points."""
+    """{alpha, beta, peak_d, peak_gain} of R(d) fitted to (d, gain) points by least squares; None with fewer than 2
+    points. The peak is None where beta <= 0 (the curve never turns down)."""
     pts = [(d, y) for d, y in points if d > 0]
     if len(pts) < 2:
         return None
@@ -55,10 +59,11 @@ def fit(points: list[tuple[float, float]], form: str) -> dict | None:
     y = np.array([p[1] for p in pts])
     second = d * d if form == "bon" else d * np.log(d)
     (alpha, beta), *_ = np.linalg.lstsq(np.stack([d, -second], axis=1), y, rcond=None)
-    peak = None
+    peak = height = None
     if beta > 0:
         peak = alpha / (2 * beta) if form == "bon" else math.exp(min(alpha / beta - 1, 50.0))
-    return {"alpha": float(alpha), "beta": float(beta), "peak_d": peak}
+        height = float(curve(form, alpha, beta, np.array([peak]))[0])
+    return {"alpha": float(alpha), "beta": float(beta), "peak_d": peak, "peak_gain": height}
 
 
 def curve(form: str, alpha: float, beta: float, d: np.ndarray) -> np.ndarray:
@@ -75,7 +80,7 @@ def rows(groups: dict[str, list[Run]]) -> list[dict]:
             if not fits:
                 continue
             forms = sorted({f for f, _ in fits})
-            for coef in ("alpha", "beta", "peak_d"):
+            for coef in COEFS:
                 values = [c[coef] for _, c in fits if c[coef] is not None]
                 if values:
                     s = stats(values)
@@ -91,14 +96,14 @@ def markdown(found: list[dict], groups: dict[str, list[Run]]) -> list[str]:
     lines = ["", "## Over-optimisation fits (Gao et al. 2022)", "",
              "d = sqrt(KL to the start); gains over the start. best-of-n: R(d) = d(alpha − beta·d); RL: R(d) = "
              "d(alpha − beta·ln d); least squares per run, then mean [95% t-interval] over seeds. peak_d is where "
-             "the fitted curve is highest, reported only for runs whose beta > 0 (n = how many); a gold whose beta "
-             "is <= 0 has not turned down within the KL reached.", "",
-             "| group | metric | form | alpha | beta | peak_d |", "|---|---|---|---|---|---|"]
+             "the fitted curve is highest and peak_gain its height there, reported only for runs whose beta > 0 "
+             "(n = how many); a gold whose beta is <= 0 has not turned down within the KL reached.", "",
+             "| group | metric | form | alpha | beta | peak_d | peak_gain |", "|---|---|---|---|---|---|---|"]
     by = {(r["group"], r["metric"], r["coef"]): r for r in found}
     for label in groups:
         for metric in METRICS:
             cells = []
-            for coef in ("alpha", "beta", "peak_d"):
+            for coef in COEFS:
                 r = by.get((label, metric, coef))
                 cells.append("—" if r is None else f"{plus3(r['mean'])} [{plus3(r['ci95_low'])}, {plus3(r['ci95_high'])}]"
                              + f" (n={r['n']})")
