@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -106,3 +107,23 @@ def test_cai_pipeline_sl_then_rl(compose, tmp_path, monkeypatch):
     assert [(p["prompt"], p["chosen"], p["rejected"]) for p in pairs] == [row[:3] for row in by_hand]
     assert [p["p_chosen"] for p in pairs] == pytest.approx([row[3] for row in by_hand])
     assert metrics["rlaif/mean_label_confidence"] == pytest.approx((0.9 + 0.8 + 0.65) / 3)
+
+
+def test_sl_cai_on_the_sentiment_task_with_its_constitution(compose, tmp_path):
+    """The rlaif_sl_cai arm's pipeline on the tiny model: SFT -> SL-CAI under conf/constitution/positive_review.yaml
+    on plain-text review openings -> RL-CAI with the pairwise judge; the revisions are saved and trained on."""
+    from zoo.rlaif.constitution import load_constitution
+    from zoo.train import run
+
+    assert [p.name for p in load_constitution("positive_review").principles] == ["positive_review"]
+    out = tmp_path / "run"
+    metrics = run(compose("+arm=rlaif_sl_cai", "+sweeps=rlaif_judge_accuracy", "model=tiny", "peft=lora",
+                          "data.max_rows=24", "data.stage_rows.sft=8", "data.stage_rows.cai=8",
+                          "stages.sft.args.max_steps=1", "stages.cai.args.max_steps=1",
+                          "stages.cai.generation.max_new_tokens=8", "algo.pairs.max_new_tokens=8",
+                          "algo.judge_check.pairs=4", "trainer.max_steps=1", "eval.num_prompts=4", output_dir=out))
+    rows = [json.loads(x) for x in (out / "stages" / "cai" / "cai_rows.jsonl").read_text().splitlines()]
+    assert len(rows) == 8 and all(r["prompt"] for r in rows)
+    assert "positive_review" in (out / "stages" / "cai" / "cai_rows.jsonl").read_text()
+    assert metrics["cai/produces"] == "policy" and math.isfinite(metrics["cai/train_loss"])
+    assert 0.0 <= metrics["rlaif/judge/accuracy"] <= 1.0 and "eval/gold_reward" in metrics
