@@ -87,6 +87,28 @@ def test_overoptimisation_rows_per_group():
     assert alpha["ci95_low"] < 1.0 < 1.4 < alpha["ci95_high"]  # t-interval over 3 seeds, std 0.2
 
 
+def test_peaks_between_groups_paired_by_seed():
+    import math
+
+    from zoo.compare import scaling
+
+    def run(seed, alpha):  # gold = d (alpha - 0.2 d) over a start of 0.1: peak at d* = alpha / 0.4
+        r = _run(seed, [(kl, 0.1 + math.sqrt(kl) * (alpha - 0.2 * math.sqrt(kl))) for kl in (0.25, 1.0, 4.0)], 0.1)
+        r.config["algo.name"] = "best_of_n"
+        r.curve = [{**point, "stage": "best_of_n"} for point in r.curve]
+        return r
+
+    groups = {"more data": [run(0, 1.0), run(1, 1.2), run(2, 1.4)], "less data": [run(0, 0.6), run(1, 0.7), run(2, 0.8)]}
+    found = {r["coef"]: r for r in scaling.between(groups)}
+    later = found["peak_d"]  # within seed: (1.0 - 0.6) / 0.4, 0.5 / 0.4, 0.6 / 0.4
+    assert (later["n"], later["form"]) == (3, "bon") and later["mean"] == pytest.approx(1.25)
+    assert later["ci95_low"] > 0 and later["verdict"] == "more data later"
+    higher = found["peak_gain"]  # alpha^2 / 0.8 within seed: (1 - 0.36) / 0.8, (1.44 - 0.49) / 0.8, (1.96 - 0.64) / 0.8
+    assert higher["mean"] == pytest.approx((0.64 + 0.95 + 1.32) / 3 / 0.8) and higher["verdict"] == "more data higher"
+    flat = {"a": [run(0, 1.0), run(1, 1.2)], "b": [run(0, 1.2), run(1, 1.0)]}  # +0.5 and -0.5: no verdict
+    assert {r["verdict"] for r in scaling.between(flat)} == {"not separated"}
+
+
 def test_a_best_of_n_path_ends_after_its_largest_n():
     """best-of-n numbers its curve points by n (1..64), beyond trainer.max_steps: the final point comes last, so a
     path drawn in step order does not double back."""

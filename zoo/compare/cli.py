@@ -74,7 +74,9 @@ def main(argv=None) -> list[Path]:
         tables.write_rows(fits, scaling.FIELDS, out / "overoptimisation.csv")
         drawn = scaling.plot(groups, fits, out)
         pngs += [drawn] if drawn else []
-        report += "\n".join(scaling.markdown(fits, groups)) + "\n"
+        peaks = scaling.between(groups)
+        tables.write_rows(peaks, scaling.PAIR_FIELDS, out / "overoptimisation_peaks.csv")
+        report += "\n".join(scaling.markdown(fits, groups) + scaling.between_markdown(peaks)) + "\n"
     (out / "compare.md").write_text(report)
     (out / "compare.html").write_text(html.render(report, out, title=f"zoo.compare: {out.name}"))
     (out / "samples.md").write_text(samples_markdown(groups, args.samples))
@@ -83,6 +85,6 @@ def main(argv=None) -> list[Path]:
     print(report)
     written = [out / n for n in ("compare.csv", "verdicts.csv", "compare.md", "compare.html", "samples.md")] + pngs
     written += [out / "frontier.csv"] if front else []
-    written += [out / "overoptimisation.csv"] if args.overoptimisation else []
+    written += [out / "overoptimisation.csv", out / "overoptimisation_peaks.csv"] if args.overoptimisation else []
     print(f"[compare] {len(runs)} runs, {len(groups)} groups -> " + ", ".join(str(p) for p in written))
     return written

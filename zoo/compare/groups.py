@@ -5,6 +5,7 @@ when one differs (`peft=qlora`, not the leaf `peft.bnb_4bit_compute_dtype=bfloat
 from __future__ import annotations
 
 import json
+import re
 
 from zoo.compare.runs import RUN_DIR, CompareError, Run
 
@@ -117,4 +118,10 @@ def group_runs(runs: list[Run], by=None, seed_keys=SEED_KEYS) -> dict[str, list[
     for run, row in zip(runs, rows):
         label = ", ".join(f"{keys[j][0]}={row[j]}" for j in naming) or "all"
         groups.setdefault(label, []).append(run)
-    return {label: sorted(groups[label], key=lambda r: str(r.dir)) for label in sorted(groups)}
+    return {label: sorted(groups[label], key=lambda r: str(r.dir)) for label in sorted(groups, key=natural)}
+
+
+def natural(label: str) -> tuple:
+    """A sort key that reads the numbers in a label as numbers: rm=32 before rm=128, beta0.05 before beta0.5."""
+    parts = re.split(r"(\d+(?:\.\d+)?)", label)
+    return tuple((0, float(p), "") if i % 2 else (1, 0.0, p) for i, p in enumerate(parts))

@@ -90,6 +90,55 @@ def rows(groups: dict[str, list[Run]]) -> list[dict]:
     return out
 
 
+PAIR_FIELDS = ("metric", "coef", "form", "group", "other", "n", "mean", "ci95_low", "ci95_high", "verdict")
+
+
+def _seed(run: Run):
+    return run.config.get("trainer.seed")
+
+
+def between(groups: dict[str, list[Run]], metric: str = "gold_reward") -> list[dict]:
+    """Where the gold peaks, group against group (e.g. reward models trained on more data): per pair of groups of
+    the same form, the within-seed difference (group − other) of d* and of the peak's height, over the seeds where
+    both fits turned down, with a verdict only where the 95% interval excludes 0. Paired by seed because the
+    groups of one seed share their start."""
+    fitted = {label: {(form_of(r), _seed(r)): fit(gains(r, metric), form_of(r)) for r in runs}
+              for label, runs in groups.items()}
+    labels, out = list(groups), []
+    for i, label in enumerate(labels):
+        for other in labels[i + 1:]:
+            for form in ("bon", "rl"):
+                seeds = [s for f, s in fitted[label] if f == form and (form, s) in fitted[other]]
+                for coef in ("peak_d", "peak_gain"):
+                    diffs = [fitted[label][form, s][coef] - fitted[other][form, s][coef] for s in seeds
+                             if fitted[label][form, s] and fitted[other][form, s]
+                             and fitted[label][form, s][coef] is not None and fitted[other][form, s][coef] is not None]
+                    if not diffs:
+                        continue
+                    st = stats(diffs)
+                    low, high = st["ci95_low"], st["ci95_high"]
+                    verdict = ("not separated" if low is None or low <= 0 <= high else
+                               f"{label if low > 0 else other} {'later' if coef == 'peak_d' else 'higher'}")
+                    out.append({"metric": metric, "coef": coef, "form": form, "group": label, "other": other,
+                                "n": st["n"], "mean": st["mean"], "ci95_low": low, "ci95_high": high,
+                                "verdict": verdict})
+    return out
+
+
+def between_markdown(found: list[dict]) -> list[str]:
+    if not found:
+        return []
+    lines = ["", "### Where the gold peaks, between groups (paired by seed)", "",
+             "The within-seed difference (group − other) of the fitted peak d* and of its height R(d*), over the seeds "
+             "where both groups' gold turned down (beta > 0); a verdict only where the 95% interval excludes 0.", "",
+             "| coef | form | group | other | n | group − other | verdict |", "|---|---|---|---|---|---|---|"]
+    for r in found:
+        interval = ("—" if r["ci95_low"] is None else f"[{plus3(r['ci95_low'])}, {plus3(r['ci95_high'])}]")
+        lines.append(f"| {r['coef']} | {r['form']} | {r['group']} | {r['other']} | {r['n']} | {plus3(r['mean'])} "
+                     f"{interval} | {r['verdict']} |")
+    return lines
+
+
 def markdown(found: list[dict], groups: dict[str, list[Run]]) -> list[str]:
     if not found:
         return []
@@ -138,6 +187,10 @@ def plot(groups: dict[str, list[Run]], found: list[dict], out: Path) -> Path | N
                 continue
             axis.scatter([p[0] for p in pts], [p[1] for p in pts], s=14, color=colour, marker=marker, alpha=0.6,
                          label=f"{metric.split('_')[0]} (runs)")
+            for r in runs:  # each seed's own path, faint, so a run that peaks and falls reads as one
+                own = sorted(gains(r, metric))
+                axis.plot([p[0] for p in own], [p[1] for p in own], color=colour, alpha=0.25, linewidth=0.8,
+                          linestyle="-" if metric == "gold_reward" else "--")
             a, b = mean.get((label, metric, "alpha")), mean.get((label, metric, "beta"))
             if a is not None and b is not None:
                 d = np.linspace(0, max(p[0] for p in pts) * 1.05, 80)
