@@ -17,8 +17,8 @@ from zoo.algos.online import reward_reports, reward_to_optimise
 from zoo.data import check_data_config, load_task, prompt_rows, sft_rows
 from zoo.errors import DataError
 from zoo.levers import lever
-from zoo.named_yaml import load_named_yaml
 from zoo.models import load_reference, load_reward_model, wrap_peft
+from zoo.named_yaml import load_named_yaml
 from zoo.rl.ppo_config import PPOConfig
 from zoo.rl.ppo_trainer import PPOTrainer
 
