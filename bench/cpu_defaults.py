@@ -132,6 +132,10 @@ def _ceiling(threads: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+# The plain sides and the name of the zoo's speedup over each.
+RATIO_OF = {"trl_defaults": "speedup_vs_defaults", "obvious": "speedup_vs_obvious"}
+
+
 def _summarise(runs: list[dict], ceiling: dict, sides: tuple[str, ...]) -> dict:
     by = {s: [r for r in runs if r["side"] == s] for s in sides}
     summary = {}
@@ -165,7 +169,7 @@ def _summarise(runs: list[dict], ceiling: dict, sides: tuple[str, ...]) -> dict:
             summary[side]["mean_reward"] = spread([statistics.fmean(r["reward_per_step"]) for r in rs])
     z = by["zoo"]
     ratios = {}
-    for other, name in (("trl_defaults", "speedup_vs_defaults"), ("obvious", "speedup_vs_obvious")):
+    for other, name in RATIO_OF.items():
         if other not in by:
             continue
         per_repeat_step = [statistics.median(o["step_s"][WARMUP:]) / statistics.median(m["step_s"][WARMUP:])
@@ -182,13 +186,12 @@ def _summarise(runs: list[dict], ceiling: dict, sides: tuple[str, ...]) -> dict:
     plain = [side for side in ("trl_defaults", "obvious") if side in by]
     if len(plain) == 2:  # the headline: the zoo against whichever plain script was faster (per repeat, too)
         faster = min(plain, key=lambda side: summary[side]["step_s"]["median"])
+        both = [ratios[RATIO_OF[side]] for side in plain]
         ratios["speedup_vs_plain"] = {
             "faster_plain_side": faster,
-            "step_median": summary[faster]["step_s"]["median"] / summary["zoo"]["step_s"]["median"],
-            "step_per_repeat": [min(ratios[name]["step_per_repeat"][i] for name in
-                                    ("speedup_vs_defaults", "speedup_vs_obvious")) for i in range(len(z))],
-            "train_time_per_step": min(ratios[name]["train_time_per_step"] for name in
-                                       ("speedup_vs_defaults", "speedup_vs_obvious")),
+            "step_median": ratios[RATIO_OF[faster]]["step_median"],
+            "step_per_repeat": [min(r["step_per_repeat"][i] for r in both) for i in range(len(z))],
+            "train_time_per_step": min(r["train_time_per_step"] for r in both),
         }
     return {"summary": summary, **ratios}
 

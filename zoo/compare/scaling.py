@@ -102,17 +102,15 @@ def between(groups: dict[str, list[Run]], metric: str = "gold_reward") -> list[d
     the same form, the within-seed difference (group − other) of d* and of the peak's height, over the seeds where
     both fits turned down, with a verdict only where the 95% interval excludes 0. Paired by seed because the
     groups of one seed share their start."""
-    fitted = {label: {(form_of(r), _seed(r)): fit(gains(r, metric), form_of(r)) for r in runs}
+    fitted = {label: {(form_of(r), _seed(r)): c for r in runs if (c := fit(gains(r, metric), form_of(r)))}
               for label, runs in groups.items()}
     labels, out = list(groups), []
     for i, label in enumerate(labels):
         for other in labels[i + 1:]:
             for form in ("bon", "rl"):
-                seeds = [s for f, s in fitted[label] if f == form and (form, s) in fitted[other]]
+                both = [(fitted[label][k], fitted[other][k]) for k in fitted[label] if k[0] == form and k in fitted[other]]
                 for coef in ("peak_d", "peak_gain"):
-                    diffs = [fitted[label][form, s][coef] - fitted[other][form, s][coef] for s in seeds
-                             if fitted[label][form, s] and fitted[other][form, s]
-                             and fitted[label][form, s][coef] is not None and fitted[other][form, s][coef] is not None]
+                    diffs = [a[coef] - b[coef] for a, b in both if a[coef] is not None and b[coef] is not None]
                     if not diffs:
                         continue
                     st = stats(diffs)

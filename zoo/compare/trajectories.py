@@ -56,9 +56,7 @@ def produces_policy(run: Run, stage: str) -> bool:
     recorded = run.metrics.get(f"{stage}/produces")
     if recorded is not None:
         return recorded == "policy"
-    algo = run.config.get(f"stages.{stage}.name", run.config.get("algo.name") if stage == run.config.get("algo.name")
-                          else None)
-    return algo not in REWARD_MODEL_ALGOS
+    return run.config.get(f"stages.{stage}.name", stage) not in REWARD_MODEL_ALGOS  # the final stage: its algo
 
 
 def stages_after_baseline(run: Run) -> list[str]:
