@@ -161,3 +161,21 @@ def test_a_run_without_optimizer_steps_is_left_off_the_step_axis(tmp_path, monke
     made = {p.name: p for p in plots.plot(groups, tmp_path)}
     assert drawn["frontier.png"] == 9 and drawn["length.png"] == 6  # the ppo group's 3 runs are off the step axis
     assert made["length.png"].note.endswith("left out (no optimizer steps): algo=ppo")
+
+
+def test_a_last_stage_of_the_same_name_is_never_shared(tmp_path):
+    """PPO and PPO-ptx both end in a stage named `ppo`: their curves and paths are drawn per group, while the SFT
+    before them is drawn once."""
+    from zoo.compare.trajectories import shared_stages
+
+    for i, (coef, seed) in enumerate((c, s) for c in (0.0, 1.0) for s in (0, 1)):
+        path = write_new_run(tmp_path / "sweep" / str(i), "ppo", seed, baseline="start")
+        config = yaml.safe_load((path / "config.yaml").read_text())
+        config["algo"]["args"]["ptx_coef"] = coef
+        (path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    groups = compare.group_runs(compare.load_runs([tmp_path / "sweep"]))
+    assert list(groups) == ["algo.args.ptx_coef=0.0", "algo.args.ptx_coef=1.0"]
+    found, _ = panels(groups, ["loss"])
+    drawn = {stage: list(labels) for stage, _, labels in found}
+    assert drawn == {"sft": [SHARED], "ppo": list(groups)}
+    assert shared_stages(groups) == set()  # ppo is on every path but is each group's own

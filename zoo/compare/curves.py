@@ -10,7 +10,7 @@ from pathlib import Path
 from zoo.compare import context
 from zoo.compare.plots import Plot
 from zoo.compare.runs import Run, number
-from zoo.compare.trajectories import cumulative_steps, stage_order
+from zoo.compare.trajectories import cumulative_steps, final_stages, stage_order
 
 SHARED = "shared by every group (one line per seed)"
 
@@ -37,11 +37,12 @@ def steps_of(rows: list[dict], metric: str) -> list[tuple[float, float]]:
 
 
 def panels(groups: dict[str, list[Run]], metrics) -> tuple[list[tuple[str, str, dict[str, list[Run]]]], list[str]]:
-    """([(stage, metric, {label: runs drawn})], ["stage: metric" left out]): a shared stage draws one run per seed
-    under SHARED; a run with fewer than two points of the metric is not drawn, and a panel with none is left out."""
-    out, left_out = [], []
+    """([(stage, metric, {label: runs drawn})], ["stage: metric" left out]): a stage every group went through before
+    its own (zoo.compare.trajectories.final_stages) draws one run per seed under SHARED; a run with fewer than two points of the metric is not drawn, and a panel with none is left out."""
+    out, left_out, finals = [], [], final_stages(groups)
     for stage in history_stages(groups):
-        shared = all(any(stage in r.history for r in runs) for runs in groups.values()) and len(groups) > 1
+        shared = (len(groups) > 1 and stage not in finals
+                  and all(any(stage in r.history for r in runs) for runs in groups.values()))
         for metric in metrics:
             drawn: dict[str, list[Run]] = {}
             seen_seeds = set()

@@ -94,19 +94,20 @@ def trajectory(run: Run) -> list[dict]:
     return points + [{**final, "stage": "final", "step": offset}]
 
 
+def final_stages(groups: dict[str, list[Run]]) -> set[str]:
+    """Each run's last stage: the one its group was trained differently in, even where the groups give it the same
+    name (PPO and PPO-ptx are both `ppo`), so never drawn as shared by every group."""
+    return {order[-1] for runs in groups.values() for r in runs if (order := stage_order(r))}
+
+
 def shared_stages(groups: dict[str, list[Run]]) -> set[str]:
     """Stages on the path of every run of every group (an SFT stage after eval.baseline=start): drawn once, not in
     each group's colour."""
     runs = [r for rs in groups.values() for r in rs]
     if len(groups) < 2 or not runs:
         return set()
-    on_path = []
-    for r in runs:
-        stages = [p["stage"] for p in trajectory(r) if p["stage"] not in ("start", "final")]
-        # The run's last stage is the one its group was trained differently in, even where the groups give it the
-        # same name (PPO vs PPO-ptx are both `ppo`): never shared.
-        on_path.append(set(stages) - set(stages[-1:]))
-    return set.intersection(*on_path)
+    on_path = [{p["stage"] for p in trajectory(r)} - {"start", "final"} for r in runs]
+    return set.intersection(*on_path) - final_stages(groups)
 
 
 def xy(points: list[dict], x: str, y: str) -> list[tuple[float, float, float]]:
