@@ -25,6 +25,14 @@ per call / the steps `generate` ran (`Samples.decoding_steps`); seconds per call
 settings alternating within each round (order reversed every other round); round 0 warms every setting up (its time
 is `warmup_s`: what compiled_decode spends compiling) and is dropped. Reported per setting: the median ms per
 decoding step with min/max over rounds, and the speedup against `none` (the ratio of medians, and per round).
+
+`--profile SETTING` (default `all`; `none` to skip) runs one more call of that setting per shape and precision
+under torch.profiler and records where its time went (`profile`): the matrix multiplies' share of the operators'
+self time, their ms per decoding step, and `bound_speedup_vs_none`, what the setting could reach against plain
+`generate` if everything but those multiplies cost nothing. The profiler adds a little to every operator, so the
+share is a slight underestimate. Beside it, `linear_chain`: the model's own linear layers (every decoder layer's
+projections and the LM head, fp32, random inputs, no attention or anything else) run back to back at 16, 32, 64 and
+128 rows: what one decoding step's multiplies cost at that batch height on this machine, and the GFLOP/s they reach.
 """
 
 from __future__ import annotations
@@ -72,6 +80,61 @@ def _grpo_prompts(batch: int) -> list:
 
 # name -> prompts(batch), samples per prompt, batch size (None: --batch), temperature, precisions ("bf16" expands to
 # bf16 weights + fp32 under bf16 autocast where bf16 is native)
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_mkl_linear", "mkldnn::_linear_pointwise",
+              "aten::mkldnn_linear")
+
+
+def matmul_share(self_us: dict[str, float], steps: int, baseline_ms_per_step: float | None = None) -> dict:
+    """Where a profiled call's time went, from each operator's total self time in microseconds: the matrix
+    multiplies' share, their ms per decoding step, and the speedup over `baseline_ms_per_step` that a step made of
+    those multiplies alone would reach."""
+    total = sum(self_us.values())
+    mm = sum(us for name, us in self_us.items() if name in MATMUL_OPS)
+    out = {"matmul_share": mm / total, "matmul_ms_per_step": mm / 1e3 / steps,
+           "profiled_ms_per_step": total / 1e3 / steps}
+    if baseline_ms_per_step is not None:
+        out["bound_speedup_vs_none"] = baseline_ms_per_step / out["matmul_ms_per_step"]
+    return out
+
+
+def profile_call(call) -> tuple[dict[str, float], object]:
+    """Run `call()` under the CPU profiler: each operator's total self time (us) and what the call returned."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        out = call()
+    return {e.key: e.self_cpu_time_total for e in prof.key_averages()}, out
+
+
+def linear_chain(model, rows: tuple[int, ...] = (16, 32, 64, 128), repeats: int = 5) -> dict:
+    """One decoding step's matrix multiplies alone: every nn.Linear of `model`'s decoder (LoRA's own small ones left
+out, as when folded in) and its LM head, once each,
+    fp32, on `rows` random rows; the median of `repeats` after one warm-up pass."""
+    import torch
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = base.get_output_embeddings()
+    weights = [m.weight.detach().float().contiguous() for name, m in base.get_decoder().named_modules()
+               if isinstance(m, torch.nn.Linear) and "lora_" not in name]  # the base layers (adapters folded in)
+    weights.append(head.weight.detach().float().contiguous())
+    flops_per_row = sum(2 * w.numel() for w in weights)
+    out = {}
+    with torch.no_grad():
+        for m in rows:
+            xs = {w.shape[1]: torch.randn(m, w.shape[1]) for w in weights}
+            times = []
+            for r in range(repeats + 1):
+                t = time.perf_counter()
+                for w in weights:
+                    torch.nn.functional.linear(xs[w.shape[1]], w)
+                if r:
+                    times.append(time.perf_counter() - t)
+            med = statistics.median(times)
+            out[str(m)] = {"ms_per_step": 1e3 * med, "min_ms": 1e3 * min(times), "max_ms": 1e3 * max(times),
+                           "ms_per_row": 1e3 * med / m, "gflops": flops_per_row * m / med / 1e9}
+    return {"linears": len(weights), "gflop_per_row": flops_per_row / 1e9, "by_rows": out}
+
+
 SHAPES = {
     "single": dict(prompts=_single_prompts, n=1, batch=None, temperature=1.0, modes=("float32", "bf16")),
     "harness": dict(prompts=_harness_prompts, n=1, batch=32, temperature=0.7, modes=("float32",)),
@@ -107,7 +170,7 @@ def _model(name: str, dtype):
 
 
 def measure(model, tok, *, batch: int, tokens: int, rounds: int, autocast: bool = False, prompts: list | None = None,
-            n: int = 1, temperature: float = 1.0, settings: dict | None = None) -> dict:
+            n: int = 1, temperature: float = 1.0, settings: dict | None = None, profile: str | None = None) -> dict:
     from contextlib import nullcontext
 
     import torch
@@ -136,6 +199,14 @@ def measure(model, tok, *, batch: int, tokens: int, rounds: int, autocast: bool 
                 warmup[name] = dt
     base = times[names[0]]
     res = {}
+    if profile in settings:
+        def call():
+            amp = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else nullcontext()
+            with levers.using(_trainer(settings[profile])), amp:
+                return sample(model, tok, prompts, max_new_tokens=tokens, temperature=temperature,
+                              num_return_sequences=n, batch_size=batch, seed=rounds + 1)
+        self_us, out = profile_call(call)
+        prof = {"setting": profile, **matmul_share(self_us, max(1, out.decoding_steps), 1e3 * statistics.median(base))}
     for name, ts in times.items():
         med = statistics.median(ts)
         res[name] = {"median_ms_per_step": 1e3 * med, "min_ms_per_step": 1e3 * min(ts),
@@ -143,6 +214,8 @@ def measure(model, tok, *, batch: int, tokens: int, rounds: int, autocast: bool 
                      f"speedup_vs_{names[0]}": statistics.median(base) / med,
                      f"per_round_speedup_vs_{names[0]}": [b / t for b, t in zip(base, ts)],
                      "median_s_per_call": statistics.median(calls[name]), "warmup_s": warmup[name]}
+    if profile in settings:
+        res[profile]["profile"] = prof
     return res
 
 
@@ -168,6 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated, of {list(SHAPES)}")
     ap.add_argument("--settings", default=",".join(SETTINGS),
                     help=f"comma-separated, of {list(SETTINGS)}; the first is the baseline (none: plain generate)")
+    ap.add_argument("--profile", default="all", help="the setting to profile once per shape and precision (none: skip)")
     ap.add_argument("--out", type=Path, default=RESULT)
     add_quiet_arg(ap)
     a = ap.parse_args(argv)
@@ -184,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(a.threads)
     t0, load_before = time.perf_counter(), os.getloadavg()
     native = bf16_supported(use_cpu=True)
-    by_shape = {}
+    by_shape, chain = {}, None
     for shape_name in shapes:
         shape = SHAPES[shape_name]
         batch = shape["batch"] or a.batch
@@ -195,7 +269,11 @@ def main(argv: list[str] | None = None) -> None:
             with load.side(f"{shape_name}/{mode}"):
                 by_dtype[mode] = measure(model, tok, batch=batch, tokens=a.tokens, rounds=a.rounds,
                                          autocast=mode.endswith("autocast_bf16"), prompts=prompts, n=shape["n"],
-                                         temperature=shape["temperature"], settings={k: SETTINGS[k] for k in names})
+                                         temperature=shape["temperature"], settings={k: SETTINGS[k] for k in names},
+                                         profile=a.profile if a.profile != "none" else None)
+            if chain is None and a.profile != "none":  # the multiplies alone, once per run
+                with load.side("linear_chain"):
+                    chain = linear_chain(model)
             del model
         by_shape[shape_name] = {"prompts": len(prompts), "samples_per_prompt": shape["n"], "batch": batch,
                                 "new_tokens": a.tokens, "temperature": shape["temperature"], "by_dtype": by_dtype}
@@ -203,10 +281,12 @@ def main(argv: list[str] | None = None) -> None:
         "benchmark": "sampling levers on zoo.generation.sample",
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": f"python -m bench.sampling --model {a.model} --batch {a.batch} --tokens {a.tokens} "
-                   f"--rounds {a.rounds} --threads {a.threads} --shapes {a.shapes} --settings {a.settings}",
+                   f"--rounds {a.rounds} --threads {a.threads} --shapes {a.shapes} --settings {a.settings} "
+                   f"--profile {a.profile}",
         "settings": {"model": a.model, "peft": "lora r16 all-linear, B ~ N(0, 0.01)", "rounds": a.rounds,
                      "threads": a.threads, "bf16_native": native, "levers": {k: list(SETTINGS[k]) for k in names}},
         "by_shape": by_shape,
+        **({"linear_chain": chain} if chain else {}),
         **trailer(load, t0, versions(), machine=machine(load_before)),
     }
     write_result(result, a.out)
@@ -214,6 +294,14 @@ def main(argv: list[str] | None = None) -> None:
         for dtype, res in entry["by_dtype"].items():
             print(shape_name, dtype, {k: f"{v['median_ms_per_step']:.1f}ms x{v[f'speedup_vs_{names[0]}']:.2f}"
                                       for k, v in res.items()})
+            for k, v in res.items():
+                if "profile" in v:
+                    p = v["profile"]
+                    print(f"  {k}: matmuls {p['matmul_share']:.0%} of the step, {p['matmul_ms_per_step']:.1f} ms; "
+                          f"bound x{p.get('bound_speedup_vs_none', float('nan')):.2f} vs {names[0]}")
+    if chain:
+        print("linear chain:", {m: f"{v['ms_per_step']:.1f}ms {v['gflops']:.0f}GFLOP/s"
+                                for m, v in chain["by_rows"].items()})
     print(f"wrote {a.out}")
 
 

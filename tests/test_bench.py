@@ -164,6 +164,37 @@ def test_sampling_bench_reports_per_decoding_step(monkeypatch):
     assert res["cdf_sampling"]["per_round_speedup_vs_none"] == pytest.approx([1.0, 1.0])
 
 
+def test_sampling_profile_splits_matmuls_from_the_rest():
+    """The matrix multiplies' share of a profiled call, per decoding step, and the speedup a step of them bounds."""
+    from bench.sampling import matmul_share
+
+    self_us = {"aten::mm": 60_000.0, "aten::bmm": 20_000.0, "aten::copy_": 15_000.0, "aten::cumsum": 5_000.0}
+    p = matmul_share(self_us, steps=4, baseline_ms_per_step=50.0)
+    assert p["matmul_share"] == pytest.approx(0.8)  # 80 of 100 ms
+    assert p["matmul_ms_per_step"] == pytest.approx(20.0) and p["profiled_ms_per_step"] == pytest.approx(25.0)
+    assert p["bound_speedup_vs_none"] == pytest.approx(2.5)  # 50 ms plain / 20 ms of multiplies
+    assert "bound_speedup_vs_none" not in matmul_share(self_us, steps=4)
+
+
+def test_sampling_linear_chain_counts_the_base_layers_and_head(tiny_dir):
+    """The multiplies-alone step: each decoder layer's 7 projections and the head, LoRA's own matrices left out."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from bench.sampling import linear_chain
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    c = base.config
+    model = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear"))
+    chain = linear_chain(model, rows=(8,), repeats=1)
+    kv = c.num_key_value_heads * (c.hidden_size // c.num_attention_heads)
+    per_layer = 2 * c.hidden_size * c.hidden_size + 2 * c.hidden_size * kv + 3 * c.hidden_size * c.intermediate_size
+    assert chain["linears"] == 7 * c.num_hidden_layers + 1
+    flops = 2 * (c.num_hidden_layers * per_layer + c.vocab_size * c.hidden_size)
+    assert chain["gflop_per_row"] == pytest.approx(flops / 1e9)
+    assert chain["by_rows"]["8"]["ms_per_step"] > 0
+
+
 # ----------------------------------------------------------------------------------------------- a quiet machine
 
 
