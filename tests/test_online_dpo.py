@@ -229,3 +229,28 @@ def test_curve_points_count_the_stage_steps_across_rounds(compose, tmp_path, den
                 "eval.at_steps=[3]", output_dir=tmp_path / "run"))
     points = read_jsonl(tmp_path / "run" / "curve.jsonl")
     assert [(p["segment"], p["step"]) for p in points] == [("round_1", 1)]
+
+
+def test_rlaif_judge_accuracy_reward_model_arm(compose, tmp_path, dense_reward):
+    """sweeps/rlaif_rm_judge_accuracy's noiseless-gold arm on the tiny model: SFT -> a reward model on pairs the gold
+    labelled (scored first against gold-ranked pairs: accuracy 1 by construction) -> PPO against that model. The
+    tiny model's gibberish scores 0 under VADER, so a dense toy reward stands in for the task's gold and the judge."""
+    from zoo.rewards import REWARDS
+    from zoo.train import run
+
+    out = tmp_path / "run"
+    metrics = run(compose("+arm=rlaif_rm_gold_noise0.0", "+sweeps=rlaif_rm_judge_accuracy", "model=tiny",
+                          "data.gold=fraction_of_a", "stages.ai_rm.judge.reward=fraction_of_a",
+                          "data.max_rows=24", "data.stage_rows.sft=8", "data.stage_rows.ai_rm=8",
+                          "stages.sft.args.max_steps=1", "stages.ai_rm.pairs.max_new_tokens=8",
+                          "stages.ai_rm.args.max_length=96", "stages.ai_rm.judge_check.pairs=4",
+                          "algo.args.max_completion_length=8", "trainer.max_steps=1",
+                          "trainer.per_device_train_batch_size=4", "eval.num_prompts=4", output_dir=out))
+    pairs = [json.loads(line) for line in (out / "stages" / "ai_rm" / "ai_pairs.jsonl").read_text().splitlines()]
+    assert metrics["ai_rm/num_pairs"] == len(pairs) >= 1
+    gold = REWARDS["fraction_of_a"]
+    chosen = gold([p["prompt"] for p in pairs], [p["chosen"] for p in pairs])
+    rejected = gold([p["prompt"] for p in pairs], [p["rejected"] for p in pairs])
+    assert all(c > r for c, r in zip(chosen, rejected))  # no noise: every label agrees with the gold
+    assert metrics["ai_rm/judge/accuracy"] == 1.0
+    assert metrics["ppo/produces"] == "policy" and "eval/proxy_reward" in metrics and "eval/gold_reward" in metrics
