@@ -179,3 +179,17 @@ def test_a_last_stage_of_the_same_name_is_never_shared(tmp_path):
     drawn = {stage: list(labels) for stage, _, labels in found}
     assert drawn == {"sft": [SHARED], "ppo": list(groups)}
     assert shared_stages(groups) == set()  # ppo is on every path but is each group's own
+
+
+def test_a_stage_the_groups_trained_differently_is_drawn_per_group(tmp_path):
+    """Every group has an SFT stage before its own; when one group's SFT logged other losses at the same seed (it was
+    configured differently, like a reward model on more pairs), that stage is drawn per group, not once as shared."""
+    for i, (choice, seed) in enumerate((c, s) for c in ("dpo", "ppo") for s in (0, 1)):
+        path = write_new_run(tmp_path / "sweep" / str(i), choice, seed)
+        if choice == "ppo":
+            history = path / "stages" / "sft" / "history.jsonl"
+            rows = [json.loads(x) for x in history.read_text().splitlines()]
+            history.write_text("".join(json.dumps({**r, "loss": r["loss"] + 0.5}) + "\n" for r in rows))
+    groups = compare.group_runs(compare.load_runs([tmp_path / "sweep"]))
+    found, _ = panels(groups, ["loss"])
+    assert {stage: sorted(labels) for stage, _, labels in found}["sft"] == sorted(groups)

@@ -36,13 +36,32 @@ def steps_of(rows: list[dict], metric: str) -> list[tuple[float, float]]:
             if number(r.get("step")) is not None and number(r.get(metric)) is not None]
 
 
+def same_per_seed(groups: dict[str, list[Run]], stage: str, metrics, rel: float = 1e-6) -> bool:
+    """Whether every run of a seed logged the same `stage` history (each metric at each step, to `rel`): the stage
+    was trained the same way in every group. A stage the groups configure differently (a reward model on 32, 128
+    or 512 pairs) logs other numbers, so it is not drawn as shared even though every group has it."""
+    first: dict = {}
+    for runs in groups.values():
+        for run in runs:
+            rows = run.history.get(stage, [])
+            values = [(m, step, v) for m in metrics for step, v in steps_of(rows, m)]
+            seen = first.setdefault(run.config.get("trainer.seed"), values)
+            if len(seen) != len(values) or any(a[:2] != b[:2] or not math.isclose(a[2], b[2], rel_tol=rel, abs_tol=rel)
+                                               for a, b in zip(seen, values)):
+                return False
+    return True
+
+
 def panels(groups: dict[str, list[Run]], metrics) -> tuple[list[tuple[str, str, dict[str, list[Run]]]], list[str]]:
     """([(stage, metric, {label: runs drawn})], ["stage: metric" left out]): a stage every group went through before
-    its own (zoo.compare.trajectories.final_stages) draws one run per seed under SHARED; a run with fewer than two points of the metric is not drawn, and a panel with none is left out."""
+    its own (zoo.compare.trajectories.final_stages), with the same history in every group for a seed
+    (`same_per_seed`), draws one run per seed under SHARED; a run with fewer than two points of the metric is not
+    drawn, and a panel with none is left out."""
     out, left_out, finals = [], [], final_stages(groups)
     for stage in history_stages(groups):
         shared = (len(groups) > 1 and stage not in finals
-                  and all(any(stage in r.history for r in runs) for runs in groups.values()))
+                  and all(any(stage in r.history for r in runs) for runs in groups.values())
+                  and same_per_seed(groups, stage, metrics))
         for metric in metrics:
             drawn: dict[str, list[Run]] = {}
             seen_seeds = set()
