@@ -78,8 +78,6 @@ def _grpo_prompts(batch: int) -> list:
     return [r["prompt"] for r in arithmetic.rows(2, 0)]
 
 
-# name -> prompts(batch), samples per prompt, batch size (None: --batch), temperature, precisions ("bf16" expands to
-# bf16 weights + fp32 under bf16 autocast where bf16 is native)
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_mkl_linear", "mkldnn::_linear_pointwise",
               "aten::mkldnn_linear")
 
@@ -108,8 +106,8 @@ def profile_call(call) -> tuple[dict[str, float], object]:
 
 def linear_chain(model, rows: tuple[int, ...] = (16, 32, 64, 128), repeats: int = 5) -> dict:
     """One decoding step's matrix multiplies alone: every nn.Linear of `model`'s decoder (LoRA's own small ones left
-out, as when folded in) and its LM head, once each,
-    fp32, on `rows` random rows; the median of `repeats` after one warm-up pass."""
+    out, as when folded in) and its LM head, once each, fp32, on `rows` random rows; the median of `repeats` after
+    one warm-up pass."""
     import torch
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -135,6 +133,8 @@ out, as when folded in) and its LM head, once each,
     return {"linears": len(weights), "gflop_per_row": flops_per_row / 1e9, "by_rows": out}
 
 
+# name -> prompts(batch), samples per prompt, batch size (None: --batch), temperature, precisions ("bf16" expands to
+# bf16 weights + fp32 under bf16 autocast where bf16 is native)
 SHAPES = {
     "single": dict(prompts=_single_prompts, n=1, batch=None, temperature=1.0, modes=("float32", "bf16")),
     "harness": dict(prompts=_harness_prompts, n=1, batch=32, temperature=0.7, modes=("float32",)),
