@@ -193,3 +193,47 @@ def test_a_stage_the_groups_trained_differently_is_drawn_per_group(tmp_path):
     groups = compare.group_runs(compare.load_runs([tmp_path / "sweep"]))
     found, _ = panels(groups, ["loss"])
     assert {stage: sorted(labels) for stage, _, labels in found}["sft"] == sorted(groups)
+
+
+def _with_answers(run_dir: Path, wrong_grows: float) -> None:
+    """Give a run exact-answer metrics: accuracy 0.25 at the start, wrong answers `wrong_grows` tokens longer at each
+    curve point, right ones 10 tokens throughout."""
+    rows = [json.loads(line) for line in (run_dir / "curve.jsonl").read_text().splitlines()]
+    for i, row in enumerate(rows, 1):
+        row.update(accuracy=0.25 + 0.05 * i, length_correct=10.0, length_incorrect=20.0 + wrong_grows * i)
+    (run_dir / "curve.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics.update({"before/accuracy": 0.25, "before/length_correct": 10.0, "before/length_incorrect": 20.0,
+                    "eval/accuracy": 0.25 + 0.05 * (len(rows) + 1), "eval/length_correct": 10.0,
+                    "eval/length_incorrect": 20.0 + wrong_grows * (len(rows) + 1)})
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_exact_answers_get_accuracy_and_the_lengths_of_right_and_wrong_answers(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    for seed in range(3):
+        _with_answers(write_new_run(tmp_path / "sweep" / str(seed), "dpo", seed), wrong_grows=4.0)
+        _with_answers(write_new_run(tmp_path / "sweep" / str(3 + seed), "ppo", seed), wrong_grows=0.0)
+    saved = {}
+    original = matplotlib.figure.Figure.savefig
+
+    def record(fig, path, *args, **kwargs):
+        saved[path.name] = [(ax.get_ylabel(), ax.get_ylim(), sum(line.get_alpha() == 0.25 for line in ax.lines))
+                            for ax in fig.axes if ax.get_visible()]
+        return original(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record)
+    made = {p.name: p for p in plots.plot(compare.group_runs(compare.load_runs([tmp_path / "sweep"])), tmp_path)}
+    assert made["accuracy.png"].path == tmp_path / "accuracy.png"
+    panels = saved["accuracy.png"]
+    assert [label for label, _, _ in panels] == ["exact-answer accuracy (held-out prompts)",
+                                                 "length of the right answers (tokens, mean)",
+                                                 "length of the wrong answers (tokens, mean)"]
+    assert [faint for _, _, faint in panels] == [6, 6, 6]  # every run's path in every panel
+    right, wrong = panels[1][1], panels[2][1]
+    assert right == wrong and right[0] < 10.0 and wrong[1] > 36.0  # one scale: right 10, wrong up to 20 + 4 x 4
+
+
+def test_no_accuracy_plot_without_exact_answers(groups, tmp_path):
+    assert "accuracy.png" not in {p.name for p in plots.plot(groups, tmp_path)}

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from zoo.eval import harness
 from zoo.eval.metrics import mean, sequence_kl
-from zoo.generation import completion_logprobs, completion_logprobs_at, sample
+from zoo.generation import as_text, completion_logprobs, completion_logprobs_at, sample
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +126,20 @@ def test_accuracy_column_reuses_an_accuracy_gold(models, monkeypatch):
     other = harness.evaluate(policy, tokenizer, _rows(), _eval_cfg(0.7),
                              gold_fn=lambda p, c, **k: [0.5] * len(c))["metrics"]
     assert calls == [6] and other["eval/accuracy"] == got["eval/accuracy"]  # another gold: accuracy scored itself
+
+
+def test_answer_format_rate_counts_the_completions_that_state_an_answer(models, monkeypatch):
+    baseline, policy, tokenizer = models
+    seen = []
+
+    def every_other(text):  # the tiny model never writes "The answer is": count the calls' texts instead
+        seen.append(text)
+        return len(seen) % 2 == 0
+
+    monkeypatch.setattr(harness, "states_answer", every_other)
+    result = harness.evaluate(policy, tokenizer, _rows(), _eval_cfg(0.7))
+    assert result["metrics"]["eval/answer_format_rate"] == 0.5  # 3 of the 6 completions
+    assert seen == [as_text(r["completion"]) for r in result["records"]]
 
 
 def test_is_accuracy_recognises_the_registered_gold():

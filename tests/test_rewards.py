@@ -6,7 +6,7 @@ import pytest
 
 from zoo import rewards
 from zoo.rewards.sentiment import sentiment_reward, vader
-from zoo.rewards.verifiable import accuracy_reward, extract_answer
+from zoo.rewards.verifiable import accuracy_reward, extract_answer, states_answer
 
 
 def test_vader_gold_values():
@@ -30,6 +30,18 @@ def test_sentiment_reward_both_formats():
 ])
 def test_extract_answer(text, expected):
     assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize("text,stated", [
+    ("3 + 4 = 7. The answer is 7.", True),
+    ("The answer is -3", True),
+    ("the answer is $12", True),   # right or wrong does not matter, the format does
+    ("3 + 4 = 7. So 7", False),      # a number, but not stated as the answer
+    ("The answer is seven.", False),
+    ("The answer is", False),        # cut off by the token budget
+])
+def test_states_answer(text, stated):
+    assert states_answer(text) is stated
 
 
 def test_accuracy_reward():

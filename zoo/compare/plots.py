@@ -1,5 +1,6 @@
 """The PNG plots: gold (and independent, and proxy-vs-gold) along each run's path from the shared start, training
-curves one panel per (stage, metric), and length along training. matplotlib (Agg) is imported only when plotting,
+curves one panel per (stage, metric), length along training, and for tasks with exact answers accuracy and
+the lengths of right and wrong answers along training. matplotlib (Agg) is imported only when plotting,
 so reading and tabulating runs works without it. A plot whose runs have fewer than two points each is not
 written; the reason is returned instead, for compare.md to say."""
 
@@ -45,6 +46,9 @@ def axis_labels(groups: dict[str, list[Run]]) -> dict[str, str]:
                                   f"{trained_note(groups, 'independent_reward')})",
             "proxy_reward": "proxy reward (the run's reward functions / reward model)",
             "length": "completion length (tokens, mean over held-out prompts)",
+            "accuracy": "exact-answer accuracy (held-out prompts)",
+            "length_correct": "length of the right answers (tokens, mean)",
+            "length_incorrect": "length of the wrong answers (tokens, mean)",
             "step": f"optimizer steps after {context.reference_text(groups)}"}
 
 
@@ -89,6 +93,8 @@ def plot(groups: dict[str, list[Run]], out: Path, metrics=("loss",)) -> list[Plo
             curves_figure(plt, groups, colours, out, metrics),
             _length_figure(plt, groups, colours, out, labels),
         ]
+        if any(number(r.metrics.get("eval/accuracy")) is not None for r in runs):
+            made.append(_accuracy_figure(plt, groups, colours, out, labels))
     for p in made:
         if p.path is None:
             print(f"[compare] {p.name} {p.note}")
@@ -141,20 +147,15 @@ def _frame_the_points(ax, points: list[tuple[float, float, float]]) -> None:
         axis(low - pad, high + pad)
 
 
-def _trajectory_figure(plt, groups, colours, out: Path, name: str, x: str, y: str, labels: dict,
-                       what: str) -> Plot:
-    """Each run's path from the start (faint), its group's seed mean ± 95% CI on both axes (bold), the shared
-    start as a black star; the final harness is each mean path's last, outlined point."""
-    kept, short = frontier_runs(groups, x, y)
-    if not kept:
-        return Plot(name, None, f"not written: no run has two points of {y} and {x} (start, curve points, final)")
-    fig, ax = plt.subplots(figsize=(9, 6.5))
-    shared = shared_stages(kept) | {"start"}
+def _draw_paths(ax, groups, colours, x: str, y: str, labels: dict) -> None:
+    """Onto one axes: each run's path from the start (faint), its group's seed mean ± 95% CI on both axes (bold),
+    the shared start as a black star; the final harness is each mean path's last, outlined point."""
+    shared = shared_stages(groups) | {"start"}
     # One run per seed: runs of a seed share their start (and a shared stage), so each seed counts once.
-    per_seed = {str(r.config.get("trainer.seed")): r for runs in reversed(list(kept.values())) for r in runs}
+    per_seed = {str(r.config.get("trainer.seed")): r for runs in reversed(list(groups.values())) for r in runs}
     pooled = [p for p in group_mean(list(per_seed.values()), x, y) if p["stage"] in shared]
-    dodge = _dodge(list(kept), x)
-    for label, runs in kept.items():
+    dodge = _dodge(list(groups), x)
+    for label, runs in groups.items():
         colour = colours[label]
         for run in runs:
             _, xs, ys = zip(*xy(trajectory(run), x, y))
@@ -184,17 +185,64 @@ def _trajectory_figure(plt, groups, colours, out: Path, name: str, x: str, y: st
                     elinewidth=1.2)
         ax.scatter([start["x"]], [start["y"]], s=220, marker="*", color="black", zorder=5,
                    label=f"start: {context.reference_text(groups)}")
-    _frame_the_points(ax, [pt for runs in kept.values() for r in runs for pt in xy(trajectory(r), x, y)])
+    _frame_the_points(ax, [pt for runs in groups.values() for r in runs for pt in xy(trajectory(r), x, y)])
     ax.set_xlabel(labels.get(x, x))
     ax.set_ylabel(labels.get(y, y))
     ax.grid(alpha=0.3)
+
+
+FRAME_NOTE = "the frame fits the runs' points, so an interval reaching past it is cut at the edge"
+
+
+def _trajectory_figure(plt, groups, colours, out: Path, name: str, x: str, y: str, labels: dict,
+                       what: str) -> Plot:
+    """One panel of _draw_paths: y against x for every run with two points of both."""
+    kept, short = frontier_runs(groups, x, y)
+    if not kept:
+        return Plot(name, None, f"not written: no run has two points of {y} and {x} (start, curve points, final)")
+    fig, ax = plt.subplots(figsize=(9, 6.5))
+    _draw_paths(ax, kept, colours, x, y, labels)
     ax.set_title(context.title(groups, f"{what}: runs faint, seed mean ± 95% CI bold, final outlined"), fontsize=10)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=min(3, len(kept) + 1))
     path = out / name
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     note = (f"{what}: {sum(map(len, kept.values()))} runs from the start through their curve points to the final "
-            "harness; the frame fits the runs' points, so an interval reaching past it is cut at the edge")
+            f"harness; {FRAME_NOTE}")
     if short:
         note += f"; left out (fewer than two points): {', '.join(str(r.dir) for r in short)}"
     return Plot(name, path, note)
+
+
+ACCURACY_PANELS = ("accuracy", "length_correct", "length_incorrect")
+
+
+def _accuracy_figure(plt, groups, colours, out: Path, labels: dict) -> Plot:
+    """A task with exact answers (arithmetic): held-out accuracy, and the lengths of the right and of the wrong
+    answers, along training, one panel each: whether an algorithm makes wrong answers longer (Liu et al. 2025's
+    reading of GRPO's length normalisation) shows in the third panel against the second."""
+    stepped = {label: [r for r in runs if not _trains_nothing(r)] for label, runs in groups.items()}
+    kept, _ = frontier_runs({label: runs for label, runs in stepped.items() if runs}, "step", "accuracy")
+    if not kept:
+        return Plot("accuracy.png", None, "not written: no run has two points of accuracy along training")
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.5))
+    for ax, y in zip(axes, ACCURACY_PANELS):
+        panel, _ = frontier_runs(kept, "step", y)
+        if panel:
+            _draw_paths(ax, panel, colours, "step", y, labels)
+            ax.set_title(labels[y], fontsize=10)
+        else:
+            ax.set_visible(False)
+    limits = [axes[i].get_ylim() for i in (1, 2) if axes[i].get_visible()]
+    for i in (1, 2) if limits else ():  # right and wrong answers on one length scale, compared across panels
+        axes[i].set_ylim(min(low for low, _ in limits), max(high for _, high in limits))
+    fig.suptitle(context.title(groups, "Accuracy and answer length along training: runs faint, seed mean ± 95% CI "
+                                       "bold, final outlined"), fontsize=11, y=1.03)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=8, loc="lower center", ncol=min(4, len(names)), bbox_to_anchor=(0.5, -0.08))
+    path = out / "accuracy.png"
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return Plot("accuracy.png", path, f"held-out accuracy and the mean length of right and of wrong answers along "
+                                      f"training, {sum(map(len, kept.values()))} runs; {FRAME_NOTE} (the two length "
+                                      f"panels share one scale)")

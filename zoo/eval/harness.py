@@ -19,6 +19,7 @@ Metrics (prefixed, e.g. `eval/kl`):
   distinct_1/2        distinct uni/bigrams over all completions (diversity; mode collapse pulls it down)
   accuracy            exact-answer accuracy for tasks with an `answer` column, else null; with it,
   length_correct / length_incorrect   mean length of the right and of the wrong answers
+  answer_format_rate  share of completions stating an answer in the taught format ("The answer is N"), right or not
 With both a proxy and a gold signal (zoo.eval.metrics.overoptimisation):
   proxy_gold_spearman Spearman correlation of proxy and gold across the samples (how well the proxy, e.g. a
                       reward model, still ranks the policy's own samples)
@@ -41,8 +42,8 @@ from zoo.eval import probes
 from zoo.eval.best_of_n import BestOfN
 from zoo.eval.fixed_response import FixedResponse
 from zoo.eval.metrics import distinct_n, mean, overoptimisation, sequence_kl, spearman, win_rate
-from zoo.generation import Samples, completion_logprobs, completion_logprobs_at, sample
-from zoo.rewards.verifiable import accuracy_reward
+from zoo.generation import Samples, as_text, completion_logprobs, completion_logprobs_at, sample
+from zoo.rewards.verifiable import accuracy_reward, states_answer
 
 HARNESS_KEYS = ("gold_reward", "proxy_reward", "independent_reward", "kl", "win_rate", "fluency", "length",
                 "reward_length_corr", "eos_rate", "distinct_1", "distinct_2", "accuracy")
@@ -151,6 +152,8 @@ def evaluate(policy, tokenizer, rows: list[dict], eval_cfg, *, gold_fn=None, pro
         "distinct_2": distinct_n(samples.completion_ids, 2),
         "accuracy": mean(accuracy),
         **_lengths_by_correctness(lengths, accuracy),
+        **({"answer_format_rate": mean(float(states_answer(as_text(c) or "")) for c in samples.completions)}
+           if accuracy else {}),
         **extra,
     }
     records = [

@@ -19,6 +19,15 @@ def extract_answer(text: str) -> str | None:
     return numbers[-1].replace(",", "") if numbers else None
 
 
+_STATED = re.compile(r"answer is\s*\$?\s*-?\d")
+
+
+def states_answer(text: str) -> bool:
+    """Whether the text states its answer in the taught format ("... The answer is N"), whatever N is: the
+    format an R1-style run is checked on apart from being right."""
+    return _STATED.search(text) is not None
+
+
 def _same_number(a: str, b: str) -> bool:
     try:
         return float(a) == float(b)
