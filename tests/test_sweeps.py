@@ -243,3 +243,35 @@ def test_every_baseline_arm_starts_from_the_shared_stage(sweep, arm):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[f"+arm={arm}", "trainer.seed=0", f"+sweeps={sweep}"])
     assert list(cfg.stages)[0] == cfg.eval.baseline, (sweep, arm, list(cfg.stages))
+
+
+def _declared_algo(arm: str) -> str | None:
+    """The `override /algo: X` an arm file declares, itself or through an arm it includes (r1_rl_common)."""
+    import yaml
+
+    for entry in yaml.safe_load((ROOT / "conf" / "arm" / f"{arm}.yaml").read_text()).get("defaults") or []:
+        if isinstance(entry, dict) and "override /algo" in entry:
+            return entry["override /algo"]
+        if isinstance(entry, str) and (ROOT / "conf" / "arm" / f"{entry}.yaml").exists():
+            found = _declared_algo(entry)
+            if found:
+                return found
+    return None
+
+
+@pytest.mark.parametrize("sweep,arm", _baseline_arms())
+def test_every_baseline_arm_runs_the_algorithm_it_declares_and_validates(sweep, arm, tmp_path):
+    """Each baseline job, composed in the job's own order (the sweeper puts `+arm` before `+sweeps`, so a sweep
+    file's defaults merge after the arm's), trains the algorithm its arm declares and passes the checks a run makes
+    before anything loads, its TRL configs built: r1_arithmetic's SFT control composed as GRPO with the control's
+    batch size, and all three of its jobs failed, while the sweep file also overrode /algo."""
+    from zoo.config import validate
+    from zoo.train import _stage_args
+
+    cfg = compose_job([f"+arm={arm}", "trainer.seed=0", f"+sweeps={sweep}", "logger=none",
+                       f"paths.output_dir={tmp_path}"])
+    declared = _declared_algo(arm)
+    if declared is not None:
+        assert cfg.algo.name == compose_job([f"algo={declared}"]).algo.name, (sweep, arm)
+    validate(cfg)
+    _stage_args(cfg, tmp_path)
