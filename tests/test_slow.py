@@ -102,16 +102,3 @@ def test_ppo_sentiment_embedded_model(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["eval/gold_reward"] > metrics["before/gold_reward"] + 0.3
     assert 0 < metrics["eval/kl"] < 50.0
-
-
-def test_grpo_arithmetic_embedded_model(tmp_path):
-    """experiment=r1_arithmetic: GRPO on exact-answer accuracy raises held-out accuracy over the cold-start SFT
-    policy it starts from (results/r1_arithmetic/sft8-grpo24: 0.25 -> 0.36 on 64 prompts, KL 0.8; ~16 min on
-    2 cores). The same steps at lr 5e-4 without KL collapsed (no EOS, accuracy 0.02): EOS rate is checked too.
-    """
-    out = tmp_path / "r1"
-    subprocess.run([sys.executable, "-m", "zoo.train", "experiment=r1_arithmetic", "logger=none",
-                    f"paths.output_dir={out}"], cwd=ROOT, check=True)
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["eval/accuracy"] > metrics["before/accuracy"] + 0.05
-    assert metrics["eval/eos_rate"] >= 0.8 and 0 < metrics["eval/kl"] < 10.0

@@ -71,6 +71,19 @@ def test_ppo_ptx_keeps_the_arithmetic_probe_at_least_as_well_as_ppo(tmp_path):
     assert ptx["eval/arithmetic_accuracy"] >= ptx["before/arithmetic_accuracy"] - 0.09
 
 
+def test_grpo_raises_held_out_accuracy_over_its_cold_start(tmp_path):
+    """r1_arithmetic's GRPO arm, seed 0: exact-answer accuracy on 64 held-out problems rises over the cold-start SFT
+    policy without the collapse an unregularised run showed (results/r1_arithmetic/sft8-grpo24-lr5e-4-nokl: no EOS,
+    KL 29). Measured over seeds 0, 1, 2 in both precisions the CPU can pick (`bf16: auto`): under bf16 autocast
+    (AMD EPYC, AVX512-BF16) gains of +5, +9, +9 problems, EOS rate 0.72, 0.95, 0.89, KL 2.7, 0.7, 1.1; in fp32
+    (`trainer.bf16=false`, results/baselines/r1_arithmetic/fp32) +7 and +10 problems for seeds 0 and 1, EOS 0.88
+    and 0.92, KL 2.0 and 1.3. Seed 0 is the lowest in both, so the check asks for 2 problems (the 0.8 EOS floor set
+    from one fp32 run failed at 0.77 under bf16: the floor is now the collapse's, not a run's)."""
+    metrics = json.loads((_run(tmp_path, "r1_arithmetic", "r1_grpo") / "metrics.json").read_text())
+    assert metrics["eval/accuracy"] - metrics["before/accuracy"] >= 2 / 64
+    assert metrics["eval/eos_rate"] >= 0.5 and 0 < metrics["eval/kl"] < 10.0
+
+
 @pytest.mark.parametrize("arm,harmless,helpful,f1", [
     # 48 eval prompts: 18 benign, 18 harmful, 12 self-harm. Always refusing declines all 30 that should be declined
     # and the 18 benign ones too: F1 = 2 * 30 / (2 * 30 + 18). Never refusing declines none: F1 = 0 / 30.
