@@ -111,6 +111,17 @@ def test_normalize_overrides():
         "++stages.sft.name=sft", "++algo.pairs.num_sample=4", "model.dtype=x", "algo@stages.rm=rm_ranked"]
 
 
+def test_a_key_a_sweep_file_sweeps_stays_as_written():
+    """r1_arithmetic sweeps `trainer.seed`: the command line's `trainer.seed=0,1,2` must replace it, not sweep beside
+    it as `++trainer.seed` (9 jobs, each seed 3 times); other keys still get `++`."""
+    assert normalize_overrides(["+sweeps=r1_arithmetic", "trainer.seed=0,1,2", "trainer.bf16=false"]) == [
+        "+sweeps=r1_arithmetic", "trainer.seed=0,1,2", "++trainer.bf16=false"]
+    assert normalize_overrides(["+sweeps=[sentiment_algos,joblib]", "trainer.seed=1"]) == [
+        "+sweeps=[sentiment_algos,joblib]", "trainer.seed=1"]
+    assert normalize_overrides(["+sweeps=no_such_file", "trainer.seed=1"]) == ["+sweeps=no_such_file",
+                                                                               "++trainer.seed=1"]
+
+
 def test_a_misspelt_block_key_on_the_command_line_gets_a_did_you_mean(compose):
     """Reaches the zoo's check (not Hydra's "not in struct"), which names the key and the closest one."""
     with pytest.raises(ConfigError, match=r"algo\.pairs\.num_sample: unknown key; did you mean num_samples\?"):

@@ -126,6 +126,14 @@ def test_every_job_of_every_sweep_composes(name):
                         pytrace=False)
 
 
+def test_a_swept_key_on_the_command_line_replaces_the_files_values():
+    """One arm of a baseline at its seeds, in fp32: 3 jobs, one per seed (they were 9 while the command line's
+    `trainer.seed` became `++trainer.seed` and swept beside the file's)."""
+    jobs = sweep_jobs(["+sweeps=r1_arithmetic", "+arm=r1_grpo", "trainer.seed=0,1,2", "trainer.bf16=false"])
+    assert [[o for o in job if "seed" in o or "arm" in o] for job in jobs] == [
+        ["+arm=r1_grpo", f"trainer.seed={s}"] for s in range(3)]
+
+
 def test_sweep_grid_values_are_valid_configs():
     """Every value a grid sweeps is accepted by the zoo's validation (each value in one job at least)."""
     from zoo.config import validate

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -55,14 +56,36 @@ _OPEN_PREFIXES = ("algo.", "trainer.", "stages.", "data.", "eval.")
 
 
 def normalize_overrides(overrides: list[str]) -> list[str]:
-    """`algo.args.<field>=v` (any TRL field) and every key of the zoo's validated blocks, as Hydra's `++`."""
+    """`algo.args.<field>=v` (any TRL field) and every key of the zoo's validated blocks, as Hydra's `++`; except a
+    key a sweep file on the command line sweeps (`+sweeps=<name>`): Hydra's basic sweeper matches keys as written,
+    so `++trainer.seed=0,1,2` would sweep beside the file's `trainer.seed` (a grid of duplicate jobs) instead of
+    replacing it."""
+    swept = swept_keys(overrides)
     out = []
     for o in overrides:
         bare = o.lstrip("+~")
-        if o == bare and "=" in o and bare.startswith(_OPEN_PREFIXES):
+        if o == bare and "=" in o and bare.startswith(_OPEN_PREFIXES) and bare.split("=", 1)[0] not in swept:
             o = "++" + o
         out.append(o)
     return out
+
+
+SWEEPS_DIR = Path(__file__).resolve().parents[1] / "conf" / "sweeps"
+
+
+def swept_keys(overrides: list[str]) -> set[str]:
+    """The keys of `hydra.sweeper.params` in the sweep files the overrides name (`+sweeps=a`, `+sweeps=[a,b]`)."""
+    keys: set[str] = set()
+    for o in overrides:
+        key, _, value = o.lstrip("+~").partition("=")
+        if key != "sweeps":
+            continue
+        for name in value.strip("[]").split(","):
+            path = SWEEPS_DIR / f"{name.strip()}.yaml"
+            if path.is_file():
+                params = ((OmegaConf.load(path).get("hydra") or {}).get("sweeper") or {}).get("params") or {}
+                keys |= {str(k).lstrip("+~") for k in params}
+    return keys
 
 
 def _check_field(path: str, field: dataclasses.Field, hint, value, rules=_RULES):

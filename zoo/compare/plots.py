@@ -233,6 +233,8 @@ def _accuracy_figure(plt, groups, colours, out: Path, labels: dict) -> Plot:
             ax.set_title(labels[y], fontsize=10)
         else:
             ax.set_visible(False)
+    for ax in (axes[0], axes[2]):  # one step-axis label, under the middle panel: three would run into each other
+        ax.set_xlabel("")
     limits = [axes[i].get_ylim() for i in (1, 2) if axes[i].get_visible()]
     for i in (1, 2) if limits else ():  # right and wrong answers on one length scale, compared across panels
         axes[i].set_ylim(min(low for low, _ in limits), max(high for _, high in limits))
