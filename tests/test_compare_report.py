@@ -122,6 +122,21 @@ def test_the_report_names_its_reference_and_shows_the_start(tmp_path):
             "8 held-out prompts.") in md
 
 
+def test_the_budget_names_the_final_stages_own_steps(tmp_path):
+    """A baseline's arms set their final stage's max_steps (r1_arithmetic: 24) while trainer.max_steps is unset:
+    the title must say 24 steps, not the trainer's one epoch."""
+    from zoo.compare.context import budget_text
+
+    for seed in range(2):
+        path = write_new_run(tmp_path / "sweep" / str(seed), "dpo", seed)
+        config = yaml.safe_load((path / "config.yaml").read_text())
+        config["trainer"] = {"seed": seed, "max_steps": -1, "num_train_epochs": 1}
+        config["algo"]["args"]["max_steps"] = 24
+        (path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    groups = compare.group_runs(compare.load_runs([tmp_path / "sweep"]))
+    assert budget_text(groups) == "algo.args.max_steps=24 in the final stage after sft"
+
+
 def test_runs_with_different_references_are_warned_about(tmp_path, capsys):
     sweep = make_new_sweep(tmp_path / "sweep", baselines={"ppo": "start"})
     compare.main([str(sweep), "--out", str(tmp_path / "out")])

@@ -69,14 +69,23 @@ def seeds_text(groups: dict[str, list[Run]]) -> str:
     return f"{many} seed{'s' if counts[-1] != 1 else ''}" + (" per group" if len(groups) > 1 else "")
 
 
+def _positive_steps(runs: list[Run], key: str) -> list[str]:
+    return [s for s in _values(runs, key) if s.lstrip("-").isdigit() and int(s) > 0]
+
+
 def budget_text(groups: dict[str, list[Run]]) -> str:
-    """The step budget every stage ran under (trainer.max_steps, else the epochs), and after which stage."""
+    """The step budget the runs ran under, and after which stage: the final stage's own `algo.args.max_steps` where
+    the runs set one (a baseline's arms usually do), else trainer.max_steps per stage, else the epochs."""
     runs = all_runs(groups)
-    steps = [s for s in _values(runs, "trainer.max_steps") if s.lstrip("-").isdigit() and int(s) > 0]
+    after = [r for r in references(groups) if r != "start"]
+    since = f" after {'/'.join(after)}" if after else ""
+    own = _positive_steps(runs, "algo.args.max_steps")
+    if own:
+        return f"algo.args.max_steps={'/'.join(own)} in the final stage{since}"
+    steps = _positive_steps(runs, "trainer.max_steps")
     budget = (f"trainer.max_steps={'/'.join(steps)}" if steps else
               f"trainer.num_train_epochs={'/'.join(_values(runs, 'trainer.num_train_epochs')) or '?'}")
-    after = [r for r in references(groups) if r != "start"]
-    return budget + " per stage" + (f" after {'/'.join(after)}" if after else "")
+    return budget + " per stage" + since
 
 
 def prompts_text(groups: dict[str, list[Run]]) -> str:
