@@ -120,6 +120,9 @@ def test_a_key_a_sweep_file_sweeps_stays_as_written():
         "+sweeps=[sentiment_algos,joblib]", "trainer.seed=1"]
     assert normalize_overrides(["+sweeps=no_such_file", "trainer.seed=1"]) == ["+sweeps=no_such_file",
                                                                                "++trainer.seed=1"]
+    # ppo_kl writes its key as `++algo.args.kl_coef` (ppo.yaml does not set it): the command line's takes that form
+    assert normalize_overrides(["+sweeps=ppo_kl", "algo.args.kl_coef=0.1"]) == ["+sweeps=ppo_kl",
+                                                                                "++algo.args.kl_coef=0.1"]
 
 
 def test_a_misspelt_block_key_on_the_command_line_gets_a_did_you_mean(compose):

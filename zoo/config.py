@@ -57,15 +57,16 @@ _OPEN_PREFIXES = ("algo.", "trainer.", "stages.", "data.", "eval.")
 
 def normalize_overrides(overrides: list[str]) -> list[str]:
     """`algo.args.<field>=v` (any TRL field) and every key of the zoo's validated blocks, as Hydra's `++`; except a
-    key a sweep file on the command line sweeps (`+sweeps=<name>`): Hydra's basic sweeper matches keys as written,
-    so `++trainer.seed=0,1,2` would sweep beside the file's `trainer.seed` (a grid of duplicate jobs) instead of
-    replacing it."""
+    key a sweep file on the command line sweeps (`+sweeps=<name>`), which takes the file's own spelling: Hydra's
+    basic sweeper matches keys as written, so `++trainer.seed=0,1,2` would sweep beside the file's `trainer.seed`
+    (a grid of duplicate jobs) instead of replacing it."""
     swept = swept_keys(overrides)
     out = []
     for o in overrides:
         bare = o.lstrip("+~")
-        if o == bare and "=" in o and bare.startswith(_OPEN_PREFIXES) and bare.split("=", 1)[0] not in swept:
-            o = "++" + o
+        if o == bare and "=" in o and bare.startswith(_OPEN_PREFIXES):
+            key = bare.split("=", 1)[0]
+            o = swept[key] + o[len(key):] if key in swept else "++" + o
         out.append(o)
     return out
 
@@ -73,9 +74,10 @@ def normalize_overrides(overrides: list[str]) -> list[str]:
 SWEEPS_DIR = Path(__file__).resolve().parents[1] / "conf" / "sweeps"
 
 
-def swept_keys(overrides: list[str]) -> set[str]:
-    """The keys of `hydra.sweeper.params` in the sweep files the overrides name (`+sweeps=a`, `+sweeps=[a,b]`)."""
-    keys: set[str] = set()
+def swept_keys(overrides: list[str]) -> dict[str, str]:
+    """{bare key: the key as written} for `hydra.sweeper.params` in the sweep files the overrides name (`+sweeps=a`,
+    `+sweeps=[a,b]`)."""
+    keys: dict[str, str] = {}
     for o in overrides:
         key, _, value = o.lstrip("+~").partition("=")
         if key != "sweeps":
@@ -84,7 +86,7 @@ def swept_keys(overrides: list[str]) -> set[str]:
             path = SWEEPS_DIR / f"{name.strip()}.yaml"
             if path.is_file():
                 params = ((OmegaConf.load(path).get("hydra") or {}).get("sweeper") or {}).get("params") or {}
-                keys |= {str(k).lstrip("+~") for k in params}
+                keys.update({str(k).lstrip("+~"): str(k) for k in params})
     return keys
 
 
