@@ -107,9 +107,15 @@ def _trains_nothing(run: Run) -> bool:
     return number(run.metrics.get("run/cost/optimizer_steps")) == 0
 
 
+def _stepped(groups: dict[str, list[Run]]) -> dict[str, list[Run]]:
+    """The groups' runs that took optimizer steps after their baseline, groups left with none dropped: the runs an
+    optimizer-step axis can place."""
+    kept = {label: [r for r in runs if not _trains_nothing(r)] for label, runs in groups.items()}
+    return {label: runs for label, runs in kept.items() if runs}
+
+
 def _length_figure(plt, groups, colours, out: Path, labels: dict) -> Plot:
-    stepped = {label: [r for r in runs if not _trains_nothing(r)] for label, runs in groups.items()}
-    stepped = {label: runs for label, runs in stepped.items() if runs}
+    stepped = _stepped(groups)
     if not stepped:
         return Plot("length.png", None, "not written: no run took an optimizer step after its baseline")
     made = _trajectory_figure(plt, stepped, colours, out, "length.png", "step", "length", labels,
@@ -221,8 +227,7 @@ def _accuracy_figure(plt, groups, colours, out: Path, labels: dict) -> Plot:
     """A task with exact answers (arithmetic): held-out accuracy, and the lengths of the right and of the wrong
     answers, along training, one panel each: whether an algorithm makes wrong answers longer (Liu et al. 2025's
     reading of GRPO's length normalisation) shows in the third panel against the second."""
-    stepped = {label: [r for r in runs if not _trains_nothing(r)] for label, runs in groups.items()}
-    kept, _ = frontier_runs({label: runs for label, runs in stepped.items() if runs}, "step", "accuracy")
+    kept, _ = frontier_runs(_stepped(groups), "step", "accuracy")
     if not kept:
         return Plot("accuracy.png", None, "not written: no run has two points of accuracy along training")
     fig, axes = plt.subplots(1, 3, figsize=(16, 5.5))
