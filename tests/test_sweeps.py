@@ -283,3 +283,47 @@ def test_every_baseline_arm_runs_the_algorithm_it_declares_and_validates(sweep, 
         assert cfg.algo.name == compose_job([f"algo={declared}"]).algo.name, (sweep, arm)
     validate(cfg)
     _stage_args(cfg, tmp_path)
+
+
+def _leaves(node: dict, prefix: str = "") -> dict:
+    """{dotted key: value} of a YAML mapping's leaves (lists are leaves)."""
+    out = {}
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _arm_leaves(arm: str) -> dict:
+    """The keys an arm file sets, itself or through an arm it includes."""
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "conf" / "arm" / f"{arm}.yaml").read_text()) or {}
+    out = {}
+    for entry in raw.get("defaults") or []:
+        if isinstance(entry, str) and (ROOT / "conf" / "arm" / f"{entry}.yaml").exists():
+            out.update(_arm_leaves(entry))
+    out.update(_leaves({k: v for k, v in raw.items() if k != "defaults"}))
+    return out
+
+
+@pytest.mark.parametrize("sweep,arm", _baseline_arms())
+def test_every_setting_of_a_baseline_sweep_file_reaches_its_jobs(sweep, arm):
+    """A value the sweep file sets is the value its job runs with, unless the arm sets that key itself. Arms that
+    declare a stage (`/algo@stages.ai_rm: rlaif_rm`) rely on the sweeper's order (`+arm` before `+sweeps`, so the
+    sweep file merges last): composed the other way round, rlaif_rm_judge_accuracy's jobs would silently sample 48
+    tokens with max_length 512 (the algorithm's defaults) against the budget rule's 32 and 256."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    raw = yaml.safe_load((ROOT / "sweeps" / f"{sweep}.yaml").read_text())
+    expected = _leaves({k: v for k, v in raw.items() if k not in ("hydra", "defaults")})
+    arm_keys = _arm_leaves(arm)
+    cfg = compose_job([f"+arm={arm}", "trainer.seed=0", f"+sweeps={sweep}", "logger=none"])
+    composed = {key: OmegaConf.to_object(OmegaConf.create({"v": OmegaConf.select(cfg, key)}))["v"]
+                for key in expected}
+    lost = {key: (value, composed[key]) for key, value in expected.items()
+            if key not in arm_keys and composed[key] != value}
+    assert not lost, f"{sweep} + {arm}: sweep file value -> composed value: {lost}"
