@@ -200,3 +200,43 @@ def test_pair_routine_stores_the_debiased_soft_label_worked_by_hand(monkeypatch)
     block.min_margin = 0.35  # 0.8 is within 0.35 of 0.5: the judge cannot tell these apart, dropped
     assert pairs_module.preference_rows(None, None, rows, PairwiseLogProbJudge(StubScorer(0.3, 0.15)), block,
                                         seed=0) == []
+
+
+def test_label_metrics_read_the_trained_labels_against_the_gold():
+    """rlaif/labels/gold_agreement: of the pairs the gold separates, the share labelled its way. Hand-built: 3 pairs
+    the gold orders as labelled, 1 reversed, 1 tie the gold cannot order (left out): 3 / 4 over 4 separated pairs.
+    The gold is called as a diagnostic, so a training stage does not count it among the scorers it trained on."""
+    from zoo.rewards import usage
+    from zoo.rlaif.judging import label_metrics
+
+    def gold(prompts, completions, **columns):
+        return [float(c.count("good")) for c in completions]
+
+    pairs = [{"prompt": "p", "chosen": "good", "rejected": "bad", "p_chosen": 1.0}] * 3 + [
+        {"prompt": "p", "chosen": "bad", "rejected": "good good", "p_chosen": 1.0},
+        {"prompt": "p", "chosen": "meh", "rejected": "bad", "p_chosen": 1.0}]
+    with usage.recording() as calls, usage.training("rlaif"):
+        metrics = label_metrics("rlaif", pairs, None, usage.tracked("gold", gold))
+    assert metrics["rlaif/labels/gold_agreement"] == 0.75 and metrics["rlaif/labels/gold_separated"] == 4
+    assert calls == {}
+    assert "rlaif/labels/gold_agreement" not in label_metrics("rlaif", pairs, None)  # no gold, no reading
+
+
+def test_labels_cli_reads_a_finished_runs_pairs_against_its_gold(tmp_path, capsys):
+    """`python -m zoo.rlaif.labels RUN_DIR`: the stage's ai_pairs.jsonl against the run's data.gold (VADER here):
+    one pair labelled the gold's way, one against it: 0.5 over 2 separated pairs. A dir that is no run is refused
+    with its path, without a traceback."""
+    import json
+
+    from zoo.rlaif.labels import main
+
+    run = tmp_path / "run"
+    (run / "stages" / "rlaif").mkdir(parents=True)
+    (run / "config.yaml").write_text("data:\n  gold: sentiment\n")
+    rows = [{"prompt": "The film", "chosen": "is wonderful and I love it.", "rejected": "is awful and I hate it."},
+            {"prompt": "The film", "chosen": "is a terrible bore.", "rejected": "is a great joy."}]
+    (run / "stages" / "rlaif" / "ai_pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    main([str(run)])
+    assert "rlaif\tgold_agreement 0.500\t2 of 2 pairs separated by the gold" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no config.yaml; expected a run dir"):
+        main([str(tmp_path)])

@@ -253,4 +253,6 @@ def test_rlaif_judge_accuracy_reward_model_arm(compose, tmp_path, dense_reward):
     rejected = gold([p["prompt"] for p in pairs], [p["rejected"] for p in pairs])
     assert all(c > r for c, r in zip(chosen, rejected))  # no noise: every label agrees with the gold
     assert metrics["ai_rm/judge/accuracy"] == 1.0
+    assert metrics["ai_rm/labels/gold_agreement"] == 1.0  # every trained label read against the gold
+    assert metrics["ai_rm/labels/gold_separated"] == len(pairs)
     assert metrics["ppo/produces"] == "policy" and "eval/proxy_reward" in metrics and "eval/gold_reward" in metrics

@@ -32,4 +32,4 @@ def train(ctx: Context):
     checked = judge_check(ctx)
     pairs = labelled_pairs(ctx)
     model, metrics = train_dpo(ctx, pairs)
-    return model, {**metrics, **label_metrics(ctx.stage, pairs, ctx.algo.judge), **checked}
+    return model, {**metrics, **label_metrics(ctx.stage, pairs, ctx.algo.judge, ctx.gold_fn), **checked}

@@ -29,4 +29,4 @@ def train(ctx: Context):
     pairs = labelled_pairs(ctx)
     model, metrics = train_reward_model(ctx, pairs)
     # Held-out accuracy here is agreement with the judge's labels, not with any human or gold preference.
-    return model, {**metrics, **label_metrics(ctx.stage, pairs, ctx.algo.judge), **checked}
+    return model, {**metrics, **label_metrics(ctx.stage, pairs, ctx.algo.judge, ctx.gold_fn), **checked}

@@ -92,13 +92,31 @@ def build_judge(spec: DictConfig, *, cfg, start_path: str, tokenizer, artifacts:
     return NoisyJudge(judge, noise, seed=seeds.seed_for("judge.noise", cfg.trainer.seed)) if noise else judge
 
 
-def label_metrics(stage: str, pairs: list[dict], spec=None) -> dict:
+def label_metrics(stage: str, pairs: list[dict], spec=None, gold_fn=None) -> dict:
     """What the labels say about the judge: how many pairs it labelled, its position consistency, its confidence,
-    and the label noise the judge block `spec` added (only when it added some)."""
+    the label noise the judge block `spec` added (only when it added some), and, when the task has a gold signal
+    (`gold_fn`), how often the labels the stage trains on agree with it (gold_agreement below)."""
     consistency = pairs[0].get("position_consistency") if pairs else None
+    agreement = {f"{stage}/labels/{k}": v for k, v in gold_agreement(pairs, gold_fn).items()} if gold_fn else {}
     return {f"{stage}/num_pairs": len(pairs), f"{stage}/judge_position_consistency": consistency,
             f"{stage}/mean_label_confidence": sum(r["p_chosen"] for r in pairs) / len(pairs) if pairs else None,
-            **noise_metrics(stage, spec)}
+            **noise_metrics(stage, spec), **agreement}
+
+
+def gold_agreement(pairs: list[dict], gold_fn) -> dict:
+    """The labels trained on, read against the gold: `gold_agreement` = the share of the pairs the gold separates
+    whose chosen completion the gold scores higher, over `gold_separated` such pairs (of `len(pairs)`). The judge
+    check measures the judge on a few dozen gold-ranked pairs before it labels; this reads every label it gave.
+    A diagnostic: measured outside training (zoo.rewards.usage.measuring), so the gold is not marked trained on."""
+    from zoo.rewards import usage
+
+    with usage.measuring():
+        prompts = [r["prompt"] for r in pairs]
+        chosen = gold_fn(prompts, [r["chosen"] for r in pairs])
+        rejected = gold_fn(prompts, [r["rejected"] for r in pairs])
+    separated = [(c, r) for c, r in zip(chosen, rejected) if c is not None and r is not None and c != r]
+    return {"gold_agreement": sum(c > r for c, r in separated) / len(separated) if separated else None,
+            "gold_separated": len(separated)}
 
 
 def noise_metrics(stage: str, spec) -> dict:
