@@ -387,3 +387,23 @@ def test_diagnostics_changes_and_trained_on(tmp_path):
     assert "| syco_agree_rate | algo.name=grpo | — | — |" in diag
     # 0.925 ± 12.706 * 0.03536 / sqrt(2) = [0.6074, 1.243]: a correlation stays in [-1, 1]
     assert "| reward_length_corr | algo.name=dpo | 0.925 ± 0.03536 [0.6074, 1] | — |" in diag
+
+
+def test_versus_writes_its_plot_and_fit(sweep, tmp_path):
+    """--versus METRIC: the plot, the fit over runs in compare.md and versus.csv (one row per y that has runs: gold
+    here, no independent scorer); --versus-skip leaves a group out of the fit (then one x value: no line)."""
+    import csv
+
+    for run in sweep.glob("[0-9]*"):
+        metrics = json.loads((run / "metrics.json").read_text())
+        metrics["rlaif/judge/accuracy"] = 1.0 if "dpo" in (run / "config.yaml").read_text() else 0.6
+        (run / "metrics.json").write_text(json.dumps(metrics))
+    written = {p.name for p in compare.main([str(sweep), "--out", str(tmp_path / "a"), "--versus",
+                                             "rlaif/judge/accuracy"])}
+    assert {"versus_rlaif_judge_accuracy.png", "versus.csv"} <= written
+    rows = list(csv.DictReader((tmp_path / "a" / "versus.csv").open()))
+    assert [(r["metric"], r["runs"]) for r in rows] == [("eval/gold_reward", "6")]
+    assert "| eval/gold_reward | 6 |" in (tmp_path / "a" / "compare.md").read_text()
+    compare.main([str(sweep), "--out", str(tmp_path / "b"), "--versus", "rlaif/judge/accuracy", "--versus-skip", "kto"])
+    assert list(csv.DictReader((tmp_path / "b" / "versus.csv").open())) == []
+    assert "break-even" not in (tmp_path / "b" / "compare.md").read_text()

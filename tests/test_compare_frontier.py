@@ -134,3 +134,32 @@ def test_versus_points_by_hand():
     assert found["noisy"]["x"] == pytest.approx(0.6) and found["noisy"]["y"] == pytest.approx(0.2)
     assert found["clean"]["x_low"] == found["clean"]["x_high"] == 1.0  # no spread, a zero-width interval
     assert versus.start(groups, "eval/gold_reward")["mean"] == 0.0
+
+
+def test_versus_fit_by_hand():
+    """Changes -0.1, 0, +0.1 at accuracy 0.5 and +0.4, +0.5, +0.6 at 1.0 (starts 0.2 apart, which the change
+    removes): slope 1, intercept -0.5, break-even 0.5; residuals +-0.1 give s^2 = 0.04 / 4, so the slope's interval is
+    1 +- 2.776 * sqrt(0.01 / 0.375) and the break-even's, solved by hand from the quadratic, [0.244, 0.626]. Two
+    points of one x each way (slope 0.8, s^2 0.02, t(2) = 4.303) leave the slope unseparated: no bounded
+    break-even. A skipped group is left out of the fit."""
+    from zoo.compare import versus
+
+    def run(seed, accuracy, change, start=0.0):
+        r = _run(seed, [(1.0, start + change)], start)
+        r.metrics["rlaif/judge/accuracy"] = accuracy
+        return r
+
+    groups = {"noisy": [run(0, 0.5, -0.1, 0.2), run(1, 0.5, 0.0), run(2, 0.5, 0.1)],
+              "clean": [run(0, 1.0, 0.4, 0.2), run(1, 1.0, 0.5), run(2, 1.0, 0.6)],
+              "other budget": [run(0, 1.0, -3.0)]}
+    line = versus.fit(groups, "rlaif/judge/accuracy", "eval/gold_reward", skip=("budget",))
+    assert line["runs"] == 6 and line["slope"] == pytest.approx(1.0) and line["intercept"] == pytest.approx(-0.5)
+    half = 2.776 * (0.01 / 0.375) ** 0.5
+    assert (line["slope_low"], line["slope_high"]) == pytest.approx((1 - half, 1 + half))
+    assert line["break_even"] == pytest.approx(0.5)
+    assert (line["break_even_low"], line["break_even_high"]) == pytest.approx((0.244, 0.626), abs=1e-3)
+    flat = {"a": [run(0, 0.5, 0.0), run(1, 0.5, 0.2)], "b": [run(0, 1.0, 0.4), run(1, 1.0, 0.6)]}
+    line = versus.fit(flat, "rlaif/judge/accuracy", "eval/gold_reward")
+    assert line["slope"] == pytest.approx(0.8) and line["break_even"] == pytest.approx(0.375)
+    assert line["slope_low"] < 0 and line["break_even_low"] is None and line["break_even_high"] is None
+    assert versus.fit({"a": groups["noisy"]}, "rlaif/judge/accuracy", "eval/gold_reward") is None  # one x value

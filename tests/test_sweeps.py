@@ -327,3 +327,15 @@ def test_every_setting_of_a_baseline_sweep_file_reaches_its_jobs(sweep, arm):
     lost = {key: (value, composed[key]) for key, value in expected.items()
             if key not in arm_keys and composed[key] != value}
     assert not lost, f"{sweep} + {arm}: sweep file value -> composed value: {lost}"
+
+
+@pytest.mark.parametrize("sweep", [s for s in SWEEPS if "\n# compare: " in (ROOT / "sweeps" / f"{s}.yaml").read_text()])
+def test_a_sweep_files_compare_line_is_options_zoo_compare_takes(sweep, tmp_path):
+    """`make baselines` passes a sweep file's `# compare:` line to zoo.compare: every option on it must parse (an
+    argparse error exits with status 2; a path without runs exits later, with the compare's own message)."""
+    from zoo.compare import main
+
+    line = next(x for x in (ROOT / "sweeps" / f"{sweep}.yaml").read_text().splitlines() if x.startswith("# compare: "))
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path), "--out", str(tmp_path / "out"), *line.removeprefix("# compare: ").split()])
+    assert e.value.code != 2 and "zoo.compare:" in str(e.value.code), line

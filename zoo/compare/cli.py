@@ -34,6 +34,8 @@ def main(argv=None) -> list[Path]:
     parser.add_argument("--wandb", action="store_true", help="also log the table and plots to W&B")
     parser.add_argument("--versus", help="a run-level metric (e.g. rlaif/judge/accuracy) to plot the final gold and "
                                          "independent reward against, one point per group (versus_<metric>.png)")
+    parser.add_argument("--versus-skip", help="comma-separated substrings: groups whose label holds one are drawn "
+                                              "but left out of the --versus fit (e.g. an arm with another budget)")
     parser.add_argument("--verdicts", help="comma-separated run-level metrics (metrics.json names, e.g. "
                                            "eval/proxy_gold_spearman) to give verdicts on besides the default ones")
     parser.add_argument("--overoptimisation", action="store_true",
@@ -65,10 +67,14 @@ def main(argv=None) -> list[Path]:
         report += "\n".join(frontier.markdown(front, "gold_reward") + frontier.markdown(front, "independent_reward"))
         report += "\n"
     if args.versus:
-        drawn = versus.plot(groups, args.versus, out)
+        fits = {y: versus.fit(groups, args.versus, y, tuple(_split(args.versus_skip))) for y in versus.Y}
+        fits = {y: f for y, f in fits.items() if f is not None}
+        tables.write_rows(list(fits.values()), versus.FIT_FIELDS, out / "versus.csv")
+        drawn = versus.plot(groups, args.versus, out, fits)
         pngs += [drawn] if drawn else []
         report += (f"\n## Against {args.versus}\n\n" + (f"![versus]({drawn.name})\n" if drawn else
                    "Not drawn: fewer than two groups have both numbers.\n"))
+        report += "\n".join(versus.fit_markdown(list(fits.values())))
     if args.overoptimisation:
         fits = scaling.rows(groups)
         tables.write_rows(fits, scaling.FIELDS, out / "overoptimisation.csv")
@@ -85,6 +91,7 @@ def main(argv=None) -> list[Path]:
     print(report)
     written = [out / n for n in ("compare.csv", "verdicts.csv", "compare.md", "compare.html", "samples.md")] + pngs
     written += [out / "frontier.csv"] if front else []
+    written += [out / "versus.csv"] if args.versus else []
     written += [out / "overoptimisation.csv", out / "overoptimisation_peaks.csv"] if args.overoptimisation else []
     print(f"[compare] {len(runs)} runs, {len(groups)} groups -> " + ", ".join(str(p) for p in written))
     return written
