@@ -21,10 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def _run(tmp_path: Path, sweep: str, arm: str, *overrides: str) -> Path:
-    """One job of a baseline sweep at seed 0: its run dir."""
-    out = tmp_path / arm
-    subprocess.run([sys.executable, "-m", "zoo.train", f"+sweeps={sweep}", f"+arm={arm}", "trainer.seed=0",
+def _run(tmp_path: Path, sweep: str, arm: str, *overrides: str, seed: int = 0) -> Path:
+    """One job of a baseline sweep (seed 0 unless told): its run dir."""
+    out = tmp_path / f"{arm}-{seed}"
+    subprocess.run([sys.executable, "-m", "zoo.train", f"+sweeps={sweep}", f"+arm={arm}", f"trainer.seed={seed}",
                     "logger=none", f"paths.output_dir={out}", *overrides], cwd=ROOT, check=True)
     return out
 
@@ -97,3 +97,26 @@ def test_rbr_reference_points(tmp_path, arm, harmless, helpful, f1):
     metrics = json.loads((_run(tmp_path, "rbr_f1", arm) / "metrics.json").read_text())
     assert metrics["eval/harmless_rate"] == harmless and metrics["eval/helpful_rate"] == helpful
     assert metrics["eval/refusal_f1"] == pytest.approx(f1)
+
+
+def test_rlaif_on_clean_labels_beats_rlaif_on_coin_flips(tmp_path):
+    """rlaif_judge_accuracy's ε = 0 and ε = 0.5 arms, seeds 0 and 1: DPO on labels that all agree with the gold ends
+    above DPO on labels flipped at random, on the gold. Measured (results/baselines/rlaif_judge_accuracy, runs/ under
+    bf16 autocast on an AMD EPYC AVX512-BF16 CPU, fp32/ with trainer.bf16=false), final gold ε = 0 minus ε = 0.5:
+    bf16 +0.72, +0.61, -0.05 (seeds 0, 1, 2), fp32 +0.94, +0.32 (seeds 0, 1). Coin-flip labels are a lottery (bf16
+    seed 2's raised its gold +0.43), so one seed is not enough: the check asks the mean over seeds 0 and 1 for 0.25,
+    which either precision clears by more than 0.35, and each clean run to end above its start (+0.18 at the least).
+    The labels themselves are checked against the gold: all of the clean ones agree, and the flipped ones agree on
+    1/2 of ~150 pairs within 0.13 (a 99.9% binomial margin)."""
+    gaps = []
+    for seed in (0, 1):
+        clean = json.loads((_run(tmp_path, "rlaif_judge_accuracy", "rlaif_gold_noise0.0", seed=seed)
+                            / "metrics.json").read_text())
+        flips = json.loads((_run(tmp_path, "rlaif_judge_accuracy", "rlaif_gold_noise0.5", seed=seed)
+                            / "metrics.json").read_text())
+        assert clean["rlaif/labels/gold_agreement"] == 1.0 and clean["rlaif/labels/gold_separated"] >= 100
+        assert abs(flips["rlaif/labels/gold_agreement"] - 0.5) <= 0.13
+        assert clean["before/gold_reward"] == flips["before/gold_reward"]  # one SFT start per seed
+        assert clean["eval/gold_reward"] > clean["before/gold_reward"]
+        gaps.append(clean["eval/gold_reward"] - flips["eval/gold_reward"])
+    assert sum(gaps) / len(gaps) >= 0.25, gaps
