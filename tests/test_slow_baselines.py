@@ -103,9 +103,9 @@ def test_rlaif_on_clean_labels_beats_rlaif_on_coin_flips(tmp_path):
     """rlaif_judge_accuracy's ε = 0 and ε = 0.5 arms, seeds 0 and 1: DPO on labels that all agree with the gold ends
     above DPO on labels flipped at random, on the gold. Measured (results/baselines/rlaif_judge_accuracy, runs/ under
     bf16 autocast on an AMD EPYC AVX512-BF16 CPU, fp32/ with trainer.bf16=false), final gold ε = 0 minus ε = 0.5:
-    bf16 +0.72, +0.61, -0.05 (seeds 0, 1, 2), fp32 +0.94, +0.32 (seeds 0, 1). Coin-flip labels are a lottery (bf16
-    seed 2's raised its gold +0.43), so one seed is not enough: the check asks the mean over seeds 0 and 1 for 0.25,
-    which either precision clears by more than 0.35, and each clean run to end above its start (+0.18 at the least).
+    bf16 +0.72, +0.61, -0.05, fp32 +0.94, +0.32, +0.35 (seeds 0, 1, 2). Coin-flip labels are a lottery (bf16 seed
+    2's raised its gold +0.43), so one seed is not enough: the check asks the mean over seeds 0 and 1 for 0.25, which
+    either precision clears by more than 0.35, and each clean run to end above its start (+0.18 at the least).
     The labels themselves are checked against the gold: all of the clean ones agree, and the flipped ones agree on
     1/2 of ~150 pairs within 0.13 (a 99.9% binomial margin)."""
     gaps = []
