@@ -12,9 +12,8 @@ and its samples, which the change removes only in part, so the interval errs nar
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import math
+from pathlib import Path
 
 from zoo.compare.bootstrap import t975
 from zoo.compare.runs import Run, number
@@ -79,6 +78,12 @@ def fit(groups: dict[str, list[Run]], x: str, y: str, skip: tuple[str, ...] = ()
     return row
 
 
+def _break_even_text(line: dict) -> str:
+    if line["break_even_low"] is None:
+        return "slope not separated from 0, no break-even"
+    return f"break-even {line['break_even']:.2f} [{line['break_even_low']:.2f}, {line['break_even_high']:.2f}]"
+
+
 def fit_markdown(rows: list[dict]) -> list[str]:
     if not rows:
         return []
@@ -123,8 +128,7 @@ def plot(groups: dict[str, list[Run]], x: str, out: Path, fits: dict[str, dict] 
         if line is not None and base is not None:  # the fitted change, drawn on the start's mean
             xs = [min(p["x"] for p in found), max(p["x"] for p in found)]
             ax.plot(xs, [base["mean"] + line["intercept"] + line["slope"] * v for v in xs], "--", color="black",
-                    linewidth=1, label=f"fit over {line['runs']} runs: break-even "
-                                       + ("—" if line["break_even"] is None else f"{line['break_even']:.2f}"))
+                    linewidth=1, label=f"fit over {line['runs']} runs: {_break_even_text(line)}")
         ax.set_xlabel(x)
         ax.set_ylabel(y + " (after)")
         ax.legend(fontsize=6, loc="best")
