@@ -253,17 +253,22 @@ def test_every_baseline_arm_starts_from_the_shared_stage(sweep, arm):
     assert list(cfg.stages)[0] == cfg.eval.baseline, (sweep, arm, list(cfg.stages))
 
 
-def _declared_algo(arm: str) -> str | None:
-    """The `override /algo: X` an arm file declares, itself or through an arm it includes (r1_rl_common)."""
+def _arm_files(arm: str) -> list[dict]:
+    """An arm file's YAML and, before it, that of every arm it includes (r1_rl_common), in merge order."""
     import yaml
 
-    for entry in yaml.safe_load((ROOT / "conf" / "arm" / f"{arm}.yaml").read_text()).get("defaults") or []:
-        if isinstance(entry, dict) and "override /algo" in entry:
-            return entry["override /algo"]
-        if isinstance(entry, str) and (ROOT / "conf" / "arm" / f"{entry}.yaml").exists():
-            found = _declared_algo(entry)
-            if found:
-                return found
+    raw = yaml.safe_load((ROOT / "conf" / "arm" / f"{arm}.yaml").read_text()) or {}
+    included = [e for e in raw.get("defaults") or []
+                if isinstance(e, str) and (ROOT / "conf" / "arm" / f"{e}.yaml").exists()]
+    return [f for e in included for f in _arm_files(e)] + [raw]
+
+
+def _declared_algo(arm: str) -> str | None:
+    """The `override /algo: X` an arm file declares, itself or through an arm it includes (the arm's own wins)."""
+    for raw in reversed(_arm_files(arm)):
+        for entry in raw.get("defaults") or []:
+            if isinstance(entry, dict) and "override /algo" in entry:
+                return entry["override /algo"]
     return None
 
 
@@ -298,15 +303,8 @@ def _leaves(node: dict, prefix: str = "") -> dict:
 
 def _arm_leaves(arm: str) -> dict:
     """The keys an arm file sets, itself or through an arm it includes."""
-    import yaml
-
-    raw = yaml.safe_load((ROOT / "conf" / "arm" / f"{arm}.yaml").read_text()) or {}
-    out = {}
-    for entry in raw.get("defaults") or []:
-        if isinstance(entry, str) and (ROOT / "conf" / "arm" / f"{entry}.yaml").exists():
-            out.update(_arm_leaves(entry))
-    out.update(_leaves({k: v for k, v in raw.items() if k != "defaults"}))
-    return out
+    body = [{k: v for k, v in raw.items() if k != "defaults"} for raw in _arm_files(arm)]
+    return {key: value for node in body for key, value in _leaves(node).items()}
 
 
 @pytest.mark.parametrize("sweep,arm", _baseline_arms())
@@ -329,7 +327,10 @@ def test_every_setting_of_a_baseline_sweep_file_reaches_its_jobs(sweep, arm):
     assert not lost, f"{sweep} + {arm}: sweep file value -> composed value: {lost}"
 
 
-@pytest.mark.parametrize("sweep", [s for s in SWEEPS if "\n# compare: " in (ROOT / "sweeps" / f"{s}.yaml").read_text()])
+COMPARED = [s for s in SWEEPS if "\n# compare: " in (ROOT / "sweeps" / f"{s}.yaml").read_text()]
+
+
+@pytest.mark.parametrize("sweep", COMPARED)
 def test_a_sweep_files_compare_line_is_options_zoo_compare_takes(sweep, tmp_path):
     """`make baselines` passes a sweep file's `# compare:` line to zoo.compare: every option on it must parse (an
     argparse error exits with status 2; a path without runs exits later, with the compare's own message)."""

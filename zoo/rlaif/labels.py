@@ -4,7 +4,6 @@ ai_pairs.jsonl), read against its task's gold signal (zoo.rlaif.judging.gold_agr
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from omegaconf import OmegaConf
 def agreement(run_dir: Path) -> dict[str, dict]:
     """{stage: gold_agreement(...)} for every stage of `run_dir` that kept AI-labelled pairs."""
     from zoo import rewards
+    from zoo.files import read_jsonl
     from zoo.rlaif.judging import gold_agreement
 
     gold = OmegaConf.load(run_dir / "config.yaml").data.get("gold")
@@ -21,7 +21,7 @@ def agreement(run_dir: Path) -> dict[str, dict]:
         raise SystemExit(f"{run_dir}/config.yaml: data.gold is empty; there is no gold to read the labels against")
     found = {}
     for path in sorted((run_dir / "stages").glob("*/ai_pairs.jsonl")):
-        pairs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        pairs = read_jsonl(path)
         found[path.parent.name] = {**gold_agreement(pairs, rewards.get(gold)), "pairs": len(pairs)}
     return found
 
