@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 import zoo.algos.base as base
 from zoo.train import run
@@ -27,6 +28,18 @@ def scored_rows(monkeypatch):
             return kernel.forward(ctx, hidden, *args)
 
     monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Counting)
+    import zoo.logprob_head as head
+
+    cpu_kernel = head.CpuLogProbFunction
+
+    class CountingCpu(cpu_kernel):  # trainer.zoo.cpu_logprob_head's function, where it stands in for TRL's
+        @staticmethod
+        def forward(ctx, hidden, *args):
+            seen["rows"].append(hidden.shape[0])
+            seen["cpu_calls"] = seen.get("cpu_calls", 0) + 1
+            return cpu_kernel.forward(ctx, hidden, *args)
+
+    monkeypatch.setattr(head, "CpuLogProbFunction", CountingCpu)
     real_fit = base.fit
 
     def fit(trainer, ctx):
@@ -54,6 +67,51 @@ def test_completion_only_logits_keeps_the_losses(compose, scored_rows, dense_rew
     off, rows_off = losses(False)
     assert len(on) == 3 and on == pytest.approx(off, rel=1e-5, abs=1e-6)
     assert rows_on < rows_off  # the prompt positions really were skipped
+
+
+@pytest.mark.parametrize("algo,extra", [
+    ("sft", ()), ("dpo", ()), ("grpo", ("+reward.functions.fraction_of_a=1.0", "algo.args.beta=0.04")),
+])
+def test_cpu_logprob_head_keeps_the_losses(compose, scored_rows, dense_reward, tmp_path, algo, extra):
+    """trainer.zoo.cpu_logprob_head: the zoo's CPU head stands in for TRL's chunked kernel (every call while on,
+    none while off) and the training losses match to fp32 rounding (LoRA dropout on: both runs draw the same
+    masks, since the head draws no random numbers)."""
+    losses = {}
+    for on in (True, False):
+        scored_rows["cpu_calls"] = 0
+        run(compose(f"algo={algo}", "data=arithmetic", "trainer.max_steps=3", *extra,
+                    f"trainer.zoo.cpu_logprob_head={str(on).lower()}", output_dir=tmp_path / f"run-{on}"))
+        losses[on] = scored_rows["losses"][-1]
+        assert (scored_rows["cpu_calls"] > 0) is on
+    assert len(losses[True]) == 3 and all(math.isfinite(x) for x in losses[True])
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4, abs=1e-6)
+
+
+def test_sparse_dropout_trains_through_the_adapters(compose, tmp_path, monkeypatch):
+    """trainer.zoo.sparse_dropout: LoRA's dropouts draw their masks by positions during training (the distribution
+    is tests/test_sparse_dropout.py's), and only there: off, torch's dropout runs; after the stage, the modules are
+    torch's again (the harness samples in eval mode either way)."""
+    import zoo.sparse_dropout as sd
+
+    calls, real = [], sd.sparse_dropout
+    monkeypatch.setattr(sd, "sparse_dropout", lambda x, p: calls.append(p) or real(x, p))
+    seen = {}
+    real_fit = base.fit
+
+    def fit(trainer, ctx):
+        seen["model"] = trainer.model
+        return real_fit(trainer, ctx)
+
+    monkeypatch.setattr("zoo.algos.sft.fit", fit)  # SFT keeps dropout on (TRL's DPO config turns it off)
+    metrics = {}
+    for on in (True, False):
+        calls.clear()
+        metrics[on] = run(compose("algo=sft", "data=arithmetic", "trainer.max_steps=2", "peft.lora_dropout=0.05",
+                                  f"trainer.zoo.sparse_dropout={str(on).lower()}", output_dir=tmp_path / f"run-{on}"))
+        dropouts = [m for m in seen["model"].modules() if type(m) is torch.nn.Dropout]
+        assert dropouts and all("forward" not in vars(m) for m in dropouts)
+        assert (set(calls) == {0.05} and len(calls) >= 2 * len(dropouts)) if on else calls == []
+    assert all(math.isfinite(m["sft/train_loss"]) for m in metrics.values())
 
 
 @pytest.mark.parametrize("algo", ["sft", "dpo", "rm"])

@@ -29,6 +29,8 @@ LEVERS = {  # name -> default where trainer.zoo does not say
     "eager_attention": False,
     "malloc_keep": True,
     "reference_precompute": False,
+    "cpu_logprob_head": True,
+    "sparse_dropout": True,
 }
 
 

@@ -26,6 +26,8 @@ from transformers import TrainerCallback
 from zoo import costs, resume
 from zoo.files import read_complete_jsonl, write_jsonl
 from zoo.levers import completion_only_logits, fast_generate, lever, model_autocast
+from zoo.logprob_head import cpu_logprob_head
+from zoo.sparse_dropout import sparse_dropouts
 
 
 @dataclass
@@ -197,7 +199,10 @@ def fit(trainer, ctx: Context) -> dict:
         costs.restore_from(last)
     if ctx.curve is not None:
         trainer.add_callback(_CurvePoints(trainer, ctx))
+    models = (trainer.model, getattr(trainer, "ref_model", None), getattr(trainer, "value_model", None))
     with completion_only_logits(lever(ctx.cfg.trainer, "completion_only_logits")), \
+            cpu_logprob_head(lever(ctx.cfg.trainer, "cpu_logprob_head")), \
+            sparse_dropouts(*models, enabled=lever(ctx.cfg.trainer, "sparse_dropout")), \
             fast_generate(trainer.model, autocast_dtype=_mixed_precision(trainer.args)):
         result = trainer.train(resume_from_checkpoint=last)
     metrics = dict(result.metrics)

@@ -18,7 +18,8 @@ import time
 
 import torch
 
-from zoo.levers import completion_only_logits
+from zoo.levers import active, completion_only_logits
+from zoo.logprob_head import cpu_logprob_head
 
 
 def precompute(trainer, batch_size: int) -> dict:
@@ -34,7 +35,7 @@ def precompute(trainer, batch_size: int) -> dict:
     try:
         # torch.no_grad, not inference_mode: a tensor a module caches under inference_mode cannot later be saved
         # for the training steps' backward.
-        with torch.no_grad(), completion_only_logits(True):
+        with torch.no_grad(), completion_only_logits(True), cpu_logprob_head(active("cpu_logprob_head")):
             for batch in batches(rows, batch_size):
                 inputs = trainer.data_collator([rows[i] for i in batch])
                 inputs = {k: v.to(trainer.accelerator.device) for k, v in inputs.items()}
