@@ -56,6 +56,7 @@ SETTINGS = {
     "merged_lora_sampling": ("merged_lora_sampling",),
     "cast_once_sampling": ("cast_once_sampling",),
     "all": ALL,
+    "all+packed_sampling": (*ALL, "packed_sampling"),
     "all+length_buckets": (*ALL, "length_buckets"),
     "all+static_cache": (*ALL, "static_cache"),
     "all+compiled_decode": (*ALL, "compiled_decode"),

@@ -408,6 +408,45 @@ def test_cast_once_gives_bit_identical_logits(compose, peft):
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
+@pytest.mark.parametrize("packable", [True, False])
+def test_packed_sampling_keeps_the_logits(compose, monkeypatch, packable):
+    """trainer.zoo.packed_sampling: under bf16 autocast every Linear whose bf16 weight oneDNN can take prepacked runs
+    oneDNN's linear on the packed copy (folded adapters and the head included): the logits agree with plain
+    autocast up to bf16 rounding (bit for bit on the CPU it was measured on), the greedy tokens are the same, and
+    the model's tensors are untouched. Where oneDNN has no bf16 path, the plain cast-once runs instead."""
+    import functools
+
+    import torch
+
+    from zoo import levers
+
+    if packable and not levers._packable(torch.zeros(1), torch.bfloat16):
+        pytest.skip("this CPU's oneDNN has no bf16 path: the packed weights cannot be made here")
+    if not packable:
+        monkeypatch.setattr(levers, "_packable", lambda weight, dtype: False)
+    model, tok = _adapted(compose)
+    model.eval()
+    linears = [m for m in model.modules() if type(m) is torch.nn.Linear]
+    ids = torch.tensor([[1, 5, 9, 200, 7], [3, 3, 40, 2, 11]])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = model(input_ids=ids).logits.float()
+        with levers._merged_lora(model), levers._cast_once(model, pack=True):
+            kinds = {m.forward.func for m in linears if isinstance(m.forward, functools.partial)}
+            packed = model(input_ids=ids).logits.float()
+    assert kinds == ({levers._packed_linear} if packable else {torch.nn.functional.linear})
+    assert not any("forward" in m.__dict__ for m in linears)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    tv = 0.5 * (plain.softmax(-1) - packed.softmax(-1)).abs().sum(-1)
+    assert tv.max() < 0.02  # bf16 rounding of the folded weights, no more
+    enc = tok(["The film was", "A long"], return_tensors="pt", padding=True)
+    outs = {}
+    for on in (False, True):
+        with levers.using(_levers(merged_lora_sampling=True, cast_once_sampling=True, packed_sampling=on)):
+            with levers.fast_generate(model, autocast_dtype=torch.bfloat16):
+                outs[on] = model.generate(**enc, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert torch.equal(outs[True], outs[False])
+
+
 def test_fast_generate_runs_generate_under_the_callers_autocast(compose):
     """A Trainer with bf16 autocasts each forward but not `generate`: given the dtype, the levers run the whole call
     under it, so the adapters are folded into bf16 weights once (not cast again at every decoding step)."""
@@ -441,11 +480,11 @@ def test_bf16_training_samples_with_weights_cast_once(compose, dense_reward, tmp
     casts = []
     real = levers._cast_once
 
-    def spying(model):
+    def spying(model, **kwargs):
         import torch
 
         casts.append(torch.is_autocast_enabled("cpu"))
-        return real(model)
+        return real(model, **kwargs)
 
     monkeypatch.setattr(levers, "_cast_once", spying)
     metrics = run(compose(f"algo={algo}", "data=arithmetic", "trainer.max_steps=1", "trainer.bf16=true",

@@ -22,6 +22,7 @@ LEVERS = {  # name -> default where trainer.zoo does not say
     "cdf_sampling": True,
     "merged_lora_sampling": True,
     "cast_once_sampling": True,
+    "packed_sampling": True,
     "training_precision_sampling": True,
     "length_buckets": False,
     "static_cache": False,
@@ -82,7 +83,7 @@ def completion_only_logits(enabled: bool = True):
 # The sampling levers act wherever the zoo samples (zoo.generation.sample: the harness, preference pairs, PPO
 # rollouts, critique/revise) and around TRL's own `generate` calls (GRPO/RLOO, through `fit`). `train.run` sets
 # them for the whole run from trainer.zoo; outside a run their defaults hold.
-SAMPLING = ("contiguous_head", "cdf_sampling", "merged_lora_sampling", "cast_once_sampling")
+SAMPLING = ("contiguous_head", "cdf_sampling", "merged_lora_sampling", "cast_once_sampling", "packed_sampling")
 # How decoding is organised rather than what each step computes; off unless trainer.zoo turns them on (to be measured
 # on a quiet machine: bench.sampling has a variant for each). `length_buckets` acts in zoo.generation.sample only,
 # the other two on every generate call the levers wrap (TRL's GRPO/RLOO too).
@@ -186,14 +187,36 @@ def model_autocast(model, dtype):
     return torch.autocast(next(model.parameters()).device.type, dtype=dtype)
 
 
+def _packable(weight, dtype) -> bool:
+    """Whether oneDNN can take `weight` prepacked for a `dtype` linear layer: bf16 on a CPU whose oneDNN build runs
+    bf16 (the path torch's own bf16 `F.linear` takes there)."""
+    import torch
+
+    return (dtype == torch.bfloat16 and weight.device.type == "cpu" and torch.backends.mkldnn.is_available()
+            and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def _packed_linear(x, *, packed, bias, dtype):
+    """`F.linear(x, weight, bias)` under autocast, with the weight prepacked in oneDNN's blocked layout."""
+    import torch
+
+    return torch.ops.mkldnn._linear_pointwise(x.to(dtype), packed, bias, "none", [], "")
+
+
 @contextmanager
-def _cast_once(model):
+def _cast_once(model, pack: bool = False):
     """Under autocast, give every plain Linear layer its weight (and bias) in the autocast dtype for the block.
     Autocast keeps no cast of a weight that needs no gradient between calls, so each decoding step would cast
     every fp32 weight again (on SmolLM2 the 49k-row LM head alone is 28M values per step). Made once per generate
     call instead: the same casts, so bit-identical logits. The module's own tensors stay as they are (the head is
     tied to the input embedding, which must stay fp32); the copies cost one bf16 copy of the weights while
-    sampling. Weights already in the autocast dtype (folded adapters) are left alone."""
+    sampling. Weights already in the autocast dtype (folded adapters) are left alone.
+
+    `pack` (trainer.zoo.packed_sampling): the bf16 weights, folded adapters included, also reordered once into
+    oneDNN's blocked layout (`torch.ops.mkldnn._reorder_linear_weight`), which torch's bf16 `F.linear` otherwise
+    does inside every call: oneDNN's inner-product primitive on the same bf16 values, where `F.linear` takes its
+    matmul primitive. The logits were bit-identical on the AVX512-BF16 CPU measured; tests/test_levers.py bounds
+    them at bf16 rounding on any CPU. Only on CPUs whose oneDNN runs bf16; elsewhere the plain cast."""
     import torch
 
     swapped = []
@@ -202,11 +225,16 @@ def _cast_once(model):
             if type(module) is not torch.nn.Linear or "forward" in module.__dict__:  # an outer call cast it
                 continue
             dtype = _autocast_dtype(module.weight)
-            if dtype == module.weight.dtype:
+            packing = pack and _packable(module.weight, dtype)
+            if dtype == module.weight.dtype and not packing:
                 continue
             weight = module.weight.detach().to(dtype)
             bias = None if module.bias is None else module.bias.detach().to(dtype)
-            module.forward = functools.partial(torch.nn.functional.linear, weight=weight, bias=bias)
+            if packing:
+                packed = torch.ops.mkldnn._reorder_linear_weight(weight)
+                module.forward = functools.partial(_packed_linear, packed=packed, bias=bias, dtype=dtype)
+            else:
+                module.forward = functools.partial(torch.nn.functional.linear, weight=weight, bias=bias)
             swapped.append(module)
         yield
     finally:
@@ -269,9 +297,10 @@ def fast_generate(model, autocast_dtype=None):
         # batch), which cost more than the rest of a 32-token sample on 2 cores.
         hooks.append(head.register_forward_pre_hook(_contiguous_input))
     wrap_cdf, wrap_merge = active("cdf_sampling"), active("merged_lora_sampling")
-    wrap_cast = active("cast_once_sampling")
+    wrap_cast, wrap_pack = active("cast_once_sampling"), active("packed_sampling")
     wrap_cache = active("static_cache") or active("compiled_decode")
-    wrap = (wrap_cdf or wrap_merge or wrap_cast or wrap_cache) and callable(getattr(model, "generate", None))
+    wrap = ((wrap_cdf or wrap_merge or wrap_cast or wrap_pack or wrap_cache)
+            and callable(getattr(model, "generate", None)))
     if wrap:  # (reward models have no generate)
         inner = model.generate
 
@@ -281,8 +310,8 @@ def fast_generate(model, autocast_dtype=None):
                 kwargs = {**decoding_kwargs(model), **kwargs}
                 if wrap_merge:
                     stack.enter_context(_merged_lora(model))
-                if wrap_cast:
-                    stack.enter_context(_cast_once(model))
+                if wrap_cast or wrap_pack:
+                    stack.enter_context(_cast_once(model, pack=wrap_pack))
                 if wrap_cdf:
                     stack.enter_context(_patched_multinomial())
                 return inner(*args, **kwargs)
