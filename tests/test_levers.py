@@ -447,6 +447,27 @@ def test_packed_sampling_keeps_the_logits(compose, monkeypatch, packable):
     assert torch.equal(outs[True], outs[False])
 
 
+def test_folding_uses_one_addmm_and_skips_the_folded_adapters(compose):
+    """merged_lora_sampling folds W + scaling * B @ A in one addmm: peft's own delta to fp32 rounding; the folded
+    layers' LoRA A/B then never run, so cast-once leaves them alone."""
+    import torch
+
+    from zoo import levers
+
+    model, _ = _adapted(compose)
+    layer = levers._lora_layers(model)[0]
+    weight = layer.base_layer.weight.data
+    with torch.no_grad():
+        ours = levers._plus_delta(layer, "default", weight)
+        peft_delta = weight + layer.get_delta_weight("default")
+    assert torch.allclose(ours, peft_delta, rtol=1e-6, atol=1e-7) and not torch.equal(ours, weight)
+    adapters = [m for name, m in model.named_modules() if type(m) is torch.nn.Linear and "lora_" in name]
+    with torch.autocast("cpu", dtype=torch.bfloat16), levers._merged_lora(model), levers._cast_once(model):
+        assert adapters and not any("forward" in m.__dict__ for m in adapters)
+    with torch.autocast("cpu", dtype=torch.bfloat16), levers._cast_once(model):  # not folded: cast as before
+        assert all("forward" in m.__dict__ for m in adapters)
+
+
 def test_fast_generate_runs_generate_under_the_callers_autocast(compose):
     """A Trainer with bf16 autocasts each forward but not `generate`: given the dtype, the levers run the whole call
     under it, so the adapters are folded into bf16 weights once (not cast again at every decoding step)."""

@@ -149,6 +149,20 @@ def _autocast_dtype(weight):
     return weight.dtype
 
 
+def _plus_delta(layer, name: str, weight):
+    """`weight` + adapter `name`'s delta as a new tensor: one `addmm` (W + scaling * B @ A, the weight read and the
+    result written once) for a plain adapter, peft's own `get_delta_weight` for any other kind (DoRA, fan-in-fan-out,
+    other adapter layers). The two differ by fp32 rounding of the delta."""
+    import torch
+
+    a, b = layer.lora_A[name], layer.lora_B[name]
+    plain = (type(a) is torch.nn.Linear and type(b) is torch.nn.Linear and not layer.use_dora.get(name, False)
+             and not getattr(layer, "fan_in_fan_out", False) and a.weight.dtype == b.weight.dtype == weight.dtype)
+    if plain:
+        return torch.addmm(weight, b.weight, a.weight, alpha=layer.scaling[name])
+    return weight + layer.get_delta_weight(name).to(weight.dtype)
+
+
 @contextmanager
 def _merged_lora(model):
     """Sample with each adapter folded into a temporary copy of its base weight (in the autocast dtype when autocast
@@ -164,9 +178,9 @@ def _merged_lora(model):
         with torch.no_grad():
             for layer in layers:
                 weight = layer.base_layer.weight
-                merged = weight.data.clone()
+                merged = weight.data
                 for name in layer.active_adapters:
-                    merged += layer.get_delta_weight(name).to(merged.dtype)
+                    merged = _plus_delta(layer, name, merged)
                 merged = merged.to(_autocast_dtype(weight))
                 saved.append((layer, weight.data))
                 weight.data = merged
@@ -185,6 +199,17 @@ def model_autocast(model, dtype):
     import torch
 
     return torch.autocast(next(model.parameters()).device.type, dtype=dtype)
+
+
+def _folded_adapter_linears(model) -> set[int]:
+    """ids of the LoRA A/B layers of every LoRA layer whose adapters are merged (folded by `_merged_lora`): peft's
+    forward then runs the base layer alone, so casting or packing them would be wasted work."""
+    try:
+        from peft.tuners.lora import LoraLayer
+    except ImportError:  # pragma: no cover - peft is a dependency
+        return set()
+    return {id(m) for layer in model.modules() if isinstance(layer, LoraLayer) and layer.merged
+            for adapters in (layer.lora_A, layer.lora_B) for m in adapters.values()}
 
 
 def _packable(weight, dtype) -> bool:
@@ -220,10 +245,11 @@ def _cast_once(model, pack: bool = False):
     import torch
 
     swapped = []
+    folded = _folded_adapter_linears(model)
     try:
         for module in model.modules():
-            if type(module) is not torch.nn.Linear or "forward" in module.__dict__:  # an outer call cast it
-                continue
+            if type(module) is not torch.nn.Linear or "forward" in module.__dict__ or id(module) in folded:
+                continue  # an outer call cast it, or an adapter folded into its base weight that will not run
             dtype = _autocast_dtype(module.weight)
             packing = pack and _packable(module.weight, dtype)
             if dtype == module.weight.dtype and not packing:
