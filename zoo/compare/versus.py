@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from zoo.compare import context
 from zoo.compare.bootstrap import t975
 from zoo.compare.runs import Run, number
 from zoo.compare.stats import stats
@@ -132,8 +133,7 @@ def plot(groups: dict[str, list[Run]], x: str, out: Path, fits: dict[str, dict] 
         ax.set_xlabel(x)
         ax.set_ylabel(y + " (after)")
         ax.legend(fontsize=6, loc="best")
-    seeds = max(p["n"] for _, found in drawn for p in found)
-    fig.suptitle(f"{', '.join(y for y, _ in drawn)} against {x}: seed means, 95% t-intervals ({seeds} seeds at most)",
+    fig.suptitle(context.title(groups, f"{', '.join(y for y, _ in drawn)} against {x}: seed means, 95% t-intervals"),
                  fontsize=9)
     fig.tight_layout()
     path = out / f"versus_{x.replace('/', '_')}.png"
