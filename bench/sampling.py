@@ -1,13 +1,15 @@
-"""What each sampling lever (trainer.zoo.contiguous_head / cdf_sampling / merged_lora_sampling / cast_once_sampling,
-and the decoding levers length_buckets / static_cache / compiled_decode on top of those four) saves against plain
-Hugging Face `generate` (`none`: every lever off), on the zoo's own sampler, at the shapes the zoo samples in.
+"""What each sampling lever (trainer.zoo.contiguous_head / cdf_sampling / merged_lora_sampling / cast_once_sampling /
+packed_sampling / sdpa_sampling, and the decoding levers length_buckets / static_cache / compiled_decode on top of
+those) saves against plain Hugging Face `generate` (`none`: every lever off), on the zoo's own sampler, at the shapes
+the zoo samples in.
 
     python -m bench.sampling               # part of `make bench`; writes results/bench/sampling.json
     python -m bench.sampling --shapes grpo --settings none,all,all+static_cache   # a part of it
     python -m bench.sampling --model tiny --rounds 1 --out /tmp/s.json   # smoke test (numbers mean nothing)
 
-The embedded SmolLM2-135M under a LoRA r16 all-linear adapter (its B matrices drawn at random, as a trained
-adapter's would be, so folding it in is real work) samples through `zoo.generation.sample`, as the harness, the
+The embedded SmolLM2-135M, loaded with transformers' default (SDPA) attention as a plain script gets it, under a LoRA
+r16 all-linear adapter (its B matrices drawn at random, as a trained adapter's would be, so folding it in is real
+work) samples through `zoo.generation.sample`, as the harness, the
 preference-pair sampler and PPO's rollouts do, at three shapes (SHAPES):
 
 - `single`: `--batch` prompts of one length in one batch of `--tokens` new tokens, temperature 1, in bf16 weights, fp32
@@ -48,7 +50,9 @@ from bench.common import add_quiet_arg, machine, start_load_log, trailer, versio
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT = REPO / "results" / "bench" / "sampling.json"
-ALL = ("contiguous_head", "cdf_sampling", "merged_lora_sampling", "cast_once_sampling")
+# Every sampling lever on by default (zoo.levers.SAMPLING); `all-packed_sampling` is the four of the earlier table.
+ALL = ("contiguous_head", "cdf_sampling", "merged_lora_sampling", "cast_once_sampling", "packed_sampling",
+       "sdpa_sampling")
 SETTINGS = {
     "none": (),
     "contiguous_head": ("contiguous_head",),
@@ -56,7 +60,7 @@ SETTINGS = {
     "merged_lora_sampling": ("merged_lora_sampling",),
     "cast_once_sampling": ("cast_once_sampling",),
     "all": ALL,
-    "all+packed_sampling": (*ALL, "packed_sampling"),
+    "all-packed_sampling": tuple(name for name in ALL if name != "packed_sampling"),
     "all+length_buckets": (*ALL, "length_buckets"),
     "all+static_cache": (*ALL, "static_cache"),
     "all+compiled_decode": (*ALL, "compiled_decode"),
@@ -160,7 +164,10 @@ def _model(name: str, dtype):
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=normalize_overrides(
-            [f"model={name}", "peft=lora", "paths.output_dir=/tmp/zoo-bench-sampling"]))
+            [f"model={name}", "peft=lora", "paths.output_dir=/tmp/zoo-bench-sampling",
+             # transformers' default attention (SDPA), the one plain `generate` gets: a zoo run's model trains with
+             # eager attention (trainer.zoo.eager_attention) and samples with SDPA (trainer.zoo.sdpa_sampling)
+             "trainer.zoo.eager_attention=false"]))
     bundle = load_policy(cfg)
     model = wrap_peft(bundle).to(dtype)
     torch.manual_seed(0)

@@ -447,6 +447,66 @@ def test_packed_sampling_keeps_the_logits(compose, monkeypatch, packable):
     assert torch.equal(outs[True], outs[False])
 
 
+def _attention_in(model) -> str:
+    from zoo.levers import _transformers_model
+
+    return _transformers_model(model).config._attn_implementation
+
+
+def test_sdpa_sampling_samples_with_sdpa_where_the_lever_chose_eager(compose):
+    """trainer.zoo.sdpa_sampling: a model that trainer.zoo.eager_attention loaded with eager attention samples with
+    SDPA inside generate and is eager again afterwards; the same greedy tokens either way, the same logits to fp32
+    rounding. A model whose eager attention the user asked for (model.attn_implementation) keeps it."""
+    import torch
+
+    from zoo import levers
+
+    model, tok = _adapted(compose)
+    model.eval()
+    assert _attention_in(model) == "eager"
+    seen = []
+    attention = next(m for m in model.modules() if type(m).__name__.endswith("Attention"))
+    attention.register_forward_pre_hook(lambda module, args: seen.append(module.config._attn_implementation))
+    enc = tok(["The film was", "A long"], return_tensors="pt", padding=True)
+    outs = {}
+    for on in (True, False):
+        seen.clear()
+        with levers.using(_levers(sdpa_sampling=on)), levers.fast_generate(model):
+            outs[on] = model.generate(**enc, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)
+        assert set(seen) == {"sdpa" if on else "eager"} and _attention_in(model) == "eager"
+    assert torch.equal(outs[True], outs[False])
+    with torch.no_grad():
+        eager = model(**enc).logits
+        with levers._sdpa_attention(model):
+            sdpa = model(**enc).logits
+    mask = enc["attention_mask"].bool()
+    torch.testing.assert_close(sdpa[mask], eager[mask], rtol=1e-4, atol=1e-4)
+
+    asked, _ = _adapted(lambda *o: compose(*o, "+model.attn_implementation=eager"))
+    with levers._sdpa_attention(asked):
+        assert _attention_in(asked) == "eager"
+
+
+def test_grpo_trains_eager_and_samples_with_sdpa(compose, dense_reward, tmp_path, monkeypatch):
+    """In a run, TRL's GRPO generate (wrapped by the levers in fit) decodes with SDPA while the loss's forward and
+    backward run the eager attention trainer.zoo.eager_attention chose."""
+    import torch
+    from transformers.models.llama import modeling_llama
+
+    seen = []
+    real = modeling_llama.LlamaAttention.forward
+
+    def spying(self, *args, **kwargs):
+        seen.append((torch.is_grad_enabled(), self.config._attn_implementation))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(modeling_llama.LlamaAttention, "forward", spying)
+    metrics = run(compose("algo=grpo", "data=arithmetic", "trainer.max_steps=1", dense_reward, output_dir=tmp_path))
+    assert {impl for grad, impl in seen if grad} == {"eager"}
+    assert "sdpa" in {impl for grad, impl in seen if not grad}
+    assert math.isfinite(metrics["grpo/train_loss"])
+
+
 def test_folding_uses_one_addmm_and_skips_the_folded_adapters(compose):
     """merged_lora_sampling folds W + scaling * B @ A in one addmm: peft's own delta to fp32 rounding; the folded
     layers' LoRA A/B then never run, so cast-once leaves them alone."""

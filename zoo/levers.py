@@ -10,6 +10,7 @@ import functools
 import os
 import platform
 import sys
+import weakref
 from contextlib import ExitStack, contextmanager, nullcontext
 from contextvars import ContextVar
 
@@ -23,6 +24,7 @@ LEVERS = {  # name -> default where trainer.zoo does not say
     "merged_lora_sampling": True,
     "cast_once_sampling": True,
     "packed_sampling": True,
+    "sdpa_sampling": True,
     "training_precision_sampling": True,
     "length_buckets": False,
     "static_cache": False,
@@ -32,6 +34,7 @@ LEVERS = {  # name -> default where trainer.zoo does not say
     "reference_precompute": False,
     "cpu_logprob_head": True,
     "sparse_dropout": True,
+    "cast_once_training": True,
 }
 
 
@@ -83,7 +86,8 @@ def completion_only_logits(enabled: bool = True):
 # The sampling levers act wherever the zoo samples (zoo.generation.sample: the harness, preference pairs, PPO
 # rollouts, critique/revise) and around TRL's own `generate` calls (GRPO/RLOO, through `fit`). `train.run` sets
 # them for the whole run from trainer.zoo; outside a run their defaults hold.
-SAMPLING = ("contiguous_head", "cdf_sampling", "merged_lora_sampling", "cast_once_sampling", "packed_sampling")
+SAMPLING = ("contiguous_head", "cdf_sampling", "merged_lora_sampling", "cast_once_sampling", "packed_sampling",
+            "sdpa_sampling")
 # How decoding is organised rather than what each step computes; off unless trainer.zoo turns them on (to be measured
 # on a quiet machine: bench.sampling has a variant for each). `length_buckets` acts in zoo.generation.sample only,
 # the other two on every generate call the levers wrap (TRL's GRPO/RLOO too).
@@ -244,28 +248,78 @@ def _cast_once(model, pack: bool = False):
     them at bf16 rounding on any CPU. Only on CPUs whose oneDNN runs bf16; elsewhere the plain cast."""
     import torch
 
+    from zoo.frozen_cast import FrozenCast
+
     swapped = []
     folded = _folded_adapter_linears(model)
     try:
         for module in model.modules():
-            if type(module) is not torch.nn.Linear or "forward" in module.__dict__ or id(module) in folded:
-                continue  # an outer call cast it, or an adapter folded into its base weight that will not run
+            if type(module) is not torch.nn.Linear or id(module) in folded:
+                continue  # an adapter folded into its base weight: it will not run
+            kept = module.__dict__.get("forward")
+            if kept is not None and not isinstance(kept, FrozenCast):
+                continue  # an outer call cast it
             dtype = _autocast_dtype(module.weight)
             packing = pack and _packable(module.weight, dtype)
             if dtype == module.weight.dtype and not packing:
                 continue
-            weight = module.weight.detach().to(dtype)
-            bias = None if module.bias is None else module.bias.detach().to(dtype)
+            # A frozen layer under trainer.zoo.cast_once_training keeps its copies for the whole run (the LM head,
+            # layers no adapter folded into); a folded weight is new at every call and is cast or packed here.
+            made = None
+            if kept is not None and dtype != module.weight.dtype:
+                made = kept.packed_as(dtype) if packing else kept.cast(dtype)
+            if made is None:
+                weight = module.weight.detach().to(dtype)
+                bias = None if module.bias is None else module.bias.detach().to(dtype)
+                made = (torch.ops.mkldnn._reorder_linear_weight(weight) if packing else weight), bias
             if packing:
-                packed = torch.ops.mkldnn._reorder_linear_weight(weight)
-                module.forward = functools.partial(_packed_linear, packed=packed, bias=bias, dtype=dtype)
+                module.forward = functools.partial(_packed_linear, packed=made[0], bias=made[1], dtype=dtype)
             else:
-                module.forward = functools.partial(torch.nn.functional.linear, weight=weight, bias=bias)
-            swapped.append(module)
+                module.forward = functools.partial(torch.nn.functional.linear, weight=made[0], bias=made[1])
+            swapped.append((module, kept))
         yield
     finally:
-        for module in swapped:
-            del module.forward
+        for module, kept in swapped:
+            if kept is None:
+                del module.forward
+            else:
+                module.forward = kept
+
+
+# Models that trainer.zoo.eager_attention gave eager attention (zoo.models marks them when they load): the ones
+# trainer.zoo.sdpa_sampling may switch to SDPA while they sample. An attention a user asked for is left as asked.
+_EAGER_BY_LEVER: weakref.WeakSet = weakref.WeakSet()
+
+
+def mark_eager_by_lever(model) -> None:
+    _EAGER_BY_LEVER.add(model)
+
+
+def _transformers_model(model):
+    """The transformers model inside `model` (a PEFT wrapper's base model), or None."""
+    from transformers import PreTrainedModel
+
+    inner = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    return inner if isinstance(inner, PreTrainedModel) else None
+
+
+@contextmanager
+def _sdpa_attention(model):
+    """trainer.zoo.sdpa_sampling: sample with torch's SDPA attention where the model trains with eager attention
+    because trainer.zoo.eager_attention chose it. Eager attention is faster for a training step on CPU (the
+    backward), SDPA for a decoding step (one query row against the cache): 69 -> 59 ms a step at GRPO's shape (8
+    rows, bf16 autocast, all sampling levers). The same attention up to float rounding (tests/test_levers.py: same
+    greedy tokens, logits within rounding). Switched back when the block ends."""
+    inner = _transformers_model(model)
+    if (inner is None or inner not in _EAGER_BY_LEVER or inner.config._attn_implementation != "eager"
+            or not getattr(inner, "_supports_sdpa", False) or not inner._can_set_attn_implementation()):
+        yield
+        return
+    inner.set_attn_implementation("sdpa")
+    try:
+        yield
+    finally:
+        inner.set_attn_implementation("eager")
 
 
 def _compile_config():
@@ -324,8 +378,8 @@ def fast_generate(model, autocast_dtype=None):
         hooks.append(head.register_forward_pre_hook(_contiguous_input))
     wrap_cdf, wrap_merge = active("cdf_sampling"), active("merged_lora_sampling")
     wrap_cast, wrap_pack = active("cast_once_sampling"), active("packed_sampling")
-    wrap_cache = active("static_cache") or active("compiled_decode")
-    wrap = ((wrap_cdf or wrap_merge or wrap_cast or wrap_pack or wrap_cache)
+    wrap_cache, wrap_sdpa = active("static_cache") or active("compiled_decode"), active("sdpa_sampling")
+    wrap = ((wrap_cdf or wrap_merge or wrap_cast or wrap_pack or wrap_cache or wrap_sdpa)
             and callable(getattr(model, "generate", None)))
     if wrap:  # (reward models have no generate)
         inner = model.generate
@@ -340,6 +394,8 @@ def fast_generate(model, autocast_dtype=None):
                     stack.enter_context(_cast_once(model, pack=wrap_pack))
                 if wrap_cdf:
                     stack.enter_context(_patched_multinomial())
+                if wrap_sdpa:
+                    stack.enter_context(_sdpa_attention(model))
                 return inner(*args, **kwargs)
 
         model.generate = generate

@@ -20,7 +20,7 @@ from zoo import dist
 from zoo.checks import number, require
 from zoo.errors import ModelLoadError
 from zoo.files import atomic_dir
-from zoo.levers import lever
+from zoo.levers import lever, mark_eager_by_lever
 from zoo.model_cache import EMBEDDED_HUB_ID, TINY_DIR_NAME, build_tiny, ensure_embedded
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -204,7 +204,7 @@ def quantization_config(peft_cfg):
         bnb_4bit_use_double_quant=peft_cfg.bnb_4bit_use_double_quant,
         # Sharded training (FSDP, ZeRO-3) flattens parameters of one dtype, so 4-bit weights are then stored in the
         # compute dtype; uint8 otherwise, as before.
-        bnb_4bit_quant_storage=DTYPES[peft_cfg.bnb_4bit_compute_dtype] if _sharded() else torch.uint8,
+        bnb_4bit_quant_storage=DTYPES[peft_cfg.bnb_4bit_compute_dtype] if sharded() else torch.uint8,
     )
 
 
@@ -213,7 +213,7 @@ def _fsdp() -> bool:
     return os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
 
 
-def _sharded() -> bool:
+def sharded() -> bool:
     """Whether this process holds only a shard of the weights: FSDP, or DeepSpeed ZeRO-3."""
     env = os.environ
     return _fsdp() or (env.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
@@ -245,7 +245,8 @@ def _from_pretrained(auto_cls, path: str, cfg, **extra):
     if cfg.model.get("revision"):
         kwargs["revision"] = cfg.model.revision
     attention = cfg.model.get("attn_implementation")
-    if not attention and lever(cfg.trainer, "eager_attention"):  # trainer.zoo: faster than SDPA on CPU, see there
+    by_lever = not attention and lever(cfg.trainer, "eager_attention")  # trainer.zoo: faster than SDPA on CPU
+    if by_lever:
         attention = "eager"
     if attention:
         kwargs["attn_implementation"] = attention
@@ -256,10 +257,12 @@ def _from_pretrained(auto_cls, path: str, cfg, **extra):
         check_4bit_shapes(path, bool(cfg.model.trust_remote_code))
         kwargs["quantization_config"] = quant
         kwargs["dtype"] = DTYPES[cfg.peft.bnb_4bit_compute_dtype]
-        if torch.cuda.is_available() and not cfg.trainer.get("use_cpu", False) and not _sharded():
+        if torch.cuda.is_available() and not cfg.trainer.get("use_cpu", False) and not sharded():
             # Each data-parallel process quantizes its own copy onto its own GPU (FSDP / ZeRO-3 place shards).
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
     model = auto_cls.from_pretrained(path, **kwargs)
+    if by_lever:
+        mark_eager_by_lever(model)  # trainer.zoo.sdpa_sampling may sample it with SDPA
     if quant is not None:
         keep_4bit_trainable(model)
     return model
@@ -329,7 +332,7 @@ def export_merged(trained, bundle: PolicyBundle, cfg, out_dir: str | os.PathLike
     this stage's result.
     """
     out_dir = Path(out_dir)
-    state = _gathered_state(trained) if _sharded() else None  # a collective: every rank takes part
+    state = _gathered_state(trained) if sharded() else None  # a collective: every rank takes part
     if not dist.is_main():  # under zoo.launch the main process writes; DDP ranks hold the same weights anyway
         dist.barrier()
         return out_dir
