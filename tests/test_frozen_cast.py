@@ -108,7 +108,7 @@ def test_sampling_packs_a_frozen_layer_once_per_run(compose):
     FrozenCast is back after each call."""
     from omegaconf import OmegaConf
 
-    from zoo import levers
+    from zoo import levers, sampling_levers
 
     model, tok = _adapted(compose)
     model.eval()
@@ -117,7 +117,7 @@ def test_sampling_packs_a_frozen_layer_once_per_run(compose):
     cfg = OmegaConf.create({"zoo": {name: True for name in levers.SAMPLING}})
 
     def generate():
-        with levers.using(cfg), levers.fast_generate(model, autocast_dtype=torch.bfloat16):
+        with levers.using(cfg), sampling_levers.fast_generate(model, autocast_dtype=torch.bfloat16):
             return model.generate(**enc, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)
 
     plain = generate()
@@ -125,7 +125,7 @@ def test_sampling_packs_a_frozen_layer_once_per_run(compose):
         assert head in modules
         kept = head.forward
         first = generate()
-        made = kept.packed if levers._packable(head.weight, torch.bfloat16) else kept.weight
+        made = kept.packed if sampling_levers._packable(head.weight, torch.bfloat16) else kept.weight
         assert made is not None and head.forward is kept
         second = generate()
         assert (kept.packed if kept.packed is not None else kept.weight) is made

@@ -1,6 +1,6 @@
-"""Each of the zoo's performance levers (zoo/levers.py, trainer.zoo.*) leaves results unchanged: the same training
-losses with it on and off on the tiny model, and proof that it really changes what runs (no timing here: that is
-bench/cpu_defaults.py's job)."""
+"""Each of the zoo's performance levers (zoo/levers.py, zoo/sampling_levers.py; trainer.zoo.*) leaves results
+unchanged: the same training losses with it on and off on the tiny model, and proof that it really changes what runs
+(no timing here: that is bench/cpu_defaults.py's job)."""
 
 from __future__ import annotations
 
@@ -282,7 +282,7 @@ def test_contiguous_head_gives_the_same_tokens(compose, monkeypatch):
 def test_cdf_multinomial_draws_from_the_distribution():
     import torch
 
-    from zoo.levers import cdf_multinomial
+    from zoo.sampling_levers import cdf_multinomial
 
     probs = torch.tensor([[0.5, 0.0, 0.3, 0.2, 0.0], [0.0, 0.0, 0.0, 2.0, 2.0]])  # rows need not be normalised
     torch.manual_seed(0)
@@ -301,12 +301,12 @@ def test_cdf_multinomial_draws_from_the_distribution():
 def test_cdf_sampling_is_used_in_generate_and_restored(compose, monkeypatch):
     import torch
 
-    from zoo import levers
+    from zoo import sampling_levers
 
     model, tok = _adapted(compose)
     calls = []
-    real = levers.cdf_multinomial
-    monkeypatch.setattr(levers, "cdf_multinomial", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    real = sampling_levers.cdf_multinomial
+    monkeypatch.setattr(sampling_levers, "cdf_multinomial", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     original = torch.multinomial
     _sample(model, tok, _levers(cdf_sampling=True))
     assert len(calls) >= 12  # one draw per generated position
@@ -341,7 +341,7 @@ def test_merged_lora_sampling_same_tokens_base_untouched(compose, dtype):
     else:  # bf16 rounding of the folded weight can flip a near-tie in a greedy sequence, on some CPUs and not
         # others: compare the distributions instead, teacher-forced on the unmerged samples
         from zoo.generation import completion_logprobs
-        from zoo.levers import _merged_lora
+        from zoo.sampling_levers import _merged_lora
 
         prompts = [tok(p, add_special_tokens=False)["input_ids"] for p in PROMPTS for _ in range(2)]
         with amp, torch.no_grad():
@@ -385,7 +385,7 @@ def test_cast_once_gives_bit_identical_logits(compose, peft):
     cast in place; outside autocast nothing is swapped."""
     import torch
 
-    from zoo.levers import _cast_once
+    from zoo.sampling_levers import _cast_once
     from zoo.models import load_policy
 
     model = _adapted(compose)[0] if peft == "lora" else load_policy(compose("peft=none")).model
@@ -418,22 +418,22 @@ def test_packed_sampling_keeps_the_logits(compose, monkeypatch, packable):
 
     import torch
 
-    from zoo import levers
+    from zoo import levers, sampling_levers
 
-    if packable and not levers._packable(torch.zeros(1), torch.bfloat16):
+    if packable and not sampling_levers._packable(torch.zeros(1), torch.bfloat16):
         pytest.skip("this CPU's oneDNN has no bf16 path: the packed weights cannot be made here")
     if not packable:
-        monkeypatch.setattr(levers, "_packable", lambda weight, dtype: False)
+        monkeypatch.setattr(sampling_levers, "_packable", lambda weight, dtype: False)
     model, tok = _adapted(compose)
     model.eval()
     linears = [m for m in model.modules() if type(m) is torch.nn.Linear]
     ids = torch.tensor([[1, 5, 9, 200, 7], [3, 3, 40, 2, 11]])
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         plain = model(input_ids=ids).logits.float()
-        with levers._merged_lora(model), levers._cast_once(model, pack=True):
+        with sampling_levers._merged_lora(model), sampling_levers._cast_once(model, pack=True):
             kinds = {m.forward.func for m in linears if isinstance(m.forward, functools.partial)}
             packed = model(input_ids=ids).logits.float()
-    assert kinds == ({levers._packed_linear} if packable else {torch.nn.functional.linear})
+    assert kinds == ({sampling_levers._packed_linear} if packable else {torch.nn.functional.linear})
     assert not any("forward" in m.__dict__ for m in linears)
     assert all(p.dtype == torch.float32 for p in model.parameters())
     tv = 0.5 * (plain.softmax(-1) - packed.softmax(-1)).abs().sum(-1)
@@ -442,13 +442,13 @@ def test_packed_sampling_keeps_the_logits(compose, monkeypatch, packable):
     outs = {}
     for on in (False, True):
         with levers.using(_levers(merged_lora_sampling=True, cast_once_sampling=True, packed_sampling=on)):
-            with levers.fast_generate(model, autocast_dtype=torch.bfloat16):
+            with sampling_levers.fast_generate(model, autocast_dtype=torch.bfloat16):
                 outs[on] = model.generate(**enc, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)
     assert torch.equal(outs[True], outs[False])
 
 
 def _attention_in(model) -> str:
-    from zoo.levers import _transformers_model
+    from zoo.sampling_levers import _transformers_model
 
     return _transformers_model(model).config._attn_implementation
 
@@ -459,7 +459,7 @@ def test_sdpa_sampling_samples_with_sdpa_where_the_lever_chose_eager(compose):
     rounding. A model whose eager attention the user asked for (model.attn_implementation) keeps it."""
     import torch
 
-    from zoo import levers
+    from zoo import levers, sampling_levers
 
     model, tok = _adapted(compose)
     model.eval()
@@ -471,19 +471,19 @@ def test_sdpa_sampling_samples_with_sdpa_where_the_lever_chose_eager(compose):
     outs = {}
     for on in (True, False):
         seen.clear()
-        with levers.using(_levers(sdpa_sampling=on)), levers.fast_generate(model):
+        with levers.using(_levers(sdpa_sampling=on)), sampling_levers.fast_generate(model):
             outs[on] = model.generate(**enc, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)
         assert set(seen) == {"sdpa" if on else "eager"} and _attention_in(model) == "eager"
     assert torch.equal(outs[True], outs[False])
     with torch.no_grad():
         eager = model(**enc).logits
-        with levers._sdpa_attention(model):
+        with sampling_levers._sdpa_attention(model):
             sdpa = model(**enc).logits
     mask = enc["attention_mask"].bool()
     torch.testing.assert_close(sdpa[mask], eager[mask], rtol=1e-4, atol=1e-4)
 
     asked, _ = _adapted(lambda *o: compose(*o, "+model.attn_implementation=eager"))
-    with levers._sdpa_attention(asked):
+    with sampling_levers._sdpa_attention(asked):
         assert _attention_in(asked) == "eager"
 
 
@@ -512,19 +512,19 @@ def test_folding_uses_one_addmm_and_skips_the_folded_adapters(compose):
     layers' LoRA A/B then never run, so cast-once leaves them alone."""
     import torch
 
-    from zoo import levers
+    from zoo.sampling_levers import _cast_once, _lora_layers, _merged_lora, _plus_delta
 
     model, _ = _adapted(compose)
-    layer = levers._lora_layers(model)[0]
+    layer = _lora_layers(model)[0]
     weight = layer.base_layer.weight.data
     with torch.no_grad():
-        ours = levers._plus_delta(layer, "default", weight)
+        ours = _plus_delta(layer, "default", weight)
         peft_delta = weight + layer.get_delta_weight("default")
     assert torch.allclose(ours, peft_delta, rtol=1e-6, atol=1e-7) and not torch.equal(ours, weight)
     adapters = [m for name, m in model.named_modules() if type(m) is torch.nn.Linear and "lora_" in name]
-    with torch.autocast("cpu", dtype=torch.bfloat16), levers._merged_lora(model), levers._cast_once(model):
+    with torch.autocast("cpu", dtype=torch.bfloat16), _merged_lora(model), _cast_once(model):
         assert adapters and not any("forward" in m.__dict__ for m in adapters)
-    with torch.autocast("cpu", dtype=torch.bfloat16), levers._cast_once(model):  # not folded: cast as before
+    with torch.autocast("cpu", dtype=torch.bfloat16), _cast_once(model):  # not folded: cast as before
         assert all("forward" in m.__dict__ for m in adapters)
 
 
@@ -533,7 +533,7 @@ def test_fast_generate_runs_generate_under_the_callers_autocast(compose):
     under it, so the adapters are folded into bf16 weights once (not cast again at every decoding step)."""
     import torch
 
-    from zoo import levers
+    from zoo import levers, sampling_levers
 
     model, tok = _adapted(compose)
     layer = next(m for m in model.modules() if type(m).__name__ == "Linear" and hasattr(m, "base_layer"))
@@ -542,11 +542,11 @@ def test_fast_generate_runs_generate_under_the_callers_autocast(compose):
         lambda m, args: seen.append((torch.is_autocast_enabled("cpu"), m.base_layer.weight.dtype)))
     enc = tok(["The film was"], return_tensors="pt")
     with levers.using(_levers(merged_lora_sampling=True)):
-        with levers.fast_generate(model, autocast_dtype=torch.bfloat16):
+        with sampling_levers.fast_generate(model, autocast_dtype=torch.bfloat16):
             model.generate(**enc, max_new_tokens=3, do_sample=False, pad_token_id=tok.pad_token_id)
         assert seen and set(seen) == {(True, torch.bfloat16)}
         seen.clear()
-        with levers.fast_generate(model):
+        with sampling_levers.fast_generate(model):
             model.generate(**enc, max_new_tokens=3, do_sample=False, pad_token_id=tok.pad_token_id)
         assert seen and set(seen) == {(False, torch.float32)}
     assert all(p.dtype == torch.float32 for p in model.parameters())
@@ -556,10 +556,10 @@ def test_fast_generate_runs_generate_under_the_callers_autocast(compose):
 def test_bf16_training_samples_with_weights_cast_once(compose, dense_reward, tmp_path, monkeypatch, algo):
     """Under trainer.bf16 (every CPU runs it), PPO's sampler (nested inside fit's levers) and TRL's GRPO generate
     run under autocast with the head cast once per call, and training goes on to a finite loss."""
-    from zoo import levers
+    from zoo import sampling_levers
 
     casts = []
-    real = levers._cast_once
+    real = sampling_levers._cast_once
 
     def spying(model, **kwargs):
         import torch
@@ -567,7 +567,7 @@ def test_bf16_training_samples_with_weights_cast_once(compose, dense_reward, tmp
         casts.append(torch.is_autocast_enabled("cpu"))
         return real(model, **kwargs)
 
-    monkeypatch.setattr(levers, "_cast_once", spying)
+    monkeypatch.setattr(sampling_levers, "_cast_once", spying)
     metrics = run(compose(f"algo={algo}", "data=arithmetic", "trainer.max_steps=1", "trainer.bf16=true",
                           dense_reward, output_dir=tmp_path))
     assert casts and casts[0] is True
@@ -624,16 +624,16 @@ def test_trainer_cpu_turns_the_sampling_levers_on(compose):
 @pytest.mark.parametrize("on", [True, False])
 def test_trl_grpo_samples_under_the_levers(compose, dense_reward, tmp_path, monkeypatch, on):
     """TRL's GRPO calls the policy's generate itself: `fit` puts the sampling levers around it, as trainer.zoo says."""
-    from zoo import levers
+    from zoo import sampling_levers
 
     folded = []
-    real = levers._merged_lora
+    real = sampling_levers._merged_lora
 
     def counting(model):
-        folded.append(len(levers._lora_layers(model)))
+        folded.append(len(sampling_levers._lora_layers(model)))
         return real(model)
 
-    monkeypatch.setattr(levers, "_merged_lora", counting)
+    monkeypatch.setattr(sampling_levers, "_merged_lora", counting)
     flag = str(on).lower()
     run(compose("algo=grpo", "data=arithmetic", "trainer.max_steps=2", "+reward.functions.fraction_of_a=1.0",
                 f"trainer.zoo.merged_lora_sampling={flag}", f"trainer.zoo.cdf_sampling={flag}",
@@ -747,21 +747,21 @@ def test_compiled_decode_asks_transformers_to_compile_on_every_device(compose, m
     """compiled_decode hands generate a static cache and a CompileConfig allowed on CPU (transformers compiles on
     accelerators only otherwise), overriding TRL's disable_compile; a caller's own keyword wins. The compiled run
     itself is in the slow test below (compiling takes tens of seconds on CPU)."""
-    from zoo import levers
+    from zoo import levers, sampling_levers
 
     model, _ = _adapted(compose)
     seen = []
     monkeypatch.setattr(model, "generate", lambda *a, **k: seen.append(k))
-    with levers.using(_levers(compiled_decode=True)), levers.fast_generate(model):
+    with levers.using(_levers(compiled_decode=True)), sampling_levers.fast_generate(model):
         model.generate(input_ids=None)
         model.generate(input_ids=None, cache_implementation="dynamic")
     assert seen[0]["cache_implementation"] == "static" and seen[0]["disable_compile"] is False
     assert seen[0]["compile_config"]._compile_all_devices is True
     assert seen[1]["cache_implementation"] == "dynamic"
     with levers.using(_levers(static_cache=True)):  # the cache alone: never compiled (a GPU would by default)
-        assert levers.decoding_kwargs(model) == {"cache_implementation": "static", "disable_compile": True}
+        assert sampling_levers.decoding_kwargs(model) == {"cache_implementation": "static", "disable_compile": True}
     with levers.using(_levers()):
-        assert levers.decoding_kwargs(model) == {}
+        assert sampling_levers.decoding_kwargs(model) == {}
 
 
 def test_static_cache_stays_dynamic_under_autocast(compose, monkeypatch):

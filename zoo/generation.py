@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 
 from zoo import costs, seeds
-from zoo.levers import active, fast_generate
+from zoo.levers import active
+from zoo.sampling_levers import fast_generate
 
 
 def is_conversational(prompt) -> bool:

@@ -1,0 +1,346 @@
+"""The sampling levers (trainer.zoo.contiguous_head / cdf_sampling / merged_lora_sampling / cast_once_sampling /
+packed_sampling / sdpa_sampling) and the decoding levers (length_buckets / static_cache / compiled_decode) around
+`generate`: wherever the zoo samples (zoo.generation.sample: the harness, preference pairs, PPO rollouts,
+critique/revise) and around TRL's own `generate` calls (GRPO/RLOO, through `fit`). Which are on comes from
+zoo.levers (`active`, set for a run by `using`); each is measured in results/bench/sampling*.json and tested on and off
+for the same tokens or the same distribution in tests/test_levers.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from contextlib import ExitStack, contextmanager, nullcontext
+
+from zoo.levers import active
+
+
+def _contiguous_input(module, args):
+    return (args[0].contiguous(), *args[1:])
+
+
+def cdf_multinomial(probs, num_samples, replacement=False, *, generator=None, out=None):
+    """One draw per row of `probs` by inverse CDF: a uniform number against the running sum (in float64, so tokens
+    of probability ~1e-12 keep their share). Rows need not sum to 1; zero-probability entries are never drawn.
+    Other calls (several samples, `out=`) go to torch.multinomial."""
+    import torch
+
+    if num_samples != 1 or out is not None:
+        kw = {} if out is None else {"out": out}
+        fallback = _TORCH_MULTINOMIAL or torch.multinomial  # torch's own, whether or not it is patched now
+        return fallback(probs, num_samples, replacement, generator=generator, **kw)
+    cdf = probs.to(torch.float64).cumsum(-1)
+    u = torch.rand((*probs.shape[:-1], 1), dtype=torch.float64, device=probs.device, generator=generator)
+    return torch.searchsorted(cdf, u * cdf[..., -1:], right=True).clamp_(max=probs.shape[-1] - 1)
+
+
+def _lora_layers(model) -> list:
+    """LoRA-wrapped plain Linear layers with unmerged active adapters (4-bit bases merge lossily: left alone)."""
+    import torch
+
+    try:
+        from peft.tuners.lora import Linear as LoraLinear
+    except ImportError:  # pragma: no cover - peft is a dependency
+        return []
+    return [m for m in model.modules() if isinstance(m, LoraLinear) and not m.merged
+            and type(m.base_layer) is torch.nn.Linear and not m.disable_adapters
+            and all(a in m.lora_A for a in m.active_adapters)]
+
+
+def _autocast_dtype(weight):
+    """The dtype autocast would cast `weight` to in this block (its own where autocast is off). Autocast keeps no
+    cast of frozen weights, so a bf16-autocast decode step re-casts every fp32 base weight: a folded weight made in
+    that dtype up front skips the cast."""
+    import torch
+
+    device = weight.device.type
+    if weight.is_floating_point() and torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return weight.dtype
+
+
+def _plus_delta(layer, name: str, weight):
+    """`weight` + adapter `name`'s delta as a new tensor: one `addmm` (W + scaling * B @ A, the weight read and the
+    result written once) for a plain adapter, peft's own `get_delta_weight` for any other kind (DoRA, fan-in-fan-out,
+    other adapter layers). The two differ by fp32 rounding of the delta."""
+    import torch
+
+    a, b = layer.lora_A[name], layer.lora_B[name]
+    plain = (type(a) is torch.nn.Linear and type(b) is torch.nn.Linear and not layer.use_dora.get(name, False)
+             and not getattr(layer, "fan_in_fan_out", False) and a.weight.dtype == b.weight.dtype == weight.dtype)
+    if plain:
+        return torch.addmm(weight, b.weight, a.weight, alpha=layer.scaling[name])
+    return weight + layer.get_delta_weight(name).to(weight.dtype)
+
+
+@contextmanager
+def _merged_lora(model):
+    """Sample with each adapter folded into a temporary copy of its base weight (in the autocast dtype when autocast
+    is on): one matmul per layer instead of three, and no per-step weight cast. The base tensors are swapped back
+    afterwards, never merged and unmerged in place (that round trip would drift frozen bf16 weights). Sampling is
+    in eval mode everywhere the zoo samples, so LoRA dropout is off either way; TRL's GRPO samples in train mode,
+    where this also leaves the dropout out (as its vLLM path does)."""
+    import torch
+
+    layers = _lora_layers(model)
+    saved = []
+    try:
+        with torch.no_grad():
+            for layer in layers:
+                weight = layer.base_layer.weight
+                merged = weight.data
+                for name in layer.active_adapters:
+                    merged = _plus_delta(layer, name, merged)
+                merged = merged.to(_autocast_dtype(weight))
+                saved.append((layer, weight.data))
+                weight.data = merged
+                layer.merged_adapters = list(layer.active_adapters)  # peft's forward then uses the base layer only
+        yield
+    finally:
+        for layer, data in saved:
+            layer.base_layer.weight.data = data
+            layer.merged_adapters = []
+
+
+def model_autocast(model, dtype):
+    """torch.autocast in `dtype` on the device `model` lives on; a no-op context for dtype None."""
+    if dtype is None:
+        return nullcontext()
+    import torch
+
+    return torch.autocast(next(model.parameters()).device.type, dtype=dtype)
+
+
+def _folded_adapter_linears(model) -> set[int]:
+    """ids of the LoRA A/B layers of every LoRA layer whose adapters are merged (folded by `_merged_lora`): peft's
+    forward then runs the base layer alone, so casting or packing them would be wasted work."""
+    try:
+        from peft.tuners.lora import LoraLayer
+    except ImportError:  # pragma: no cover - peft is a dependency
+        return set()
+    return {id(m) for layer in model.modules() if isinstance(layer, LoraLayer) and layer.merged
+            for adapters in (layer.lora_A, layer.lora_B) for m in adapters.values()}
+
+
+@functools.cache
+def _onednn_bf16() -> bool:
+    """Whether this process's oneDNN runs bf16 on this CPU (asked once)."""
+    import torch
+
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def _packable(weight, dtype) -> bool:
+    """Whether oneDNN can take `weight` prepacked for a `dtype` linear layer: bf16 on a CPU whose oneDNN build runs
+    bf16 (the path torch's own bf16 `F.linear` takes there)."""
+    import torch
+
+    return dtype == torch.bfloat16 and weight.device.type == "cpu" and _onednn_bf16()
+
+
+def _packed_linear(x, *, packed, bias, dtype):
+    """`F.linear(x, weight, bias)` under autocast, with the weight prepacked in oneDNN's blocked layout."""
+    import torch
+
+    return torch.ops.mkldnn._linear_pointwise(x.to(dtype), packed, bias, "none", [], "")
+
+
+@contextmanager
+def _cast_once(model, pack: bool = False):
+    """Under autocast, give every plain Linear layer its weight (and bias) in the autocast dtype for the block.
+    Autocast keeps no cast of a weight that needs no gradient between calls, so each decoding step would cast
+    every fp32 weight again (on SmolLM2 the 49k-row LM head alone is 28M values per step). Made once per generate
+    call instead: the same casts, so bit-identical logits. The module's own tensors stay as they are (the head is
+    tied to the input embedding, which must stay fp32); the copies cost one bf16 copy of the weights while
+    sampling. Weights already in the autocast dtype (folded adapters) are left alone.
+
+    `pack` (trainer.zoo.packed_sampling): the bf16 weights, folded adapters included, also reordered once into
+    oneDNN's blocked layout (`torch.ops.mkldnn._reorder_linear_weight`), which torch's bf16 `F.linear` otherwise
+    does inside every call: oneDNN's inner-product primitive on the same bf16 values, where `F.linear` takes its
+    matmul primitive. The logits were bit-identical on the AVX512-BF16 CPU measured; tests/test_levers.py bounds
+    them at bf16 rounding on any CPU. Only on CPUs whose oneDNN runs bf16; elsewhere the plain cast."""
+    import torch
+
+    from zoo.frozen_cast import FrozenCast
+
+    swapped = []
+    folded = _folded_adapter_linears(model)
+    try:
+        for module in model.modules():
+            if type(module) is not torch.nn.Linear or id(module) in folded:
+                continue  # an adapter folded into its base weight: it will not run
+            kept = module.__dict__.get("forward")
+            if kept is not None and not isinstance(kept, FrozenCast):
+                continue  # an outer call cast it
+            dtype = _autocast_dtype(module.weight)
+            packing = pack and _packable(module.weight, dtype)
+            if dtype == module.weight.dtype and not packing:
+                continue
+            # A frozen layer under trainer.zoo.cast_once_training keeps its copies for the whole run (the LM head,
+            # layers no adapter folded into); a folded weight is new at every call and is cast or packed here.
+            made = None
+            if kept is not None and dtype != module.weight.dtype:
+                made = kept.packed_as(dtype) if packing else kept.cast(dtype)
+            if made is None:
+                weight = module.weight.detach().to(dtype)
+                bias = None if module.bias is None else module.bias.detach().to(dtype)
+                made = (torch.ops.mkldnn._reorder_linear_weight(weight) if packing else weight), bias
+            if packing:
+                module.forward = functools.partial(_packed_linear, packed=made[0], bias=made[1], dtype=dtype)
+            else:
+                module.forward = functools.partial(torch.nn.functional.linear, weight=made[0], bias=made[1])
+            swapped.append((module, kept))
+        yield
+    finally:
+        for module, kept in swapped:
+            if kept is None:
+                del module.forward
+            else:
+                module.forward = kept
+
+
+# Models that trainer.zoo.eager_attention gave eager attention (zoo.models marks them when they load): the ones
+# trainer.zoo.sdpa_sampling may switch to SDPA while they sample. An attention a user asked for is left as asked.
+_EAGER_BY_LEVER: weakref.WeakSet = weakref.WeakSet()
+
+
+def mark_eager_by_lever(model) -> None:
+    _EAGER_BY_LEVER.add(model)
+
+
+def _transformers_model(model):
+    """The transformers model inside `model` (a PEFT wrapper's base model), or None."""
+    from transformers import PreTrainedModel
+
+    inner = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    return inner if isinstance(inner, PreTrainedModel) else None
+
+
+@contextmanager
+def _sdpa_attention(model):
+    """trainer.zoo.sdpa_sampling: sample with torch's SDPA attention where the model trains with eager attention
+    because trainer.zoo.eager_attention chose it. Eager attention is faster for a training step on CPU (the
+    backward), SDPA for a decoding step (one query row against the cache): 69 -> 59 ms a step at GRPO's shape (8
+    rows, bf16 autocast, all sampling levers). The same attention up to float rounding (tests/test_levers.py: same
+    greedy tokens, logits within rounding). Switched back when the block ends."""
+    inner = _transformers_model(model)
+    if (inner is None or inner not in _EAGER_BY_LEVER or inner.config._attn_implementation != "eager"
+            or not getattr(inner, "_supports_sdpa", False) or not inner._can_set_attn_implementation()):
+        yield
+        return
+    inner.set_attn_implementation("sdpa")
+    try:
+        yield
+    finally:
+        inner.set_attn_implementation("eager")
+
+
+def _compile_config():
+    """Transformers compiles the decoding step itself when the cache is static, on accelerators only unless the
+    config says every device (the flag is private in transformers 5.23: the one switch for CPU)."""
+    from transformers import CompileConfig
+
+    config = CompileConfig(fullgraph=False, dynamic=False)
+    config._compile_all_devices = True
+    return config
+
+
+def decoding_kwargs(model) -> dict:
+    """What trainer.zoo.static_cache / compiled_decode add to a `generate` call of `model` (a caller's own keyword
+    wins).
+
+    `static_cache`: transformers' StaticCache, preallocated for the prompt plus max_new_tokens, instead of a
+    DynamicCache that concatenates every step: the same greedy tokens (tests/test_levers.py) and, with sampling, the
+    same random stream. `compiled_decode`: the decoding step under torch.compile (inductor), which needs the static
+    cache; the first call of every new (batch, prompt length) shape compiles (30-180 s for the 2-layer test model on
+    2 loaded cores; toggling merged_lora_sampling recompiles too), so it pays only when many calls repeat one shape.
+    Both off by default.
+
+    Neither applies under autocast (a bf16 Trainer's GRPO/RLOO, PPO's rollouts, pairs in the training precision):
+    the StaticCache takes its dtype from the first keys it stores, which leave rotary embeddings in fp32 while the
+    values are bf16, and transformers 5.23 then fails to copy the values in; those calls keep the DynamicCache."""
+    import torch
+
+    if not (active("static_cache") or active("compiled_decode")):
+        return {}
+    if torch.is_autocast_enabled(next(model.parameters()).device.type):
+        return {}
+    if not active("compiled_decode"):  # transformers would compile a static-cache decode on a GPU by itself
+        return {"cache_implementation": "static", "disable_compile": True}
+    # disable_compile=False overrides TRL's GRPO, whose generation config disables compiling
+    return {"cache_implementation": "static", "compile_config": _compile_config(), "disable_compile": False}
+
+
+@contextmanager
+def fast_generate(model, autocast_dtype=None):
+    """The active sampling levers around `model.generate` calls inside the block. Each is result-preserving:
+    `contiguous_head` gives the same tokens (tests/test_levers.py), `cdf_sampling` draws from the same
+    distribution with another random stream, `merged_lora_sampling` the same logits up to rounding,
+    `cast_once_sampling` bit-identical logits; `static_cache` / `compiled_decode` (`decoding_kwargs`) the same tokens.
+
+    `autocast_dtype`: the mixed precision the caller's forward passes already run under (a Trainer with bf16 on
+    wraps `model.forward` in autocast, so every decoding step is autocast, but `generate` itself is not). With a
+    lever on, the whole `generate` call then runs under that autocast, so the folded and cast weights are made in
+    its dtype once, instead of every fp32 weight being cast again at every decoding step."""
+    hooks, original = [], model.__dict__.get("generate")
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if active("contiguous_head") and head is not None:
+        # Transformers scores the prompt's last position as hidden[:, -1:, :], a strided view; a Linear on a
+        # strided 3-D input falls back to a batched matmul that copies the whole head once per row (49k x 576 x
+        # batch), which cost more than the rest of a 32-token sample on 2 cores.
+        hooks.append(head.register_forward_pre_hook(_contiguous_input))
+    wrap_cdf, wrap_merge = active("cdf_sampling"), active("merged_lora_sampling")
+    wrap_cast, wrap_pack = active("cast_once_sampling"), active("packed_sampling")
+    wrap_cache, wrap_sdpa = active("static_cache") or active("compiled_decode"), active("sdpa_sampling")
+    wrap = ((wrap_cdf or wrap_merge or wrap_cast or wrap_pack or wrap_cache or wrap_sdpa)
+            and callable(getattr(model, "generate", None)))
+    if wrap:  # (reward models have no generate)
+        inner = model.generate
+
+        def generate(*args, **kwargs):
+            with ExitStack() as stack:
+                stack.enter_context(model_autocast(model, autocast_dtype))
+                kwargs = {**decoding_kwargs(model), **kwargs}
+                if wrap_merge:
+                    stack.enter_context(_merged_lora(model))
+                if wrap_cast or wrap_pack:
+                    stack.enter_context(_cast_once(model, pack=wrap_pack))
+                if wrap_cdf:
+                    stack.enter_context(_patched_multinomial())
+                if wrap_sdpa:
+                    stack.enter_context(_sdpa_attention(model))
+                return inner(*args, **kwargs)
+
+        model.generate = generate
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+        if wrap:
+            if original is None:
+                del model.generate
+            else:
+                model.generate = original
+
+
+_TORCH_MULTINOMIAL = None  # torch.multinomial itself, while cdf_multinomial stands in for it
+
+
+@contextmanager
+def _patched_multinomial():
+    """Transformers' sampler draws each token with torch.multinomial, which on CPU fills an exponential variate per
+    vocabulary entry: 14 ms per draw for 16 rows x 49k tokens on 2 cores (a third of a 32-token sample). The inverse
+    CDF takes 0.3 ms."""
+    global _TORCH_MULTINOMIAL
+    import torch
+
+    if _TORCH_MULTINOMIAL is not None:  # already in place (nested generate)
+        yield
+        return
+    _TORCH_MULTINOMIAL = torch.multinomial
+    torch.multinomial = cdf_multinomial
+    try:
+        yield
+    finally:
+        torch.multinomial, _TORCH_MULTINOMIAL = _TORCH_MULTINOMIAL, None
