@@ -21,8 +21,8 @@ from zoo.checks import number, require
 from zoo.errors import ModelLoadError
 from zoo.files import atomic_dir
 from zoo.levers import lever
-from zoo.sampling_levers import mark_eager_by_lever
 from zoo.model_cache import EMBEDDED_HUB_ID, TINY_DIR_NAME, build_tiny, ensure_embedded
+from zoo.sampling_levers import mark_eager_by_lever
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # model.attn_implementation (optional, `+model.attn_implementation=...`): transformers' attention kernels, and the

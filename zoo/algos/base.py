@@ -25,8 +25,8 @@ from transformers import TrainerCallback
 
 from zoo import costs, resume
 from zoo.files import read_complete_jsonl, write_jsonl
-from zoo.levers import active, completion_only_logits, lever
 from zoo.frozen_cast import frozen_casts
+from zoo.levers import active, completion_only_logits, lever
 from zoo.logprob_head import cpu_logprob_head
 from zoo.models import sharded
 from zoo.sampling_levers import fast_generate, model_autocast
