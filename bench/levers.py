@@ -24,8 +24,6 @@ all-linear, the arithmetic pairs, batch 8, same seed and rows), each run a fresh
   one_thread                OMP_NUM_THREADS=1 (threads = physical cores is the default: this is the other side)
   malloc_keep_off           trainer.zoo.malloc_keep=false (glibc's default allocator: the zoo's defaults call
                             mallopt(M_MMAP_MAX=0, M_TRIM_THRESHOLD=-1) when a run starts)
-  cast_once_training_off    trainer.zoo.cast_once_training=false (autocast casts LoRA's frozen base weights, and
-                            the adapter-disabled reference's, to bf16 at every forward; the zoo keeps one copy)
   malloc_env                the lever off, MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2**40 in the environment
                             instead (glibc reads them at process start-up); results/bench/levers_malloc.json
                             measured this as `malloc_keep` against defaults without the lever
@@ -66,8 +64,6 @@ VARIANTS = {  # name -> (overrides, extra environment)
     # tensor, so no page faults and zeroing of fresh pages at every step): the zoo's runtime lever off, and the same
     # settings from the environment at start-up instead of the lever
     "malloc_keep_off": (["trainer.zoo.malloc_keep=false"], {}),
-    # frozen base weights cast to bf16 at every forward again, as autocast does by itself
-    "cast_once_training_off": (["trainer.zoo.cast_once_training=false"], {}),
     "malloc_env": (["trainer.zoo.malloc_keep=false"],
                    {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}),
 }

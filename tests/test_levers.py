@@ -507,6 +507,40 @@ def test_grpo_trains_eager_and_samples_with_sdpa(compose, dense_reward, tmp_path
     assert math.isfinite(metrics["grpo/train_loss"])
 
 
+def test_cast_once_keeps_a_frozen_heads_copy_between_calls(compose):
+    """Under autocast, cast-once sampling keeps the LM head's bf16 (packed where oneDNN can) copy from one generate
+    call to the next while the head is unchanged, and makes it again after an in-place change; folded weights and
+    weights that train are never kept. The tokens are those of fresh copies."""
+    import torch
+
+    from zoo import levers, sampling_levers
+
+    model, tok = _adapted(compose)
+    model.eval()
+    head = model.get_output_embeddings()
+    enc = tok(["The film was", "A long"], return_tensors="pt", padding=True)
+
+    def generate():
+        with levers.using(_levers(merged_lora_sampling=True, cast_once_sampling=True, packed_sampling=True)):
+            with sampling_levers.fast_generate(model, autocast_dtype=torch.bfloat16):
+                return model.generate(**enc, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)
+
+    sampling_levers._KEPT.clear()
+    first = generate()
+    assert list(sampling_levers._KEPT) == [head]  # the folded base layers are new every call: not kept
+    kept = sampling_levers._KEPT[head][1][0]
+    assert torch.equal(generate(), first) and sampling_levers._KEPT[head][1][0] is kept
+    with torch.no_grad():
+        head.weight.mul_(1.0)  # the same values, a new version: made again
+    assert torch.equal(generate(), first) and sampling_levers._KEPT[head][1][0] is not kept
+    sampling_levers._KEPT.clear()
+    head.weight.requires_grad_(True)  # a head that trains changes every step: copied per call only
+    try:
+        assert torch.equal(generate(), first) and head not in sampling_levers._KEPT
+    finally:
+        head.weight.requires_grad_(False)
+
+
 def test_folding_uses_one_addmm_and_skips_the_folded_adapters(compose):
     """merged_lora_sampling folds W + scaling * B @ A in one addmm: peft's own delta to fp32 rounding; the folded
     layers' LoRA A/B then never run, so cast-once leaves them alone."""

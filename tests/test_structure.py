@@ -21,7 +21,7 @@ LAYERS = [
     {"zoo.eval"},  # harness
     {"zoo.rewards", "zoo.judges"},  # scorers (rewards may use judges, not the other way)
     {"zoo.data", "zoo.models", "zoo.model_cache", "zoo.generation", "zoo.levers",  # rows, weights, sampling, levers
-     "zoo.sampling_levers", "zoo.logprob_head", "zoo.sparse_dropout", "zoo.frozen_cast",  # (levers' own modules),
+     "zoo.sampling_levers", "zoo.logprob_head", "zoo.sparse_dropout",  # (levers' own modules),
      "zoo.resume"},  # and what a stage leaves in its run dir for a resumed run
     # leaves (checks: errors only); dist: rank, barriers and sums across the processes zoo.launch starts;
     # costs: a stage's cost in shared units; quiet: the third-party messages the entry points silence

@@ -32,7 +32,6 @@ LEVERS = {  # name -> default where trainer.zoo does not say
     "reference_precompute": False,
     "cpu_logprob_head": True,
     "sparse_dropout": True,
-    "cast_once_training": True,
 }
 
 

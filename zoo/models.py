@@ -205,7 +205,7 @@ def quantization_config(peft_cfg):
         bnb_4bit_use_double_quant=peft_cfg.bnb_4bit_use_double_quant,
         # Sharded training (FSDP, ZeRO-3) flattens parameters of one dtype, so 4-bit weights are then stored in the
         # compute dtype; uint8 otherwise, as before.
-        bnb_4bit_quant_storage=DTYPES[peft_cfg.bnb_4bit_compute_dtype] if sharded() else torch.uint8,
+        bnb_4bit_quant_storage=DTYPES[peft_cfg.bnb_4bit_compute_dtype] if _sharded() else torch.uint8,
     )
 
 
@@ -214,7 +214,7 @@ def _fsdp() -> bool:
     return os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
 
 
-def sharded() -> bool:
+def _sharded() -> bool:
     """Whether this process holds only a shard of the weights: FSDP, or DeepSpeed ZeRO-3."""
     env = os.environ
     return _fsdp() or (env.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
@@ -258,7 +258,7 @@ def _from_pretrained(auto_cls, path: str, cfg, **extra):
         check_4bit_shapes(path, bool(cfg.model.trust_remote_code))
         kwargs["quantization_config"] = quant
         kwargs["dtype"] = DTYPES[cfg.peft.bnb_4bit_compute_dtype]
-        if torch.cuda.is_available() and not cfg.trainer.get("use_cpu", False) and not sharded():
+        if torch.cuda.is_available() and not cfg.trainer.get("use_cpu", False) and not _sharded():
             # Each data-parallel process quantizes its own copy onto its own GPU (FSDP / ZeRO-3 place shards).
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
     model = auto_cls.from_pretrained(path, **kwargs)
@@ -333,7 +333,7 @@ def export_merged(trained, bundle: PolicyBundle, cfg, out_dir: str | os.PathLike
     this stage's result.
     """
     out_dir = Path(out_dir)
-    state = _gathered_state(trained) if sharded() else None  # a collective: every rank takes part
+    state = _gathered_state(trained) if _sharded() else None  # a collective: every rank takes part
     if not dist.is_main():  # under zoo.launch the main process writes; DDP ranks hold the same weights anyway
         dist.barrier()
         return out_dir

@@ -145,14 +145,46 @@ def _packed_linear(x, *, packed, bias, dtype):
     return torch.ops.mkldnn._linear_pointwise(x.to(dtype), packed, bias, "none", [], "")
 
 
+# Copies of frozen weights that no adapter folds into (the LM head above all), kept from one generate call to the
+# next while the weight is unchanged: {module: (key, (weight or packed weight, bias))}. Dropped with the module.
+_KEPT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _copy_for_sampling(module, dtype, packing: bool):
+    """(weight, bias) of a Linear `module` in `dtype`, the weight reordered for oneDNN if `packing`. A frozen fp32
+    weight's copy is kept in `_KEPT` and made again only when the module's tensors change (another tensor, storage
+    or version); a weight that trains, or one already in `dtype` (a folded adapter, new at every call), is copied
+    for this call only, as is anything inside inference mode."""
+    import torch
+
+    weight, bias = module.weight, module.bias
+    keep = (weight.dtype != dtype and not weight.requires_grad and (bias is None or not bias.requires_grad)
+            and not torch.is_inference_mode_enabled())
+    key = (id(weight), weight.data_ptr(), weight._version, dtype, packing,
+           None if bias is None else (id(bias), bias.data_ptr(), bias._version))
+    if keep:
+        kept = _KEPT.pop(module, None)  # the old copy goes before a new one is made
+        if kept is not None and kept[0] == key:
+            _KEPT[module] = kept
+            return kept[1]
+    cast = weight.detach().to(dtype)
+    made = (torch.ops.mkldnn._reorder_linear_weight(cast) if packing else cast,
+            None if bias is None else bias.detach().to(dtype))
+    if keep:
+        _KEPT[module] = (key, made)
+    return made
+
+
 @contextmanager
 def _cast_once(model, pack: bool = False):
     """Under autocast, give every plain Linear layer its weight (and bias) in the autocast dtype for the block.
     Autocast keeps no cast of a weight that needs no gradient between calls, so each decoding step would cast
     every fp32 weight again (on SmolLM2 the 49k-row LM head alone is 28M values per step). Made once per generate
-    call instead: the same casts, so bit-identical logits. The module's own tensors stay as they are (the head is
-    tied to the input embedding, which must stay fp32); the copies cost one bf16 copy of the weights while
-    sampling. Weights already in the autocast dtype (folded adapters) are left alone.
+    call instead, and for a frozen weight no adapter folds into (the head) once for as long as it is unchanged
+    (`_copy_for_sampling`): the same casts, so bit-identical logits. The module's own tensors stay as they are (the
+    head is tied to the input embedding, which must stay fp32); the copies cost one bf16 copy of the weights while
+    sampling, and the kept ones (the head's: 57 MB on SmolLM2-135M) stay between calls. Weights already in the
+    autocast dtype (folded adapters) are left alone.
 
     `pack` (trainer.zoo.packed_sampling): the bf16 weights, folded adapters included, also reordered once into
     oneDNN's blocked layout (`torch.ops.mkldnn._reorder_linear_weight`), which torch's bf16 `F.linear` otherwise
@@ -161,42 +193,26 @@ def _cast_once(model, pack: bool = False):
     them at bf16 rounding on any CPU. Only on CPUs whose oneDNN runs bf16; elsewhere the plain cast."""
     import torch
 
-    from zoo.frozen_cast import FrozenCast
-
     swapped = []
     folded = _folded_adapter_linears(model)
     try:
         for module in model.modules():
-            if type(module) is not torch.nn.Linear or id(module) in folded:
-                continue  # an adapter folded into its base weight: it will not run
-            kept = module.__dict__.get("forward")
-            if kept is not None and not isinstance(kept, FrozenCast):
-                continue  # an outer call cast it
+            if type(module) is not torch.nn.Linear or "forward" in module.__dict__ or id(module) in folded:
+                continue  # an outer call cast it, or an adapter folded into its base weight that will not run
             dtype = _autocast_dtype(module.weight)
             packing = pack and _packable(module.weight, dtype)
             if dtype == module.weight.dtype and not packing:
                 continue
-            # A frozen layer under trainer.zoo.cast_once_training keeps its copies for the whole run (the LM head,
-            # layers no adapter folded into); a folded weight is new at every call and is cast or packed here.
-            made = None
-            if kept is not None and dtype != module.weight.dtype:
-                made = kept.packed_as(dtype) if packing else kept.cast(dtype)
-            if made is None:
-                weight = module.weight.detach().to(dtype)
-                bias = None if module.bias is None else module.bias.detach().to(dtype)
-                made = (torch.ops.mkldnn._reorder_linear_weight(weight) if packing else weight), bias
+            weight, bias = _copy_for_sampling(module, dtype, packing)
             if packing:
-                module.forward = functools.partial(_packed_linear, packed=made[0], bias=made[1], dtype=dtype)
+                module.forward = functools.partial(_packed_linear, packed=weight, bias=bias, dtype=dtype)
             else:
-                module.forward = functools.partial(torch.nn.functional.linear, weight=made[0], bias=made[1])
-            swapped.append((module, kept))
+                module.forward = functools.partial(torch.nn.functional.linear, weight=weight, bias=bias)
+            swapped.append(module)
         yield
     finally:
-        for module, kept in swapped:
-            if kept is None:
-                del module.forward
-            else:
-                module.forward = kept
+        for module in swapped:
+            del module.forward
 
 
 # Models that trainer.zoo.eager_attention gave eager attention (zoo.models marks them when they load): the ones

@@ -25,10 +25,8 @@ from transformers import TrainerCallback
 
 from zoo import costs, resume
 from zoo.files import read_complete_jsonl, write_jsonl
-from zoo.frozen_cast import frozen_casts
-from zoo.levers import active, completion_only_logits, lever
+from zoo.levers import completion_only_logits, lever
 from zoo.logprob_head import cpu_logprob_head
-from zoo.models import sharded
 from zoo.sampling_levers import fast_generate, model_autocast
 from zoo.sparse_dropout import sparse_dropouts
 
@@ -179,12 +177,6 @@ def _mixed_precision(args):
     return None
 
 
-def cast_once_training(args) -> bool:
-    """trainer.zoo.cast_once_training (as the run set it), where it can act: under mixed precision, with whole
-    weights in this process (a sharded model's gathered weights come and go with every forward)."""
-    return active("cast_once_training") and _mixed_precision(args) is not None and not sharded()
-
-
 def training_precision(ctx: Context, model=None):
     """A context to sample training data in (preference pairs, pairs for a judge to label): the stage's mixed
     precision, bf16 autocast where trainer.bf16 is on, as PPO's rollouts and TRL's GRPO sample (trainer.zoo.
@@ -212,7 +204,6 @@ def fit(trainer, ctx: Context) -> dict:
     with completion_only_logits(lever(ctx.cfg.trainer, "completion_only_logits")), \
             cpu_logprob_head(lever(ctx.cfg.trainer, "cpu_logprob_head")), \
             sparse_dropouts(*models, enabled=lever(ctx.cfg.trainer, "sparse_dropout")), \
-            frozen_casts(*models, enabled=cast_once_training(trainer.args)), \
             fast_generate(trainer.model, autocast_dtype=_mixed_precision(trainer.args)):
         result = trainer.train(resume_from_checkpoint=last)
     metrics = dict(result.metrics)

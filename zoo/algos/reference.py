@@ -18,8 +18,6 @@ import time
 
 import torch
 
-from zoo.algos.base import cast_once_training
-from zoo.frozen_cast import frozen_casts
 from zoo.levers import active, completion_only_logits
 from zoo.logprob_head import cpu_logprob_head
 
@@ -37,8 +35,7 @@ def precompute(trainer, batch_size: int) -> dict:
     try:
         # torch.no_grad, not inference_mode: a tensor a module caches under inference_mode cannot later be saved
         # for the training steps' backward.
-        with torch.no_grad(), completion_only_logits(True), cpu_logprob_head(active("cpu_logprob_head")), \
-                frozen_casts(model, enabled=cast_once_training(trainer.args)):
+        with torch.no_grad(), completion_only_logits(True), cpu_logprob_head(active("cpu_logprob_head")):
             for batch in batches(rows, batch_size):
                 inputs = trainer.data_collator([rows[i] for i in batch])
                 inputs = {k: v.to(trainer.accelerator.device) for k, v in inputs.items()}
