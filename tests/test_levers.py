@@ -509,8 +509,9 @@ def test_grpo_trains_eager_and_samples_with_sdpa(compose, dense_reward, tmp_path
 
 def test_cast_once_keeps_a_frozen_heads_copy_between_calls(compose):
     """Under autocast, cast-once sampling keeps the LM head's bf16 (packed where oneDNN can) copy from one generate
-    call to the next while the head is unchanged, and makes it again after an in-place change; folded weights and
-    weights that train are never kept. The tokens are those of fresh copies."""
+    call to the next while the head is unchanged, and makes it again after an in-place change; folded weights,
+    weights that train and LoRA's base layers (peft merges into them in place) are never kept. The tokens are those
+    of fresh copies."""
     import torch
 
     from zoo import levers, sampling_levers
@@ -539,6 +540,10 @@ def test_cast_once_keeps_a_frozen_heads_copy_between_calls(compose):
         assert torch.equal(generate(), first) and head not in sampling_levers._KEPT
     finally:
         head.weight.requires_grad_(False)
+    with levers.using(_levers(cast_once_sampling=True)), torch.autocast("cpu", dtype=torch.bfloat16):
+        with sampling_levers._cast_once(model):  # adapters not folded: their base layers are cast, and not kept
+            cast = [m for m in model.modules() if type(m) is torch.nn.Linear and "forward" in m.__dict__]
+        assert len(cast) > 1 and list(sampling_levers._KEPT) == [head]  # peft merges into bases in place
 
 
 def test_folding_uses_one_addmm_and_skips_the_folded_adapters(compose):

@@ -122,6 +122,16 @@ def _folded_adapter_linears(model) -> set[int]:
             for adapters in (layer.lora_A, layer.lora_B) for m in adapters.values()}
 
 
+def _adapted_bases(model) -> set[int]:
+    """ids of the base layers LoRA wraps: peft merges adapters into them in place (through `.data`, which bumps no
+    version), so a copy of their weight cannot be known to be current from one call to the next."""
+    try:
+        from peft.tuners.lora import LoraLayer
+    except ImportError:  # pragma: no cover - peft is a dependency
+        return set()
+    return {id(layer.base_layer) for layer in model.modules() if isinstance(layer, LoraLayer)}
+
+
 @functools.cache
 def _onednn_bf16() -> bool:
     """Whether this process's oneDNN runs bf16 on this CPU (asked once)."""
@@ -145,21 +155,21 @@ def _packed_linear(x, *, packed, bias, dtype):
     return torch.ops.mkldnn._linear_pointwise(x.to(dtype), packed, bias, "none", [], "")
 
 
-# Copies of frozen weights that no adapter folds into (the LM head above all), kept from one generate call to the
-# next while the weight is unchanged: {module: (key, (weight or packed weight, bias))}. Dropped with the module.
+# Copies of frozen weights outside LoRA's layers (the LM head above all), kept from one generate call to the next
+# while the weight is unchanged: {module: (key, (weight or packed weight, bias))}. Dropped with the module.
 _KEPT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _copy_for_sampling(module, dtype, packing: bool):
+def _copy_for_sampling(module, dtype, packing: bool, keepable: bool = True):
     """(weight, bias) of a Linear `module` in `dtype`, the weight reordered for oneDNN if `packing`. A frozen fp32
     weight's copy is kept in `_KEPT` and made again only when the module's tensors change (another tensor, storage
-    or version); a weight that trains, or one already in `dtype` (a folded adapter, new at every call), is copied
-    for this call only, as is anything inside inference mode."""
+    or version); a weight that trains, one already in `dtype` (a folded adapter, new at every call), a layer the
+    caller says not to keep (LoRA's base layers) and anything inside inference mode are copied for this call only."""
     import torch
 
     weight, bias = module.weight, module.bias
-    keep = (weight.dtype != dtype and not weight.requires_grad and (bias is None or not bias.requires_grad)
-            and not torch.is_inference_mode_enabled())
+    keep = (keepable and weight.dtype != dtype and not weight.requires_grad
+            and (bias is None or not bias.requires_grad) and not torch.is_inference_mode_enabled())
     key = (id(weight), weight.data_ptr(), weight._version, dtype, packing,
            None if bias is None else (id(bias), bias.data_ptr(), bias._version))
     if keep:
@@ -180,7 +190,7 @@ def _cast_once(model, pack: bool = False):
     """Under autocast, give every plain Linear layer its weight (and bias) in the autocast dtype for the block.
     Autocast keeps no cast of a weight that needs no gradient between calls, so each decoding step would cast
     every fp32 weight again (on SmolLM2 the 49k-row LM head alone is 28M values per step). Made once per generate
-    call instead, and for a frozen weight no adapter folds into (the head) once for as long as it is unchanged
+    call instead, and for a frozen weight outside LoRA's layers (the head) once for as long as it is unchanged
     (`_copy_for_sampling`): the same casts, so bit-identical logits. The module's own tensors stay as they are (the
     head is tied to the input embedding, which must stay fp32); the copies cost one bf16 copy of the weights while
     sampling, and the kept ones (the head's: 57 MB on SmolLM2-135M) stay between calls. Weights already in the
@@ -194,7 +204,7 @@ def _cast_once(model, pack: bool = False):
     import torch
 
     swapped = []
-    folded = _folded_adapter_linears(model)
+    folded, bases = _folded_adapter_linears(model), _adapted_bases(model)
     try:
         for module in model.modules():
             if type(module) is not torch.nn.Linear or "forward" in module.__dict__ or id(module) in folded:
@@ -203,7 +213,7 @@ def _cast_once(model, pack: bool = False):
             packing = pack and _packable(module.weight, dtype)
             if dtype == module.weight.dtype and not packing:
                 continue
-            weight, bias = _copy_for_sampling(module, dtype, packing)
+            weight, bias = _copy_for_sampling(module, dtype, packing, keepable=id(module) not in bases)
             if packing:
                 module.forward = functools.partial(_packed_linear, packed=weight, bias=bias, dtype=dtype)
             else:
