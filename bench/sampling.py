@@ -47,12 +47,12 @@ import time
 from pathlib import Path
 
 from bench.common import add_quiet_arg, machine, start_load_log, trailer, versions, write_result
+from zoo.levers import DECODING, SAMPLING
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT = REPO / "results" / "bench" / "sampling.json"
-# Every sampling lever on by default (zoo.levers.SAMPLING); `all-packed_sampling` is the four of the earlier table.
-ALL = ("contiguous_head", "cdf_sampling", "merged_lora_sampling", "cast_once_sampling", "packed_sampling",
-       "sdpa_sampling")
+# Every sampling lever (all on by default); `all-packed_sampling` is the four of the earlier table.
+ALL = SAMPLING
 SETTINGS = {
     "none": (),
     "contiguous_head": ("contiguous_head",),
@@ -149,8 +149,6 @@ SHAPES = {
 
 def _trainer(on: tuple[str, ...]):
     from omegaconf import OmegaConf
-
-    from zoo.levers import DECODING, SAMPLING
 
     return OmegaConf.create({"zoo": {name: name in on for name in (*SAMPLING, *DECODING)}})
 

@@ -111,25 +111,23 @@ def model_autocast(model, dtype):
     return torch.autocast(next(model.parameters()).device.type, dtype=dtype)
 
 
-def _folded_adapter_linears(model) -> set[int]:
-    """ids of the LoRA A/B layers of every LoRA layer whose adapters are merged (folded by `_merged_lora`): peft's
-    forward then runs the base layer alone, so casting or packing them would be wasted work."""
+def _lora_parts(model) -> tuple[set[int], set[int]]:
+    """ids of (the LoRA A/B layers of every LoRA layer whose adapters are merged, the base layers LoRA wraps), in one
+    walk over the model. Folded adapters (`_merged_lora`) leave peft's forward running the base layer alone, so
+    casting or packing their A/B would be wasted work; and peft merges adapters into base layers in place (through
+    `.data`, which bumps no version), so a copy of a base weight cannot be known to be current from one call to
+    the next."""
     try:
         from peft.tuners.lora import LoraLayer
     except ImportError:  # pragma: no cover - peft is a dependency
-        return set()
-    return {id(m) for layer in model.modules() if isinstance(layer, LoraLayer) and layer.merged
-            for adapters in (layer.lora_A, layer.lora_B) for m in adapters.values()}
-
-
-def _adapted_bases(model) -> set[int]:
-    """ids of the base layers LoRA wraps: peft merges adapters into them in place (through `.data`, which bumps no
-    version), so a copy of their weight cannot be known to be current from one call to the next."""
-    try:
-        from peft.tuners.lora import LoraLayer
-    except ImportError:  # pragma: no cover - peft is a dependency
-        return set()
-    return {id(layer.base_layer) for layer in model.modules() if isinstance(layer, LoraLayer)}
+        return set(), set()
+    folded, bases = set(), set()
+    for layer in model.modules():
+        if isinstance(layer, LoraLayer):
+            bases.add(id(layer.base_layer))
+            if layer.merged:
+                folded.update(id(m) for adapters in (layer.lora_A, layer.lora_B) for m in adapters.values())
+    return folded, bases
 
 
 @functools.cache
@@ -204,7 +202,7 @@ def _cast_once(model, pack: bool = False):
     import torch
 
     swapped = []
-    folded, bases = _folded_adapter_linears(model), _adapted_bases(model)
+    folded, bases = _lora_parts(model)
     try:
         for module in model.modules():
             if type(module) is not torch.nn.Linear or "forward" in module.__dict__ or id(module) in folded:
