@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(PY) -m zoo.train experiment=demo
 
+# One pytest worker per core (pytest-xdist), one torch thread each (tests/conftest.py): the tiny models' steps are
+# overhead-bound and much of the suite is subprocesses importing, so workers beat threads (10.7 -> 5.9 min on 2 cores).
 test: setup
-	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n auto
 
 test-slow: setup
 	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m slow

@@ -15,6 +15,12 @@ from zoo import quiet  # noqa: E402
 
 quiet.install()
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test`: one worker per core, so one torch thread each
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = "1"  # and in the runs tests start as subprocesses
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_sweeps import PLUGINS, compose_job, sweep_jobs  # noqa: E402 - the sweeper's expansion, shared
+from test_sweeps import PLUGINS, compose_job, seedless, sweep_jobs  # noqa: E402 - the sweeper's expansion, shared
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -143,7 +143,8 @@ def test_the_docs_have_commands_to_check():
 
 
 def _jobs(entry: str, argv: list[str]) -> list[list[str]]:
-    """What the entry point composes for this command line: one override list, or one per job of a multirun."""
+    """What the entry point composes for this command line: one override list, or one per job of a multirun (jobs
+    that differ only in their seed: one of them, `seedless`)."""
     from zoo.config import normalize_overrides
 
     if entry == "launch":
@@ -152,7 +153,7 @@ def _jobs(entry: str, argv: list[str]) -> list[list[str]]:
         keys, argv, extra = split_argv(argv)
         make_plan(keys, extra)  # the launcher keys: an accelerate config that exists, integers where integers go
     if "-m" in argv or "--multirun" in argv:
-        return sweep_jobs([a for a in argv if a not in ("-m", "--multirun")])
+        return seedless(sweep_jobs([a for a in argv if a not in ("-m", "--multirun")]))
     return [normalize_overrides(argv)]
 
 

@@ -234,24 +234,6 @@ def test_every_dpo_loss_type_trains(compose, watch_training, tmp_path, loss_type
     assert stage["frozen"] and all(stage["frozen"].values()), f"{loss_type}: a frozen base weight changed"
 
 
-def test_multirun_writes_one_run_dir_per_job(tiny_dir, tmp_path):
-    """The `-m` form through the real command line: one complete run dir per swept value."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    subprocess.run([sys.executable, "-m", "zoo.train", "-m", "algo=dpo", "model=tiny",
-                    f"model.name_or_path={tiny_dir}", "logger=none", "trainer.max_steps=1", "eval.num_prompts=2",
-                    "eval.max_new_tokens=4", "data.max_rows=16", "algo.args.beta=0.1,0.5",
-                    f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=root, check=True, capture_output=True)
-    runs = sorted((tmp_path / "sweep").glob("*/metrics.json"))
-    assert [p.parent.name for p in runs] == ["0", "1"]
-    betas = [__import__("yaml").safe_load((p.parent / "config.yaml").read_text())["algo"]["args"]["beta"]
-             for p in runs]
-    assert betas == [0.1, 0.5]
-
-
 def test_instructgpt_pipeline(compose, watch_training, tmp_path):
     """SFT -> RM -> PPO: the RM is PPO's reward and initialises the value model; eval compares SFT with PPO."""
     out = tmp_path / "run"

@@ -26,11 +26,21 @@ EXPECTED = (
 WARNING = re.compile(r"warn|deprecat|\[INFO\]|Traceback", re.I)
 
 
-def zoo_train(tmp_path: Path, *overrides: str, cache: Path | None = None):
+def _zoo_train(tmp_path: Path, *overrides: str, cache: Path | None = None, **env_set) -> subprocess.Popen:
+    """`python -m zoo.train <overrides>` started in `tmp_path` as a user's shell would start it."""
     env = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "HYDRA_FULL_ERROR", "PYTHONWARNINGS")}
-    env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), **env_set)
     cmd = [sys.executable, "-m", "zoo.train", *overrides, f"paths.cache_dir={cache or tmp_path / 'cache'}"]
-    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finished(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    stdout, stderr = proc.communicate(timeout=600)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def zoo_train(tmp_path: Path, *overrides: str, cache: Path | None = None):
+    return _finished(_zoo_train(tmp_path, *overrides, cache=cache))
 
 
 def _tiny(tiny_dir) -> list[str]:
@@ -55,30 +65,37 @@ def test_a_tiny_pipeline_prints_no_unexpected_warning(tmp_path, tiny_dir):
     assert not (tmp_path / "outputs").exists()
 
 
-@pytest.mark.parametrize("overrides, names", [
+MISTAKES = [  # (overrides, what the error must name)
     (["algo.args.betta=0.2"], ["algo.args.betta", "beta"]),
     (["model=tiny", "model.name_or_path=/no/such/model"], ["model.name_or_path", "/no/such/model"]),
     (["model.name_or_path=./no_such_dir"], ["model.name_or_path", "no such local directory"]),
     (["model=tiny", "algo=kto", "data=trl", "data.path={rows}", "eval.num_prompts=4"],
      ["algo=kto", "`label`", "{prompt, completion, label}"]),
-])
-def test_a_mistake_is_a_few_lines_and_leaves_nothing(tmp_path, overrides, names):
+]
+
+
+def test_a_mistake_is_a_few_lines_and_leaves_nothing(tmp_path):
+    """Each mistake in a `python -m zoo.train` of its own, all started at once (each spends its seconds importing),
+    and the first again with HYDRA_FULL_ERROR=1, which keeps the traceback."""
     rows = tmp_path / "rows.jsonl"
     rows.write_text("".join(json.dumps({"prompt": f"p{i}", "completion": "c"}) + "\n" for i in range(40)))
-    out = tmp_path / "run"
-    done = zoo_train(tmp_path, *[o.format(rows=rows) for o in overrides], "logger=none", f"paths.output_dir={out}")
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert 1 <= len(lines) <= 5 and "Traceback" not in done.stderr, done.stderr
-    assert all(n in done.stderr for n in names), done.stderr
-    assert not out.exists() and not (tmp_path / "outputs").exists()
-    assert not (tmp_path / "cache" / "tiny-llama-v2").exists()  # nothing was built
-
-
-def test_a_mistake_keeps_its_traceback_with_hydra_full_error(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "zoo.train", "algo.args.betta=0.2", "logger=none",
-                           f"paths.output_dir={tmp_path / 'run'}"], cwd=tmp_path, capture_output=True, text=True,
-                          env={**os.environ, "HYDRA_FULL_ERROR": "1", "PYTHONPATH": str(ROOT)}, timeout=300)
+    started = []
+    for i, (overrides, names) in enumerate(MISTAKES):
+        where = tmp_path / str(i)
+        where.mkdir()
+        started.append((where, overrides, names, _zoo_train(
+            where, *[o.format(rows=rows) for o in overrides], "logger=none", f"paths.output_dir={where / 'run'}")))
+    full = _zoo_train(tmp_path, "algo.args.betta=0.2", "logger=none", f"paths.output_dir={tmp_path / 'run'}",
+                      HYDRA_FULL_ERROR="1")
+    for where, overrides, names, proc in started:
+        done = _finished(proc)
+        assert done.returncode == 2, (overrides, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert 1 <= len(lines) <= 5 and "Traceback" not in done.stderr, (overrides, done.stderr)
+        assert all(n in done.stderr for n in names), (overrides, done.stderr)
+        assert not (where / "run").exists() and not (where / "outputs").exists(), overrides
+        assert not (where / "cache" / "tiny-llama-v2").exists(), overrides  # nothing was built
+    done = _finished(full)
     assert done.returncode != 0 and "Traceback" in done.stderr and "ConfigError" in done.stderr
 
 

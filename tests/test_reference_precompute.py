@@ -33,7 +33,8 @@ def trainer(tiny_dir, tmp_path):
 
     torch.manual_seed(0)
     args = DPOConfig(output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, per_device_train_batch_size=4,
-                     max_steps=1, report_to=[], save_strategy="no", logging_steps=1, seed=0)
+                     max_steps=1, report_to=[], save_strategy="no", logging_steps=1, seed=0,
+                     activation_checkpointing=False)
     model = AutoModelForCausalLM.from_pretrained(tiny_dir)
     lora = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM", init_lora_weights=False)
     return DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(PAIRS),
