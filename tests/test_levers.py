@@ -822,3 +822,88 @@ def test_compiled_decode_same_greedy_tokens(compose):
     off = _ragged(model, tok, _levers())
     on = _ragged(model, tok, _levers(compiled_decode=True))
     assert on.completion_ids == off.completion_ids
+
+
+def test_in_place_cache_layer_returns_what_transformers_layer_returns():
+    """The in-place layer against transformers' DynamicLayer through a prefill, appends past its first buffer, a
+    crop, a batch selection and a reset: the same keys and values after every update (fp32: equal); under bf16
+    autocast stored in bf16, the values attention would cast them to."""
+    import torch
+    from transformers.cache_utils import DynamicLayer
+
+    from zoo.sampling_levers import in_place_layer
+
+    torch.manual_seed(0)
+    ref, ours = DynamicLayer(), in_place_layer()()
+
+    def step(n, batch=3):
+        k, v = torch.randn(batch, 2, n, 64), torch.randn(batch, 2, n, 64)
+        got, want = ours.update(k, v), ref.update(k, v)
+        for a, b in zip(got, want):
+            assert a.dtype == torch.float32 and torch.equal(a, b)
+
+    step(5)
+    buffer = ours._buffers[0]
+    for _ in range(70):  # past the first buffer's 69 positions
+        step(1)
+    assert ours._buffers[0] is not buffer and ours._buffers[0].shape[-2] >= 75
+    for layer in (ref, ours):
+        layer.crop(-3)
+    step(1)
+    for layer in (ref, ours):
+        layer.batch_select_indices(torch.tensor([2, 0]))
+    step(2, batch=2)
+    for layer in (ref, ours):
+        layer.reset()
+    step(4)
+    assert ours.get_seq_length() == 4
+
+    ref, ours = DynamicLayer(), in_place_layer()()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for n in (5, 1, 1):
+            k, v = torch.randn(3, 2, n, 64), torch.randn(3, 2, n, 64).bfloat16()
+            got, want = ours.update(k, v), ref.update(k, v)
+            assert got[0].dtype == got[1].dtype == torch.bfloat16
+            assert torch.equal(got[0], want[0].bfloat16()) and torch.equal(got[1], want[1].bfloat16())
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16_autocast", "eager_attention"])
+def test_in_place_cache_same_tokens_and_logits(compose, precision):
+    """trainer.zoo.in_place_cache: the same greedy tokens and the same scores up to float rounding as transformers'
+    DynamicCache, through 80 new tokens (past the first buffer), in fp32, under bf16 autocast (where it stores bf16)
+    and with eager attention."""
+    import torch
+
+    from zoo import levers, sampling_levers
+
+    overrides = ("+model.attn_implementation=eager",) if precision == "eager_attention" else ()
+    model, tok = _adapted(lambda *o: compose(*o, *overrides))
+    model.eval()
+    enc = tok(RAGGED[:4], return_tensors="pt", padding=True)
+    outs = {}
+    for on in (False, True):
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16_autocast")
+        with autocast, levers.using(_levers(in_place_cache=on, sdpa_sampling=True)), \
+                sampling_levers.fast_generate(model):
+            outs[on] = model.generate(**enc, max_new_tokens=80, do_sample=False, pad_token_id=tok.pad_token_id,
+                                      output_logits=True, return_dict_in_generate=True)
+    layer = outs[True].past_key_values.layers[0]
+    assert type(layer).__name__ == "InPlaceLayer" and type(outs[False].past_key_values.layers[0]).__name__ != "InPlaceLayer"
+    assert layer.keys.dtype == (torch.bfloat16 if precision == "bf16_autocast" else torch.float32)
+    assert torch.equal(outs[True].sequences, outs[False].sequences)
+    tol = 2e-2 if precision == "bf16_autocast" else 1e-5
+    torch.testing.assert_close(torch.stack(outs[True].logits), torch.stack(outs[False].logits), rtol=tol, atol=tol)
+
+
+def test_in_place_cache_leaves_a_callers_cache_and_other_kinds_alone(compose):
+    from transformers import GenerationConfig
+    from transformers.cache_utils import DynamicCache
+
+    from zoo.sampling_levers import in_place_cache
+
+    model, _ = _adapted(compose)
+    assert type(in_place_cache(model, {}).layers[0]).__name__ == "InPlaceLayer"
+    for kwargs in ({"past_key_values": DynamicCache()}, {"cache_implementation": "static"}, {"use_cache": False},
+                   {"generation_config": GenerationConfig(cache_implementation="static")},
+                   {"generation_config": GenerationConfig(use_cache=False)}):
+        assert in_place_cache(model, kwargs) is None, kwargs
