@@ -61,7 +61,6 @@ SETTINGS = {
     "cast_once_sampling": ("cast_once_sampling",),
     "all": ALL,
     "all-packed_sampling": tuple(name for name in ALL if name != "packed_sampling"),
-    "all-in_place_cache": tuple(name for name in ALL if name != "in_place_cache"),
     "all+length_buckets": (*ALL, "length_buckets"),
     "all+static_cache": (*ALL, "static_cache"),
     "all+compiled_decode": (*ALL, "compiled_decode"),

@@ -23,7 +23,6 @@ LEVERS = {  # name -> default where trainer.zoo does not say
     "cast_once_sampling": True,
     "packed_sampling": True,
     "sdpa_sampling": True,
-    "in_place_cache": True,
     "training_precision_sampling": True,
     "length_buckets": False,
     "static_cache": False,
@@ -85,7 +84,7 @@ def completion_only_logits(enabled: bool = True):
 # preference pairs, PPO rollouts, critique/revise) and around TRL's own `generate` calls (GRPO/RLOO, through `fit`).
 # `train.run` sets every lever for the whole run from trainer.zoo (`using`); outside a run their defaults hold.
 SAMPLING = ("contiguous_head", "cdf_sampling", "merged_lora_sampling", "cast_once_sampling", "packed_sampling",
-            "sdpa_sampling", "in_place_cache")
+            "sdpa_sampling")
 # How decoding is organised rather than what each step computes; off unless trainer.zoo turns them on (to be measured
 # on a quiet machine: bench.sampling has a variant for each). `length_buckets` acts in zoo.generation.sample only,
 # the other two on every generate call the levers wrap (TRL's GRPO/RLOO too).

@@ -1,5 +1,5 @@
 """The sampling levers (trainer.zoo.contiguous_head / cdf_sampling / merged_lora_sampling / cast_once_sampling /
-packed_sampling / sdpa_sampling / in_place_cache) and the decoding levers (length_buckets / static_cache / compiled_decode) around
+packed_sampling / sdpa_sampling) and the decoding levers (length_buckets / static_cache / compiled_decode) around
 `generate`: wherever the zoo samples (zoo.generation.sample: the harness, preference pairs, PPO rollouts,
 critique/revise) and around TRL's own `generate` calls (GRPO/RLOO, through `fit`). Which are on comes from
 zoo.levers (`active`, set for a run by `using`); each is measured in results/bench/sampling*.json and tested on and off
@@ -259,75 +259,6 @@ def _sdpa_attention(model):
         inner.set_attn_implementation("eager")
 
 
-@functools.cache
-def in_place_layer():
-    """The cache layer of trainer.zoo.in_place_cache (see `in_place_cache`), made on first use since transformers
-    loads lazily: transformers' DynamicLayer with its keys and values in one preallocated buffer each, written in
-    place; `keys` / `values` are views of the filled part, so the layer's other methods (crop, batch selection,
-    reordering, reset) work unchanged, and the next update starts new buffers when one of them replaced a view."""
-    from transformers.cache_utils import DynamicLayer
-
-    return type("InPlaceLayer", (DynamicLayer,), {"lazy_initialization": _in_place_init, "update": _in_place_update,
-                                                   "__doc__": in_place_layer.__doc__, "__module__": __name__})
-
-
-def _in_place_init(self, key_states, value_states) -> None:
-    self.dtype, self.device = key_states.dtype, key_states.device
-    shape = (*key_states.shape[:-2], 0, key_states.shape[-1])
-    self.keys = key_states.new_empty(shape, dtype=_autocast_dtype(key_states))
-    self.values = value_states.new_empty((*shape[:-1], value_states.shape[-1]), dtype=_autocast_dtype(value_states))
-    self._buffers = (self.keys, self.values)  # full capacity; self.keys / self.values are views of their filled part
-    self.is_initialized = True
-
-
-def _in_place_update(self, key_states, value_states, *args, **kwargs):
-    if not self.is_initialized:
-        self.lazy_initialization(key_states, value_states)
-    held, new = self.keys.shape[-2], key_states.shape[-2]
-    needed = held + new
-    keys_buf, values_buf = self._buffers
-    # Another method replaced the views (crop, beam reordering, batch selection) or the buffers are full: start new
-    # buffers from what is held now, with room to double.
-    if (self.keys.data_ptr() != keys_buf.data_ptr() or self.values.data_ptr() != values_buf.data_ptr()
-            or self.keys.shape[:-2] != key_states.shape[:-2] or needed > keys_buf.shape[-2]):
-        capacity = max(2 * needed, needed + 64)
-        keys_buf = self.keys.new_empty((*key_states.shape[:-2], capacity, key_states.shape[-1]))
-        values_buf = self.values.new_empty((*value_states.shape[:-2], capacity, value_states.shape[-1]))
-        keys_buf[..., :held, :].copy_(self.keys)
-        values_buf[..., :held, :].copy_(self.values)
-        self._buffers = (keys_buf, values_buf)
-    keys_buf[..., held:needed, :].copy_(key_states)
-    values_buf[..., held:needed, :].copy_(value_states)
-    self.keys, self.values = keys_buf[..., :needed, :], values_buf[..., :needed, :]
-    return self.keys, self.values
-
-
-def in_place_cache(model, kwargs: dict):
-    """trainer.zoo.in_place_cache: the cache a `generate` call of `model` gets, or None to leave transformers' own.
-
-    Transformers' DynamicCache concatenates each layer's whole cache with the new position at every decoding step
-    (a copy that grows with the sequence), and under autocast keeps the keys in fp32 (they leave the rotary
-    embedding in fp32) while attention casts keys and values to bf16 again at every step. This cache preallocates
-    room to double, writes each step's keys and values in place and returns views of the filled part; under autocast
-    it stores them in the autocast dtype, which is what SDPA and eager attention cast them to before multiplying, so
-    the attention sees the same values (tests/test_levers.py: same greedy tokens, logits within rounding). Not where
-    the caller passes a cache or asks for another kind (static_cache), and only for models that take transformers'
-    DynamicCache."""
-    inner = _transformers_model(model)
-    if (inner is None or kwargs.get("past_key_values") is not None or kwargs.get("cache_implementation")
-            or any(getattr(config, "cache_implementation", None) or getattr(config, "use_cache", True) is False
-                   for config in (kwargs.get("generation_config"), inner.generation_config))
-            or kwargs.get("use_cache") is False or not inner._supports_default_dynamic_cache()
-            or inner.config.is_encoder_decoder):
-        return None
-    from transformers.cache_utils import DynamicCache, DynamicLayer
-
-    cache = DynamicCache(config=inner.config.get_text_config(decoder=True))
-    # Plain full-attention layers only; sliding-window and other kinds keep transformers' own.
-    cache.layers = [in_place_layer()() if type(layer) is DynamicLayer else layer for layer in cache.layers]
-    return cache
-
-
 def _compile_config():
     """Transformers compiles the decoding step itself when the cache is static, on accelerators only unless the
     config says every device (the flag is private in transformers 5.23: the one switch for CPU)."""
@@ -385,8 +316,7 @@ def fast_generate(model, autocast_dtype=None):
     wrap_cdf, wrap_merge = active("cdf_sampling"), active("merged_lora_sampling")
     wrap_cast, wrap_pack = active("cast_once_sampling"), active("packed_sampling")
     wrap_cache, wrap_sdpa = active("static_cache") or active("compiled_decode"), active("sdpa_sampling")
-    wrap_in_place = active("in_place_cache")
-    wrap = ((wrap_cdf or wrap_merge or wrap_cast or wrap_pack or wrap_cache or wrap_sdpa or wrap_in_place)
+    wrap = ((wrap_cdf or wrap_merge or wrap_cast or wrap_pack or wrap_cache or wrap_sdpa)
             and callable(getattr(model, "generate", None)))
     if wrap:  # (reward models have no generate)
         inner = model.generate
@@ -395,9 +325,6 @@ def fast_generate(model, autocast_dtype=None):
             with ExitStack() as stack:
                 stack.enter_context(model_autocast(model, autocast_dtype))
                 kwargs = {**decoding_kwargs(model), **kwargs}
-                cache = in_place_cache(model, kwargs) if wrap_in_place else None
-                if cache is not None:
-                    kwargs["past_key_values"] = cache
                 if wrap_merge:
                     stack.enter_context(_merged_lora(model))
                 if wrap_cast or wrap_pack:
