@@ -21,9 +21,10 @@ demo: setup
 	$(PY) -m zoo.train experiment=demo
 
 # One pytest worker per core (pytest-xdist), one torch thread each (tests/conftest.py): the tiny models' steps are
-# overhead-bound and much of the suite is subprocesses importing, so workers beat threads (10.7 -> 5.9 min on 2 cores).
+# overhead-bound and much of the suite is subprocesses importing, so workers beat threads (10.7 -> 5.7 min on 2 cores).
+# At most 8 workers: each holds torch and TRL (~1 GB) and starts runs of its own.
 test: setup
-	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n auto
+	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n auto --maxprocesses 8
 
 test-slow: setup
 	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m slow
