@@ -22,7 +22,8 @@ demo: setup
 
 # One pytest worker per core (pytest-xdist), one torch thread each (tests/conftest.py): the tiny models' steps are
 # overhead-bound and much of the suite is subprocesses importing, so workers beat threads (10.7 -> 5.7 min on 2 cores).
-# At most 8 workers: each holds torch and TRL (~1 GB) and starts runs of its own.
+# At most 8 workers: each holds torch and TRL (0.6 GB resident after the imports, more as it trains) and starts
+# runs of its own.
 test: setup
 	WANDB_MODE=offline HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n auto --maxprocesses 8
 
