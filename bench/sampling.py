@@ -23,9 +23,13 @@ preference-pair sampler and PPO's rollouts do, at three shapes (SHAPES):
 
 A call runs as many decoding steps as its batches' longest completions (rows that stopped early ride along), and
 the levers that change the random stream change where rows stop, so the unit of time is the decoding step: seconds
-per call / the steps `generate` ran (`Samples.decoding_steps`); seconds per call are kept too. One process, the
-settings alternating within each round (order reversed every other round); round 0 warms every setting up (its time
-is `warmup_s`: what compiled_decode spends compiling) and is dropped. Reported per setting: the median ms per
+per call / the steps `generate` ran (`Samples.decoding_steps`); seconds per call are kept too. The settings
+alternate within each round (order reversed every other round); round 0 warms every setting up (its time is
+`warmup_s`: what compiled_decode spends compiling) and is dropped. `--allocator as_run` (the default) times `none`
+in a worker process with glibc's defaults, as a plain script allocates, and every other setting in a second worker
+with trainer.zoo.malloc_keep applied, as a zoo run allocates (trainer=cpu keeps freed memory); one call at a time,
+never both at once. `--allocator shared` times every setting in this process with glibc's defaults (the earlier
+files). Reported per setting: the median ms per
 decoding step with min/max over rounds, and the speedup against `none` (the ratio of medians, and per round).
 
 `--profile SETTING` (default `all`; `none` to skip) runs one more call of that setting per shape and precision
@@ -175,8 +179,9 @@ def _model(name: str, dtype):
     return model, bundle.tokenizer
 
 
-def measure(model, tok, *, batch: int, tokens: int, rounds: int, autocast: bool = False, prompts: list | None = None,
-            n: int = 1, temperature: float = 1.0, settings: dict | None = None, profile: str | None = None) -> dict:
+def timed_call(model, tok, on: tuple[str, ...], *, prompts: list, tokens: int, temperature: float, n: int, batch: int,
+               autocast: bool, seed: int) -> tuple[float, int]:
+    """One `zoo.generation.sample` call with the levers `on`: (seconds, decoding steps it ran)."""
     from contextlib import nullcontext
 
     import torch
@@ -184,6 +189,62 @@ def measure(model, tok, *, batch: int, tokens: int, rounds: int, autocast: bool 
     from zoo import levers
     from zoo.generation import sample
 
+    amp = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else nullcontext()
+    with levers.using(_trainer(on)), amp:
+        t = time.perf_counter()
+        out = sample(model, tok, prompts, max_new_tokens=tokens, temperature=temperature, num_return_sequences=n,
+                     batch_size=batch, seed=seed)
+        dt = time.perf_counter() - t
+    return dt, out.decoding_steps or max(len(c) for c in out.completion_ids)
+
+
+def _serve(conn, model_name: str, dtype: str, keep_freed: bool, threads: int) -> None:
+    """A worker process of `--allocator as_run`: glibc set as a run would set it (`keep_freed`: the zoo's
+    malloc_keep, before anything is allocated), its own copy of the model; then one `timed_call` per request."""
+    import torch
+
+    from zoo.levers import malloc_keep
+
+    applied = malloc_keep(keep_freed)
+    torch.set_num_threads(threads)
+    model, tok = _model(model_name, getattr(torch, dtype))
+    conn.send(applied)
+    while (request := conn.recv()) is not None:
+        conn.send(timed_call(model, tok, **request))
+
+
+class Workers:
+    """`--allocator as_run`: two worker processes, one with glibc's defaults (where `none`, plain `generate`, runs,
+    as a plain script runs) and one with trainer.zoo.malloc_keep applied (every other setting, as a zoo run samples:
+    trainer=cpu keeps freed memory). The parent sends one call at a time, so they never run together."""
+
+    def __init__(self, model_name: str, dtype: str, threads: int):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.pipes, self.procs, self.allocator = {}, [], {}
+        for keep in (False, True):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_serve, args=(child, model_name, dtype, keep, threads), daemon=True)
+            proc.start()
+            self.allocator["zoo_levers" if keep else "none"] = parent.recv()
+            self.pipes[keep], self.procs = parent, [*self.procs, proc]
+
+    def __call__(self, name: str, on: tuple[str, ...], **request) -> tuple[float, int]:
+        pipe = self.pipes[name != "none"]
+        pipe.send({"on": on, **request})
+        return pipe.recv()
+
+    def close(self) -> None:
+        for pipe in self.pipes.values():
+            pipe.send(None)
+        for proc in self.procs:
+            proc.join(timeout=60)
+
+
+def measure(model, tok, *, batch: int, tokens: int, rounds: int, autocast: bool = False, prompts: list | None = None,
+            n: int = 1, temperature: float = 1.0, settings: dict | None = None, profile: str | None = None,
+            workers: Workers | None = None) -> dict:
     settings = settings or SETTINGS
     prompts = prompts or _single_prompts(batch)
     times: dict[str, list[float]] = {name: [] for name in settings}
@@ -192,27 +253,22 @@ def measure(model, tok, *, batch: int, tokens: int, rounds: int, autocast: bool 
     names = list(settings)
     for r in range(rounds + 1):  # round 0 warms up every setting (compiles, for compiled_decode) and is dropped
         for name in names if r % 2 else names[::-1]:
-            amp = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else nullcontext()
-            with levers.using(_trainer(settings[name])), amp:
-                t = time.perf_counter()
-                out = sample(model, tok, prompts, max_new_tokens=tokens, temperature=temperature,
-                             num_return_sequences=n, batch_size=batch, seed=r)
-                dt = time.perf_counter() - t
+            request = dict(prompts=prompts, tokens=tokens, temperature=temperature, n=n, batch=batch,
+                           autocast=autocast, seed=r)
+            dt, steps = (workers(name, settings[name], **request) if workers is not None
+                         else timed_call(model, tok, settings[name], **request))
             if r:
-                times[name].append(dt / (out.decoding_steps or max(len(c) for c in out.completion_ids)))
+                times[name].append(dt / steps)
                 calls[name].append(dt)
             else:
                 warmup[name] = dt
     base = times[names[0]]
     res = {}
     if profile in settings:
-        def call():
-            amp = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else nullcontext()
-            with levers.using(_trainer(settings[profile])), amp:
-                return sample(model, tok, prompts, max_new_tokens=tokens, temperature=temperature,
-                              num_return_sequences=n, batch_size=batch, seed=rounds + 1)
-        self_us, out = profile_call(call)
-        prof = {"setting": profile, **matmul_share(self_us, max(1, out.decoding_steps), 1e3 * statistics.median(base))}
+        request = dict(prompts=prompts, tokens=tokens, temperature=temperature, n=n, batch=batch, autocast=autocast,
+                       seed=rounds + 1)
+        self_us, (_, steps) = profile_call(lambda: timed_call(model, tok, settings[profile], **request))
+        prof = {"setting": profile, **matmul_share(self_us, max(1, steps), 1e3 * statistics.median(base))}
     for name, ts in times.items():
         med = statistics.median(ts)
         res[name] = {"median_ms_per_step": 1e3 * med, "min_ms_per_step": 1e3 * min(ts),
@@ -248,6 +304,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--settings", default=",".join(SETTINGS),
                     help=f"comma-separated, of {list(SETTINGS)}; the first is the baseline (none: plain generate)")
     ap.add_argument("--profile", default="all", help="the setting to profile once per shape and precision (none: skip)")
+    ap.add_argument("--allocator", choices=("as_run", "shared"), default="as_run",
+                    help="as_run: `none` in a process with glibc's defaults, the other settings in one with the zoo's "
+                         "malloc_keep, as a plain script and a zoo run each allocate; shared: every setting in this "
+                         "process, glibc's defaults")
     ap.add_argument("--out", type=Path, default=RESULT)
     add_quiet_arg(ap)
     a = ap.parse_args(argv)
@@ -269,27 +329,36 @@ def main(argv: list[str] | None = None) -> None:
         shape = SHAPES[shape_name]
         batch = shape["batch"] or a.batch
         prompts = shape["prompts"](batch)
-        by_dtype = {}
+        by_dtype, allocators = {}, {}
         for mode in _modes(shape, native):  # one side per precision: every setting's rounds run inside it
             model, tok = _model(a.model, getattr(torch, mode.split("_")[0]))
-            with load.side(f"{shape_name}/{mode}"):
-                by_dtype[mode] = measure(model, tok, batch=batch, tokens=a.tokens, rounds=a.rounds,
-                                         autocast=mode.endswith("autocast_bf16"), prompts=prompts, n=shape["n"],
-                                         temperature=shape["temperature"], settings={k: SETTINGS[k] for k in names},
-                                         profile=a.profile if a.profile != "none" else None)
+            workers = Workers(a.model, mode.split("_")[0], a.threads) if a.allocator == "as_run" else None
+            try:
+                with load.side(f"{shape_name}/{mode}"):
+                    by_dtype[mode] = measure(model, tok, batch=batch, tokens=a.tokens, rounds=a.rounds,
+                                             autocast=mode.endswith("autocast_bf16"), prompts=prompts, n=shape["n"],
+                                             temperature=shape["temperature"],
+                                             settings={k: SETTINGS[k] for k in names},
+                                             profile=a.profile if a.profile != "none" else None, workers=workers)
+            finally:
+                if workers is not None:
+                    allocators[mode] = workers.allocator
+                    workers.close()
             if chain is None and a.profile != "none":  # the multiplies alone, once per run
                 with load.side("linear_chain"):
                     chain = linear_chain(model)
             del model
         by_shape[shape_name] = {"prompts": len(prompts), "samples_per_prompt": shape["n"], "batch": batch,
-                                "new_tokens": a.tokens, "temperature": shape["temperature"], "by_dtype": by_dtype}
+                                "new_tokens": a.tokens, "temperature": shape["temperature"], "by_dtype": by_dtype,
+                                **({"allocator_by_dtype": allocators} if allocators else {})}
     result = {
         "benchmark": "sampling levers on zoo.generation.sample",
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": f"python -m bench.sampling --model {a.model} --batch {a.batch} --tokens {a.tokens} "
                    f"--rounds {a.rounds} --threads {a.threads} --shapes {a.shapes} --settings {a.settings} "
-                   f"--profile {a.profile}",
+                   f"--profile {a.profile} --allocator {a.allocator}",
         "settings": {"model": a.model, "peft": "lora r16 all-linear, B ~ N(0, 0.01)", "rounds": a.rounds,
+                     "allocator": a.allocator,
                      "threads": a.threads, "bf16_native": native, "levers": {k: list(SETTINGS[k]) for k in names}},
         "by_shape": by_shape,
         **({"linear_chain": chain} if chain else {}),

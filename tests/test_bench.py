@@ -164,6 +164,35 @@ def test_sampling_bench_reports_per_decoding_step(monkeypatch):
     assert res["cdf_sampling"]["per_round_speedup_vs_none"] == pytest.approx([1.0, 1.0])
 
 
+def test_sampling_bench_times_plain_generate_with_glibcs_defaults_and_the_levers_as_a_run_allocates():
+    """--allocator as_run: `none` goes to the worker without malloc_keep, every other setting to the one with it;
+    one request at a time, each answered before the next is sent."""
+    import bench.sampling as sampling
+
+    class Pipe:
+        def __init__(self, keep):
+            self.keep, self.sent, self.pending = keep, [], None
+
+        def send(self, request):
+            assert self.pending is None  # the previous call was answered first
+            self.sent.append(request)
+            self.pending = request
+
+        def recv(self):
+            request, self.pending = self.pending, None
+            return (2.0 if self.keep else 4.0), 2  # the kept-memory worker's calls take 2 "seconds", plain 4
+
+    workers = object.__new__(sampling.Workers)
+    workers.pipes = {False: Pipe(False), True: Pipe(True)}
+    settings = {k: sampling.SETTINGS[k] for k in ("none", "cdf_sampling", "all")}
+    res = sampling.measure(None, None, batch=3, tokens=8, rounds=2, settings=settings, workers=workers)
+    assert [r["on"] for r in workers.pipes[False].sent] == [()] * 3  # rounds 0-2, plain generate only
+    assert {r["on"] for r in workers.pipes[True].sent} == {settings["cdf_sampling"], settings["all"]}
+    assert len(workers.pipes[True].sent) == 6 and {r["seed"] for r in workers.pipes[True].sent} == {0, 1, 2}
+    assert res["none"]["median_ms_per_step"] == pytest.approx(2000.0)
+    assert res["all"]["speedup_vs_none"] == pytest.approx(2.0)
+
+
 def test_sampling_profile_splits_matmuls_from_the_rest():
     """The matrix multiplies' share of a profiled call, per decoding step, and the speedup a step of them bounds."""
     from bench.sampling import matmul_share
