@@ -38,7 +38,8 @@ self time, their ms per decoding step, and `bound_speedup_vs_none`, what the set
 `generate` if everything but those multiplies cost nothing. The profiler adds a little to every operator, so the
 share is a slight underestimate. Beside it, `linear_chain`: the model's own linear layers (every decoder layer's
 projections and the LM head, fp32, random inputs, no attention or anything else) run back to back at 16, 32, 64 and
-128 rows: what one decoding step's multiplies cost at that batch height on this machine, and the GFLOP/s they reach.
+128 rows: what one decoding step's multiplies cost at that batch height on this machine, and the GFLOP/s they reach,
+through torch's `F.linear` and, prepacked, through oneDNN's inner product (what packed_sampling runs in fp32).
 """
 
 from __future__ import annotations
@@ -116,8 +117,12 @@ def profile_call(call) -> tuple[dict[str, float], object]:
 def linear_chain(model, rows: tuple[int, ...] = (16, 32, 64, 128), repeats: int = 5) -> dict:
     """One decoding step's matrix multiplies alone: every nn.Linear of `model`'s decoder (LoRA's own small ones left
     out, as when folded in) and its LM head, once each, fp32, on `rows` random rows; the median of `repeats` after
-    one warm-up pass."""
+    one warm-up pass. `by_rows`: torch's `F.linear` (MKL's gemm); `packed_by_rows`, where torch has oneDNN: the same
+    weights prepacked for oneDNN's fp32 inner product, as trainer.zoo.packed_sampling runs them without autocast
+    (the two alternate within each repeat)."""
     import torch
+
+    from zoo.sampling_levers import _packable
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     head = base.get_output_embeddings()
@@ -125,21 +130,28 @@ def linear_chain(model, rows: tuple[int, ...] = (16, 32, 64, 128), repeats: int 
                if isinstance(m, torch.nn.Linear) and "lora_" not in name]  # the base layers (adapters folded in)
     weights.append(head.weight.detach().float().contiguous())
     flops_per_row = sum(2 * w.numel() for w in weights)
-    out = {}
+    packed = ([torch.ops.mkldnn._reorder_linear_weight(w) for w in weights]
+              if _packable(weights[0], torch.float32) else None)
+    kinds = {"by_rows": lambda x, i: torch.nn.functional.linear(x, weights[i])}
+    if packed is not None:
+        kinds["packed_by_rows"] = lambda x, i: torch.ops.mkldnn._linear_pointwise(x, packed[i], None, "none", [], "")
+    out = {kind: {} for kind in kinds}
     with torch.no_grad():
         for m in rows:
             xs = {w.shape[1]: torch.randn(m, w.shape[1]) for w in weights}
-            times = []
+            times = {kind: [] for kind in kinds}
             for r in range(repeats + 1):
-                t = time.perf_counter()
-                for w in weights:
-                    torch.nn.functional.linear(xs[w.shape[1]], w)
-                if r:
-                    times.append(time.perf_counter() - t)
-            med = statistics.median(times)
-            out[str(m)] = {"ms_per_step": 1e3 * med, "min_ms": 1e3 * min(times), "max_ms": 1e3 * max(times),
-                           "ms_per_row": 1e3 * med / m, "gflops": flops_per_row * m / med / 1e9}
-    return {"linears": len(weights), "gflop_per_row": flops_per_row / 1e9, "by_rows": out}
+                for kind, linear in (kinds.items() if r % 2 else list(kinds.items())[::-1]):
+                    t = time.perf_counter()
+                    for i, w in enumerate(weights):
+                        linear(xs[w.shape[1]], i)
+                    if r:
+                        times[kind].append(time.perf_counter() - t)
+            for kind, ts in times.items():
+                med = statistics.median(ts)
+                out[kind][str(m)] = {"ms_per_step": 1e3 * med, "min_ms": 1e3 * min(ts), "max_ms": 1e3 * max(ts),
+                                     "ms_per_row": 1e3 * med / m, "gflops": flops_per_row * m / med / 1e9}
+    return {"linears": len(weights), "gflop_per_row": flops_per_row / 1e9, **out}
 
 
 # name -> prompts(batch), samples per prompt, batch size (None: --batch), temperature, precisions ("bf16" expands to
@@ -375,8 +387,9 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"  {k}: matmuls {p['matmul_share']:.0%} of the step, {p['matmul_ms_per_step']:.1f} ms; "
                           f"bound x{p.get('bound_speedup_vs_none', float('nan')):.2f} vs {names[0]}")
     if chain:
-        print("linear chain:", {m: f"{v['ms_per_step']:.1f}ms {v['gflops']:.0f}GFLOP/s"
-                                for m, v in chain["by_rows"].items()})
+        for kind in ("by_rows", "packed_by_rows"):
+            print(f"linear chain ({kind}):", {m: f"{v['ms_per_step']:.1f}ms {v['gflops']:.0f}GFLOP/s"
+                                               for m, v in chain.get(kind, {}).items()})
     print(f"wrote {a.out}")
 
 

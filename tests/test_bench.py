@@ -222,6 +222,7 @@ def test_sampling_linear_chain_counts_the_base_layers_and_head(tiny_dir):
     flops = 2 * (c.num_hidden_layers * per_layer + c.vocab_size * c.hidden_size)
     assert chain["gflop_per_row"] == pytest.approx(flops / 1e9)
     assert chain["by_rows"]["8"]["ms_per_step"] > 0
+    assert set(chain["packed_by_rows"]) == {"8"}  # the oneDNN-packed side beside it (torch's CPU wheel has oneDNN)
 
 
 # ----------------------------------------------------------------------------------------------- a quiet machine

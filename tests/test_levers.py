@@ -822,3 +822,39 @@ def test_compiled_decode_same_greedy_tokens(compose):
     off = _ragged(model, tok, _levers())
     on = _ragged(model, tok, _levers(compiled_decode=True))
     assert on.completion_ids == off.completion_ids
+
+
+def test_packed_sampling_in_fp32_keeps_the_logits(compose):
+    """Without autocast (the harness samples in fp32; so does everything on a CPU without native bf16)
+    packed_sampling runs oneDNN's fp32 linear on a packed copy of every fp32 weight, folded adapters and the head
+    included: the logits agree with plain fp32 up to fp32 rounding (another summation order), the greedy tokens are
+    the same, the model's tensors are untouched, and no fp32 copy is kept between calls."""
+    import functools
+
+    import torch
+
+    from zoo import levers, sampling_levers
+
+    model, tok = _adapted(compose)
+    model.eval()
+    linears = [m for m in model.modules() if type(m) is torch.nn.Linear]
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    ids = torch.tensor([[1, 5, 9, 200, 7], [3, 3, 40, 2, 11]])
+    sampling_levers._KEPT.clear()
+    with torch.no_grad():
+        with sampling_levers._merged_lora(model):
+            folded = model(input_ids=ids).logits
+            with sampling_levers._cast_once(model, pack=True):
+                kinds = {m.forward.func for m in linears if isinstance(m.forward, functools.partial)}
+                packed = model(input_ids=ids).logits
+    assert kinds == {sampling_levers._packed_linear} and not sampling_levers._KEPT
+    assert not any("forward" in m.__dict__ for m in linears)
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    torch.testing.assert_close(packed, folded, rtol=1e-5, atol=1e-5)
+    enc = tok(["The film was", "A long"], return_tensors="pt", padding=True)
+    outs = {}
+    for on in (False, True):
+        with levers.using(_levers(merged_lora_sampling=True, cast_once_sampling=True, packed_sampling=on)):
+            with sampling_levers.fast_generate(model):
+                outs[on] = model.generate(**enc, max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert torch.equal(outs[True], outs[False])

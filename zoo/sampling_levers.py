@@ -139,15 +139,18 @@ def _onednn_bf16() -> bool:
 
 
 def _packable(weight, dtype) -> bool:
-    """Whether oneDNN can take `weight` prepacked for a `dtype` linear layer: bf16 on a CPU whose oneDNN build runs
+    """Whether oneDNN can take `weight` prepacked for a `dtype` linear layer on CPU: fp32 wherever torch has oneDNN
+    (every x86-64 CPU; torch's own fp32 `F.linear` takes MKL's gemm instead), bf16 on a CPU whose oneDNN build runs
     bf16 (the path torch's own bf16 `F.linear` takes there)."""
     import torch
 
-    return dtype == torch.bfloat16 and weight.device.type == "cpu" and _onednn_bf16()
+    if weight.device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    return dtype == torch.float32 or (dtype == torch.bfloat16 and _onednn_bf16())
 
 
 def _packed_linear(x, *, packed, bias, dtype):
-    """`F.linear(x, weight, bias)` under autocast, with the weight prepacked in oneDNN's blocked layout."""
+    """`F.linear(x, weight, bias)` (under autocast: in its dtype), the weight prepacked in oneDNN's blocked layout."""
     import torch
 
     return torch.ops.mkldnn._linear_pointwise(x.to(dtype), packed, bias, "none", [], "")
@@ -198,7 +201,10 @@ def _cast_once(model, pack: bool = False):
     oneDNN's blocked layout (`torch.ops.mkldnn._reorder_linear_weight`), which torch's bf16 `F.linear` otherwise
     does inside every call: oneDNN's inner-product primitive on the same bf16 values, where `F.linear` takes its
     matmul primitive. The logits were bit-identical on the AVX512-BF16 CPU measured; tests/test_levers.py bounds
-    them at bf16 rounding on any CPU. Only on CPUs whose oneDNN runs bf16; elsewhere the plain cast."""
+    them at bf16 rounding on any CPU. Only on CPUs whose oneDNN runs bf16; elsewhere the plain cast. Without
+    autocast (the harness, and everything on CPUs without native bf16) the fp32 weights are packed the same way and
+    run oneDNN's fp32 inner product instead of MKL's gemm: the same products summed in another order (logits within
+    fp32 rounding), for a copy of the weights while sampling; not kept between calls."""
     import torch
 
     swapped = []
