@@ -240,7 +240,8 @@ class Workers:
             proc = ctx.Process(target=_serve, args=(child, model_name, dtype, keep, threads), daemon=True)
             proc.start()
             self.allocator["zoo_levers" if keep else "none"] = parent.recv()
-            self.pipes[keep], self.procs = parent, [*self.procs, proc]
+            self.pipes[keep] = parent
+            self.procs.append(proc)
 
     def __call__(self, name: str, on: tuple[str, ...], **request) -> tuple[float, int]:
         pipe = self.pipes[name != "none"]
@@ -263,12 +264,15 @@ def measure(model, tok, *, batch: int, tokens: int, rounds: int, autocast: bool 
     calls: dict[str, list[float]] = {name: [] for name in settings}
     warmup: dict[str, float] = {}
     names = list(settings)
+
+    def request(seed: int) -> dict:  # one call's arguments beside the levers
+        return dict(prompts=prompts, tokens=tokens, temperature=temperature, n=n, batch=batch, autocast=autocast,
+                    seed=seed)
+
     for r in range(rounds + 1):  # round 0 warms up every setting (compiles, for compiled_decode) and is dropped
         for name in names if r % 2 else names[::-1]:
-            request = dict(prompts=prompts, tokens=tokens, temperature=temperature, n=n, batch=batch,
-                           autocast=autocast, seed=r)
-            dt, steps = (workers(name, settings[name], **request) if workers is not None
-                         else timed_call(model, tok, settings[name], **request))
+            dt, steps = (workers(name, settings[name], **request(r)) if workers is not None
+                         else timed_call(model, tok, settings[name], **request(r)))
             if r:
                 times[name].append(dt / steps)
                 calls[name].append(dt)
@@ -277,9 +281,7 @@ def measure(model, tok, *, batch: int, tokens: int, rounds: int, autocast: bool 
     base = times[names[0]]
     res = {}
     if profile in settings:
-        request = dict(prompts=prompts, tokens=tokens, temperature=temperature, n=n, batch=batch, autocast=autocast,
-                       seed=rounds + 1)
-        self_us, (_, steps) = profile_call(lambda: timed_call(model, tok, settings[profile], **request))
+        self_us, (_, steps) = profile_call(lambda: timed_call(model, tok, settings[profile], **request(rounds + 1)))
         prof = {"setting": profile, **matmul_share(self_us, max(1, steps), 1e3 * statistics.median(base))}
     for name, ts in times.items():
         med = statistics.median(ts)
