@@ -1,6 +1,6 @@
 """What each sampling lever (trainer.zoo.contiguous_head / cdf_sampling / merged_lora_sampling / cast_once_sampling /
-packed_sampling / sdpa_sampling, and the decoding levers length_buckets / static_cache / compiled_decode on top of
-those) saves against plain Hugging Face `generate` (`none`: every lever off), on the zoo's own sampler, at the shapes
+packed_sampling / sdpa_sampling, and the decoding levers length_buckets (on by default) / static_cache /
+compiled_decode (off) on top of those) saves against plain Hugging Face `generate` (`none`: every lever off), on the zoo's own sampler, at the shapes
 the zoo samples in.
 
     python -m bench.sampling               # part of `make bench`; writes results/bench/sampling.json
@@ -52,12 +52,13 @@ import time
 from pathlib import Path
 
 from bench.common import add_quiet_arg, machine, start_load_log, trailer, versions, write_result
-from zoo.levers import DECODING, SAMPLING
+from zoo.levers import DECODING, LEVERS, SAMPLING
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT = REPO / "results" / "bench" / "sampling.json"
-# Every sampling lever (all on by default); `all-packed_sampling` is the four of the earlier table.
-ALL = SAMPLING
+# The sampler as a run gets it: every sampling and decoding lever on by default (the six sampling levers and
+# length_buckets). Earlier files' `all` is the six alone (their `levers` field lists each setting's).
+ALL = tuple(name for name in (*SAMPLING, *DECODING) if LEVERS[name])
 SETTINGS = {
     "none": (),
     "contiguous_head": ("contiguous_head",),
@@ -66,7 +67,7 @@ SETTINGS = {
     "cast_once_sampling": ("cast_once_sampling",),
     "all": ALL,
     "all-packed_sampling": tuple(name for name in ALL if name != "packed_sampling"),
-    "all+length_buckets": (*ALL, "length_buckets"),
+    "all-length_buckets": tuple(name for name in ALL if name != "length_buckets"),
     "all+static_cache": (*ALL, "static_cache"),
     "all+compiled_decode": (*ALL, "compiled_decode"),
 }

@@ -238,7 +238,7 @@ def test_instructgpt_pipeline(compose, watch_training, tmp_path):
     """SFT -> RM -> PPO: the RM is PPO's reward and initialises the value model; eval compares SFT with PPO."""
     out = tmp_path / "run"
     metrics = run(compose("experiment=instructgpt", "model=tiny", "data.max_rows=96", "algo.args.max_steps=2",
-                          "stages.rm.pairs.num_samples=4", output_dir=out))
+                          "stages.rm.pairs.num_samples=8", output_dir=out))
     assert [s["metrics"] and next(iter(s["metrics"])).split("/")[0] for s in watch_training] == ["sft", "rm", "ppo"]
     assert metrics["eval/proxy_reward"] is not None and metrics["before/proxy_reward"] is not None
     assert 0.0 <= metrics["rm/accuracy"] <= 1.0 and "ppo/train_loss" in metrics

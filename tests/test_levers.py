@@ -657,6 +657,7 @@ def test_trainer_cpu_turns_the_sampling_levers_on(compose):
 
     cfg = compose()
     assert all(lever(cfg.trainer, name) for name in SAMPLING)
+    assert lever(cfg.trainer, "length_buckets") and not lever(cfg.trainer, "static_cache")
     assert cfg.trainer.zoo.cast_once_sampling is True and cfg.trainer.zoo.training_precision_sampling is True
 
 

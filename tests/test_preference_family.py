@@ -39,7 +39,13 @@ def test_unpaired_fraction_keeps_one_side_of_that_share():
     assert all(sorted(v) == [False, True] for v in per_prompt.values() if len(v) == 2)
     one_sided = unpaired_rows(PAIRS, 1.0, seed=1)
     assert len(one_sided) == 10 and len({r["prompt"] for r in one_sided}) == 10
-    assert 0 < sum(r["label"] for r in one_sided) < 10  # both kinds of label, drawn at random
+    assert sum(r["label"] for r in one_sided) == 5  # half desirable, half undesirable
+    def sides(rows):
+        return {(r["prompt"], r["label"]) for r in rows}
+
+    assert sides(unpaired_rows(PAIRS, 1.0, seed=2)) != sides(one_sided)  # which pairs keep which side: the seed's
+    odd = [sum(r["label"] for r in unpaired_rows(PAIRS[:3], 1.0, seed=s)) for s in range(20)]
+    assert set(odd) == {1, 2}  # an odd one out goes either way
     assert unpaired_rows(PAIRS, 0.3, seed=1) == rows  # the seed decides
 
 

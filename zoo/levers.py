@@ -24,7 +24,7 @@ LEVERS = {  # name -> default where trainer.zoo does not say
     "packed_sampling": True,
     "sdpa_sampling": True,
     "training_precision_sampling": True,
-    "length_buckets": False,
+    "length_buckets": True,
     "static_cache": False,
     "compiled_decode": False,
     "eager_attention": False,

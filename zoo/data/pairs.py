@@ -111,18 +111,21 @@ def label_pairs(judge, rows: list[dict], firsts: list, seconds: list, min_margin
 def unpaired_rows(pairs: list[dict], unpaired_fraction: float, seed: int) -> list[dict]:
     """KTO's rows from preference pairs: each pair becomes a desirable row (its chosen completion, label true) and
     an undesirable one (rejected, false), TRL's convention. For a share `unpaired_fraction` of the pairs (drawn
-    with `seed`), only one side is kept, desirable or undesirable at random: the labels a thumbs-up/down interface
-    would collect, fewer of them and never both for one prompt. The rows come back shuffled, so TRL's KL estimate
-    (each completion scored against its neighbour's prompt in a sequential batch) never pairs a completion with
-    its own prompt's other side."""
+    with `seed`), only one side is kept: the labels a thumbs-up/down interface would collect, fewer of them and
+    never both for one prompt. Half of those pairs keep their desirable side and half their undesirable one (which
+    pairs at random; an odd one out either way), so a few pairs never leave KTO with one kind of label only. The rows
+    come back shuffled, so TRL's KL estimate (each completion scored against its neighbour's prompt in a sequential
+    batch) never pairs a completion with its own prompt's other side."""
     rng = seeds.rng("pairs.unpaired", seed)
-    drop_one = set(rng.sample(range(len(pairs)), round(len(pairs) * unpaired_fraction)))
+    one_sided = rng.sample(range(len(pairs)), round(len(pairs) * unpaired_fraction))  # in random order
+    desirable = len(one_sided) // 2 + (len(one_sided) % 2 and rng.random() < 0.5)
+    keep = {i: (0 if n < desirable else 1) for n, i in enumerate(one_sided)}  # 0: the chosen side, 1: the rejected
     out = []
     for i, pair in enumerate(pairs):
         base = {k: v for k, v in pair.items() if k not in NOT_TASK_COLUMNS or k == "prompt"}
         sides = [(pair["chosen"], True), (pair["rejected"], False)]
-        if i in drop_one:
-            sides = [rng.choice(sides)]
+        if i in keep:
+            sides = [sides[keep[i]]]
         out += [{**base, "completion": completion, "label": label} for completion, label in sides]
     rng.shuffle(out)
     return out
