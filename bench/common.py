@@ -310,9 +310,10 @@ def machine(loadavg_before) -> dict:
     lines = Path("/proc/cpuinfo").read_text().splitlines()
     model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "unknown")
     flags = next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), [])
-    # Settings in the bench's own environment that move its times (glibc's allocator, thread counts), when set.
+    # Settings in the bench's own environment that move its times, when set: glibc's allocator, thread counts, and
+    # the instruction sets oneDNN and MKL may dispatch to (ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS).
     tuning = {k: v for k, v in os.environ.items()
-              if k.startswith("MALLOC_") or k in ("GLIBC_TUNABLES", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+              if k.startswith(("MALLOC_", "ONEDNN_", "DNNL_", "MKL_")) or k in ("GLIBC_TUNABLES", "OMP_NUM_THREADS")}
     return {"cpu": model, "flags": sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2"))),
             "cores": os.cpu_count(), "loadavg_before": loadavg_before, "loadavg_after": os.getloadavg(),
             **({"environment": tuning} if tuning else {})}

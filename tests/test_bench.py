@@ -364,3 +364,20 @@ def test_levers_reference_cost_per_pair():
     assert out["reference_precompute_s_per_pair"]["median"] == 0.05
     assert out["reference_precompute_batch_size"] == 32
     assert reference_cost([{"phase_s": {}}], batch_size=8) == {}
+
+
+
+def test_machine_records_the_settings_that_pick_code_paths(monkeypatch):
+    """A bench run under capped instruction sets or another allocator says so in its file; other variables stay out."""
+    import os
+
+    from bench.common import machine
+
+    for key in list(os.environ):
+        if key.startswith(("MALLOC_", "ONEDNN_", "DNNL_", "MKL_")) or key in ("GLIBC_TUNABLES", "OMP_NUM_THREADS"):
+            monkeypatch.delenv(key)
+    assert "environment" not in machine((0.0, 0.0, 0.0))
+    settings = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "MALLOC_MMAP_MAX_": "0"}
+    for key, value in {**settings, "ZOO_UNRELATED": "1"}.items():
+        monkeypatch.setenv(key, value)
+    assert machine((0.0, 0.0, 0.0))["environment"] == settings
