@@ -85,9 +85,10 @@ def completion_only_logits(enabled: bool = True):
 # `train.run` sets every lever for the whole run from trainer.zoo (`using`); outside a run their defaults hold.
 SAMPLING = ("contiguous_head", "cdf_sampling", "merged_lora_sampling", "cast_once_sampling", "packed_sampling",
             "sdpa_sampling")
-# How decoding is organised rather than what each step computes; off unless trainer.zoo turns them on (to be measured
-# on a quiet machine: bench.sampling has a variant for each). `length_buckets` acts in zoo.generation.sample only,
-# the other two on every generate call the levers wrap (TRL's GRPO/RLOO too).
+# How decoding is organised rather than what each step computes (bench.sampling has a variant for each):
+# `length_buckets` (on by default) acts in zoo.generation.sample only, `static_cache` and `compiled_decode` (off: they
+# measured slower or pay only after minutes of compiling) on every generate call the levers wrap (TRL's GRPO/RLOO
+# too).
 DECODING = ("length_buckets", "static_cache", "compiled_decode")
 _ACTIVE: ContextVar[dict] = ContextVar("zoo_levers", default={})
 

@@ -118,7 +118,8 @@ def unpaired_rows(pairs: list[dict], unpaired_fraction: float, seed: int) -> lis
     batch) never pairs a completion with its own prompt's other side."""
     rng = seeds.rng("pairs.unpaired", seed)
     one_sided = rng.sample(range(len(pairs)), round(len(pairs) * unpaired_fraction))  # in random order
-    desirable = len(one_sided) // 2 + (len(one_sided) % 2 and rng.random() < 0.5)
+    half, odd = divmod(len(one_sided), 2)
+    desirable = half + int(odd == 1 and rng.random() < 0.5)
     keep = {i: (0 if n < desirable else 1) for n, i in enumerate(one_sided)}  # 0: the chosen side, 1: the rejected
     out = []
     for i, pair in enumerate(pairs):
