@@ -63,11 +63,21 @@ def fraction_of_a(prompts, completions, **columns):
     return [as_text(c).count("a") / max(1, len(as_text(c))) for c in completions]
 
 
+def fraction_of_e(prompts, completions, **columns):
+    """A second dense toy reward (share of the letter 'e'), e.g. a gold that a `fraction_of_a` judge is checked
+    against: the tiny model's short random completions almost always tie under VADER, rarely under this."""
+    from zoo.generation import as_text
+
+    return [as_text(c).count("e") / max(1, len(as_text(c))) for c in completions]
+
+
 @pytest.fixture
 def dense_reward(monkeypatch):
-    """Register the toy reward and return the override that selects it."""
+    """Register the toy rewards (`fraction_of_a`, `fraction_of_e`) and return the override that selects the first
+    as the run's reward."""
     from zoo import rewards
 
-    monkeypatch.setitem(rewards.REWARDS, "fraction_of_a", fraction_of_a)
-    monkeypatch.setattr(rewards, "KNOWN", sorted([*rewards.KNOWN, "fraction_of_a"]))
+    for name, fn in (("fraction_of_a", fraction_of_a), ("fraction_of_e", fraction_of_e)):
+        monkeypatch.setitem(rewards.REWARDS, name, fn)
+    monkeypatch.setattr(rewards, "KNOWN", sorted([*rewards.KNOWN, "fraction_of_a", "fraction_of_e"]))
     return "+reward.functions.fraction_of_a=1.0"

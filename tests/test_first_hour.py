@@ -107,7 +107,7 @@ def test_resume_over_nothing_says_so(tmp_path, tiny_dir, compose, capsys):
     assert f"no earlier run in {out}" in capsys.readouterr().out
 
 
-def test_pairs_are_sampled_only_for_the_steps_that_use_them(compose, tmp_path, capsys):
+def test_pairs_are_sampled_only_for_the_steps_that_use_them(compose, tmp_path, capsys, dense_reward):
     from types import SimpleNamespace
 
     args = SimpleNamespace(max_steps=2, per_device_train_batch_size=8, gradient_accumulation_steps=2)
@@ -118,8 +118,9 @@ def test_pairs_are_sampled_only_for_the_steps_that_use_them(compose, tmp_path, c
     from zoo.files import read_jsonl
     from zoo.train import run
 
-    run(compose("algo=dpo", "data=sentiment", "trainer.max_steps=1", "trainer.per_device_train_batch_size=4",
-                "data.max_rows=40"))
+    # Pairs ranked by a dense toy gold: the tiny model's random samples nearly always tie under VADER.
+    run(compose("algo=dpo", "data=sentiment", "data.gold=fraction_of_e", "trainer.max_steps=1",
+                "trainer.per_device_train_batch_size=4", "data.max_rows=40"))
     assert "sampling pairs for 4 of " in capsys.readouterr().out
     pairs = read_jsonl(tmp_path / "run" / "stages" / "dpo" / "pairs.jsonl")
     assert 1 <= len(pairs) <= 4

@@ -229,11 +229,13 @@ def test_online_dpo_scores_a_rule_judge_on_gold_ranked_samples(compose, tmp_path
     checked = []  # the pairs the check scores the judge on (zoo.rlaif.judging imports judge_quality when it runs)
     monkeypatch.setattr("zoo.eval.judge_quality.judge_quality",
                         lambda judge, pairs: checked.append(pairs) or judge_quality(judge, pairs))
-    metrics = run(compose("algo=online_dpo", "data=sentiment", "algo.rounds=1", "algo.steps_per_round=1",
-                          "trainer.per_device_train_batch_size=4", "algo.judge.kind=reward",
+    # The gold ranks the check's pairs; a dense one (share of 'e'), since the tiny model's 8 random tokens almost
+    # always tie under VADER and tied pairs are dropped.
+    metrics = run(compose("algo=online_dpo", "data=sentiment", "data.gold=fraction_of_e", "algo.rounds=1",
+                          "algo.steps_per_round=1", "trainer.per_device_train_batch_size=4", "algo.judge.kind=reward",
                           "algo.judge.reward=fraction_of_a", "algo.pairs.max_new_tokens=8", "algo.args.max_length=64",
                           "algo.judge_check.pairs=8", output_dir=tmp_path / "run"))
-    assert 1 <= metrics["online_dpo/judge/num_pairs"] <= 8  # sampled pairs whose VADER scores tie are dropped
+    assert 1 <= metrics["online_dpo/judge/num_pairs"] <= 8  # sampled pairs whose gold scores tie are dropped
     assert metrics["online_dpo/judge/position_consistency"] == 1.0  # a reward function: order-free
     # By hand: the rule judge is right where its score ranks the VADER-chosen completion higher, half right on ties.
     (pairs,) = checked
@@ -259,18 +261,19 @@ def test_a_noisy_gold_judge_is_checked_not_skipped(tmp_path, capsys):
     assert metrics["rlaif/judge/accuracy"] == 0.0 and metrics["rlaif/judge/position_consistency"] == 1.0
 
 
-def test_rlaif_with_a_noisy_gold_judge_records_its_labeller_and_noise(compose, tmp_path):
+def test_rlaif_with_a_noisy_gold_judge_records_its_labeller_and_noise(compose, tmp_path, dense_reward):
     """The RLAIF baseline of known label noise, from config: each stored pair names its labeller, the stage logs
-    the noise."""
+    the noise. The gold is a dense toy reward (the tiny model's 8 random tokens almost always tie under VADER, and a
+    judge labels no tied pair)."""
     from zoo.files import read_jsonl
     from zoo.train import run
 
     out = tmp_path / "run"
-    metrics = run(compose("algo=rlaif", "data=sentiment", "algo.judge.kind=reward", "algo.judge.reward=sentiment",
-                          "algo.judge.noise=0.2", "algo.judge_check.pairs=4", "algo.pairs.max_new_tokens=8",
-                          "algo.args.max_length=64", output_dir=out))
+    metrics = run(compose("algo=rlaif", "data=sentiment", "data.gold=fraction_of_e", "algo.judge.kind=reward",
+                          "algo.judge.reward=fraction_of_e", "algo.judge.noise=0.2", "algo.judge_check.pairs=4",
+                          "algo.pairs.max_new_tokens=8", "algo.args.max_length=64", output_dir=out))
     assert metrics["rlaif/judge_noise"] == 0.2 and "rlaif/judge/num_pairs" in metrics  # checked, not skipped
     pairs = read_jsonl(out / "stages" / "rlaif" / "ai_pairs.jsonl")
-    assert pairs and all(p["labeller"] == "rule:sentiment flipped w.p. 0.2" for p in pairs)
+    assert pairs and all(p["labeller"] == "rule:fraction_of_e flipped w.p. 0.2" for p in pairs)
     assert all(p["p_chosen"] == 1.0 for p in pairs)  # hard labels: a flipped one swaps chosen and rejected
 
