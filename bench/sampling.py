@@ -123,7 +123,7 @@ def linear_chain(model, rows: tuple[int, ...] = (16, 32, 64, 128), repeats: int 
     (the two alternate within each repeat)."""
     import torch
 
-    from zoo.sampling_levers import _packable
+    from zoo.sampling_levers import _packable, _packed_linear
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     head = base.get_output_embeddings()
@@ -135,7 +135,7 @@ def linear_chain(model, rows: tuple[int, ...] = (16, 32, 64, 128), repeats: int 
               if _packable(weights[0], torch.float32) else None)
     kinds = {"by_rows": lambda x, i: torch.nn.functional.linear(x, weights[i])}
     if packed is not None:
-        kinds["packed_by_rows"] = lambda x, i: torch.ops.mkldnn._linear_pointwise(x, packed[i], None, "none", [], "")
+        kinds["packed_by_rows"] = lambda x, i: _packed_linear(x, packed=packed[i], bias=None, dtype=torch.float32)
     out = {kind: {} for kind in kinds}
     with torch.no_grad():
         for m in rows:

@@ -56,19 +56,19 @@ def compose(tiny_dir, tmp_path):
     return _compose
 
 
-def fraction_of_a(prompts, completions, **columns):
-    """A dense toy reward (share of the letter 'a'): every group of random samples has reward variance."""
-    from zoo.generation import as_text
+def _share_of(letter: str):
+    """A dense toy reward, the share of `letter` in each completion: every group of random samples has reward
+    variance, where the tiny model's short random completions almost always tie under VADER."""
+    def reward(prompts, completions, **columns):
+        from zoo.generation import as_text
 
-    return [as_text(c).count("a") / max(1, len(as_text(c))) for c in completions]
+        return [as_text(c).count(letter) / max(1, len(as_text(c))) for c in completions]
+
+    return reward
 
 
-def fraction_of_e(prompts, completions, **columns):
-    """A second dense toy reward (share of the letter 'e'), e.g. a gold that a `fraction_of_a` judge is checked
-    against: the tiny model's short random completions almost always tie under VADER, rarely under this."""
-    from zoo.generation import as_text
-
-    return [as_text(c).count("e") / max(1, len(as_text(c))) for c in completions]
+fraction_of_a = _share_of("a")
+fraction_of_e = _share_of("e")  # a second one, e.g. a gold that a `fraction_of_a` judge is checked against
 
 
 @pytest.fixture
