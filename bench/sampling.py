@@ -1,5 +1,5 @@
 """What each sampling lever (trainer.zoo.contiguous_head / cdf_sampling / merged_lora_sampling / cast_once_sampling /
-packed_sampling / sdpa_sampling, and the decoding levers length_buckets (on by default) / static_cache /
+packed_sampling / fused_projections / sdpa_sampling, and the decoding levers length_buckets (on by default) / static_cache /
 compiled_decode (off) on top of those) saves against plain Hugging Face `generate` (`none`: every lever off), on the
 zoo's own sampler, at the shapes the zoo samples in.
 
@@ -56,8 +56,8 @@ from zoo.levers import DECODING, LEVERS, SAMPLING
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT = REPO / "results" / "bench" / "sampling.json"
-# The sampler as a run gets it: every sampling and decoding lever on by default (the six sampling levers and
-# length_buckets). Earlier files' `all` is the six alone (their `levers` field lists each setting's).
+# The sampler as a run gets it: every sampling and decoding lever on by default (the seven sampling levers and
+# length_buckets). Earlier files' `all` lacks the levers added since (their `levers` field lists each setting's).
 ALL = tuple(name for name in (*SAMPLING, *DECODING) if LEVERS[name])
 SETTINGS = {
     "none": (),
@@ -68,6 +68,7 @@ SETTINGS = {
     "all": ALL,
     "all-packed_sampling": tuple(name for name in ALL if name != "packed_sampling"),
     "all-length_buckets": tuple(name for name in ALL if name != "length_buckets"),
+    "all-fused_projections": tuple(name for name in ALL if name != "fused_projections"),
     "all+static_cache": (*ALL, "static_cache"),
     "all+compiled_decode": (*ALL, "compiled_decode"),
 }

@@ -860,3 +860,65 @@ def test_packed_sampling_in_fp32_keeps_the_logits(compose):
             with sampling_levers.fast_generate(model):
                 outs[on] = model.generate(**enc, max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)
     assert torch.equal(outs[True], outs[False])
+
+
+@pytest.mark.parametrize("precision", ["autocast", "float32"])
+@pytest.mark.parametrize("folded", [True, False])
+def test_fused_projections_keep_the_logits(compose, precision, folded):
+    """trainer.zoo.fused_projections: each layer's q/k/v base layers run as one matmul, its gate/up as another,
+    on their stacked weights (folded adapters included, or with the adapters still added by peft on top), packed as
+    packed_sampling would pack each: the logits agree with the unfused levers to rounding, the greedy tokens are the
+    same, the model's tensors are untouched and every forward comes back."""
+    from contextlib import nullcontext
+
+    import torch
+
+    from zoo import levers, sampling_levers
+
+    model, tok = _adapted(compose)
+    model.eval()
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    attention = [m for m in model.modules() if hasattr(m, "q_proj")]
+    bases = [m.base_layer for a in attention for m in (a.q_proj, a.k_proj, a.v_proj)]
+    ids = torch.tensor([[1, 5, 9, 200, 7], [3, 3, 40, 2, 11]])
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "autocast")
+
+    merged = sampling_levers._merged_lora if folded else lambda model: nullcontext()
+    with torch.no_grad(), autocast(), merged(model):
+        with sampling_levers._cast_once(model, pack=True):
+            plain = model(input_ids=ids).logits.float()
+        with sampling_levers._fused_projections(model, pack=True), sampling_levers._cast_once(model, pack=True):
+            groups = {id(b.forward.func.__self__) for b in bases}
+            fused = model(input_ids=ids).logits.float()
+    assert len(groups) == len(attention) >= 2  # one fused matmul per layer's q/k/v
+    assert not any("forward" in m.__dict__ for m in model.modules() if isinstance(m, torch.nn.Linear))
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    tv = 0.5 * (plain.softmax(-1) - fused.softmax(-1)).abs().sum(-1)
+    assert tv.max() < (0.02 if precision == "autocast" else 1e-4)
+    enc = tok(["The film was", "A long"], return_tensors="pt", padding=True)
+    outs = {}
+    for on in (False, True):
+        with levers.using(_levers(merged_lora_sampling=folded, cast_once_sampling=True, packed_sampling=True,
+                                  fused_projections=on)), autocast():
+            with sampling_levers.fast_generate(model):
+                outs[on] = model.generate(**enc, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert torch.equal(outs[True], outs[False])
+
+
+def test_fused_projection_alone_on_its_own_input(compose):
+    """A fused member run on an input the rest of its group did not see (a key projection of another sequence, as
+    cross-attention would) returns its own projection of that input, not a slice computed for another."""
+    import torch
+
+    from zoo import sampling_levers
+
+    model, _ = _adapted(compose)
+    attention = next(m for m in model.modules() if hasattr(m, "q_proj"))
+    q, k = attention.q_proj.base_layer, attention.k_proj.base_layer
+    x, y = torch.randn(2, 3, q.in_features), torch.randn(2, 3, q.in_features)
+    with torch.no_grad(), sampling_levers._fused_projections(model):
+        assert "forward" in k.__dict__
+        pairs = [(q(x), q.weight, x), (k(x), k.weight, x), (k(y), k.weight, y), (q(x), q.weight, x)]
+    for out, weight, inp in pairs:
+        torch.testing.assert_close(out, inp @ weight.T, rtol=1e-5, atol=1e-5)
