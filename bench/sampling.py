@@ -1,5 +1,5 @@
 """What each sampling lever (trainer.zoo.contiguous_head / cdf_sampling / merged_lora_sampling / cast_once_sampling /
-packed_sampling / fused_projections / sdpa_sampling, and the decoding levers length_buckets (on by default) / static_cache /
+packed_sampling / fused_projections / sdpa_sampling / decode_attention, and the decoding levers length_buckets (on by default) / static_cache /
 compiled_decode (off) on top of those) saves against plain Hugging Face `generate` (`none`: every lever off), on the
 zoo's own sampler, at the shapes the zoo samples in.
 
@@ -56,7 +56,7 @@ from zoo.levers import DECODING, LEVERS, SAMPLING
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT = REPO / "results" / "bench" / "sampling.json"
-# The sampler as a run gets it: every sampling and decoding lever on by default (the seven sampling levers and
+# The sampler as a run gets it: every sampling and decoding lever on by default (the eight sampling levers and
 # length_buckets). Earlier files' `all` lacks the levers added since (their `levers` field lists each setting's).
 ALL = tuple(name for name in (*SAMPLING, *DECODING) if LEVERS[name])
 SETTINGS = {
@@ -69,6 +69,7 @@ SETTINGS = {
     "all-packed_sampling": tuple(name for name in ALL if name != "packed_sampling"),
     "all-length_buckets": tuple(name for name in ALL if name != "length_buckets"),
     "all-fused_projections": tuple(name for name in ALL if name != "fused_projections"),
+    "all-decode_attention": tuple(name for name in ALL if name != "decode_attention"),
     "all+static_cache": (*ALL, "static_cache"),
     "all+compiled_decode": (*ALL, "compiled_decode"),
 }

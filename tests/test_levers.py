@@ -922,3 +922,76 @@ def test_fused_projection_alone_on_its_own_input(compose):
         pairs = [(q(x), q.weight, x), (k(x), k.weight, x), (k(y), k.weight, y), (q(x), q.weight, x)]
     for out, weight, inp in pairs:
         torch.testing.assert_close(out, inp @ weight.T, rtol=1e-5, atol=1e-5)
+
+
+def test_decode_attention_matches_sdpa_and_steps_aside():
+    """trainer.zoo.decode_attention: a decoding step in fp32 (one query row per sequence, grouped key/value heads, a
+    padding mask) gets transformers' SDPA attention to fp32 rounding from three operators; prefill, bf16, autocast
+    and soft-capping go to SDPA itself; transformers' function comes back after the block."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    from zoo import sampling_levers
+
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal = 3, True
+    torch.manual_seed(0)
+    q, k, v = torch.randn(4, 9, 1, 64), torch.randn(4, 3, 20, 64), torch.randn(4, 3, 20, 64)
+    mask = torch.ones(4, 1, 1, 20, dtype=torch.bool)
+    mask[1, ..., :7] = False  # a left-padded row
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(args[1].shape)
+        return sdpa_attention_forward(*args, **kwargs)
+
+    attention = sampling_levers._decode_attention_or(spy)
+    outs = {}
+    for name, m in (("masked", mask), ("unmasked", None)):
+        outs[name], _ = attention(module, q, k, v, m, scaling=0.125)
+        ref, _ = sdpa_attention_forward(module, q, k, v, m, scaling=0.125)
+        assert outs[name].shape == ref.shape == (4, 1, 9, 64)
+        torch.testing.assert_close(outs[name], ref, rtol=1e-5, atol=1e-6)
+    assert calls == []
+    assert not torch.allclose(outs["masked"][1], outs["unmasked"][1])  # the padding mask was applied
+    torch.testing.assert_close(outs["masked"][0], outs["unmasked"][0])
+    prefill = torch.randn(4, 9, 5, 64)
+    attention(module, prefill, k[:, :, :5], v[:, :, :5], None, scaling=0.125)
+    attention(module, q.bfloat16(), k.bfloat16(), v.bfloat16(), mask, scaling=0.125)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        attention(module, q, k, v, mask, scaling=0.125)
+    with pytest.raises(ValueError, match="softcap"):  # transformers' SDPA refuses soft-capping: it got the call
+        attention(module, q, k, v, mask, scaling=0.125, softcap=30.0)
+    assert calls == [(4, 9, 5, 64), (4, 9, 1, 64), (4, 9, 1, 64), (4, 9, 1, 64)]
+    before = ALL_ATTENTION_FUNCTIONS["sdpa"]
+    with sampling_levers._decode_attention():
+        inside = ALL_ATTENTION_FUNCTIONS["sdpa"]
+        with sampling_levers._decode_attention():  # nested generate calls leave the outer one in place
+            assert ALL_ATTENTION_FUNCTIONS["sdpa"] is inside
+    assert inside is not before and ALL_ATTENTION_FUNCTIONS["sdpa"] is before
+
+
+def test_decode_attention_same_greedy_tokens(compose, monkeypatch):
+    """In generate (fp32, prompts of several lengths, so left padding), every decoding step takes the three-operator
+    path with the lever on and none with it off, for the same greedy tokens."""
+    import torch
+
+    from zoo import sampling_levers
+
+    model, tok = _adapted(compose)
+    model.get_base_model().set_attn_implementation("sdpa")
+    taken, real = [], sampling_levers._decode_attention_or
+
+    def counting(sdpa):
+        inner = real(lambda *a, **k: (taken.append(False), sdpa(*a, **k))[1])
+        return lambda *a, **k: (taken.append(True), inner(*a, **k))[1]
+
+    monkeypatch.setattr(sampling_levers, "_decode_attention_or", counting)
+    outs, fast = {}, {}
+    for on in (True, False):
+        taken.clear()
+        outs[on] = _sample(model, tok, _levers(decode_attention=on), temperature=0.0)
+        fast[on] = taken.count(True) - taken.count(False)
+    assert outs[True] == outs[False]
+    assert fast[True] > 0 and fast[False] == 0

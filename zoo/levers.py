@@ -23,6 +23,7 @@ LEVERS = {  # name -> default where trainer.zoo does not say
     "cast_once_sampling": True,
     "packed_sampling": True,
     "fused_projections": True,
+    "decode_attention": True,
     "sdpa_sampling": True,
     "training_precision_sampling": True,
     "length_buckets": True,
@@ -85,7 +86,7 @@ def completion_only_logits(enabled: bool = True):
 # preference pairs, PPO rollouts, critique/revise) and around TRL's own `generate` calls (GRPO/RLOO, through `fit`).
 # `train.run` sets every lever for the whole run from trainer.zoo (`using`); outside a run their defaults hold.
 SAMPLING = ("contiguous_head", "cdf_sampling", "merged_lora_sampling", "cast_once_sampling", "packed_sampling",
-            "fused_projections", "sdpa_sampling")
+            "fused_projections", "sdpa_sampling", "decode_attention")
 # How decoding is organised rather than what each step computes (bench.sampling has a variant for each):
 # `length_buckets` (on by default) acts in zoo.generation.sample only, `static_cache` and `compiled_decode` (off: they
 # measured slower or pay only after minutes of compiling) on every generate call the levers wrap (TRL's GRPO/RLOO

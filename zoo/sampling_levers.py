@@ -1,5 +1,5 @@
 """The sampling levers (trainer.zoo.contiguous_head / cdf_sampling / merged_lora_sampling / cast_once_sampling /
-packed_sampling / fused_projections / sdpa_sampling) and the decoding levers (length_buckets / static_cache / compiled_decode) around
+packed_sampling / fused_projections / sdpa_sampling / decode_attention) and the decoding levers (length_buckets / static_cache / compiled_decode) around
 `generate`: wherever the zoo samples (zoo.generation.sample: the harness, preference pairs, PPO rollouts,
 critique/revise) and around TRL's own `generate` calls (GRPO/RLOO, through `fit`). Which are on comes from
 zoo.levers (`active`, set for a run by `using`); each is measured in results/bench/sampling*.json and tested on and off
@@ -352,6 +352,62 @@ def _sdpa_attention(model):
         inner.set_attn_implementation("eager")
 
 
+def _decode_attention_or(sdpa):
+    """transformers' SDPA attention function `sdpa`, with decoding steps in fp32 on CPU done as three operators."""
+
+    def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
+        import torch
+
+        batch, heads, rows, dim = query.shape
+        groups = key.shape[1]
+        plain = (rows == 1 and not dropout and query.device.type == "cpu"
+                 and query.dtype == key.dtype == value.dtype == torch.float32
+                 and not torch.is_autocast_enabled("cpu") and heads % groups == 0
+                 and key.shape[-1] == value.shape[-1] == dim
+                 and (attention_mask is None or (attention_mask.dtype == torch.bool and attention_mask.dim() == 4
+                                                 and attention_mask.shape[1] == attention_mask.shape[2] == 1))
+                 and all(kwargs.get(name) is None for name in ("softcap", "position_bias", "cache", "s_aux")))
+        if not plain:
+            return sdpa(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                        is_causal=is_causal, **kwargs)
+        q = query.reshape(batch, groups, heads // groups, dim)  # a key/value head's query heads as its rows
+        scores = torch.matmul(q, key.transpose(-1, -2)).mul_(dim ** -0.5 if scaling is None else scaling)
+        if attention_mask is not None:
+            scores.masked_fill_(attention_mask.logical_not(), float("-inf"))
+        out = torch.matmul(torch.softmax(scores, dim=-1), value)
+        return out.reshape(batch, 1, heads, dim), None
+
+    return attention
+
+
+@contextmanager
+def _decode_attention():
+    """trainer.zoo.decode_attention: while sampling, a decoding step's attention (one query row per sequence) in
+    fp32 on CPU runs as a matmul, a softmax and a matmul over the grouped key/value heads instead of SDPA's CPU
+    flash kernel, whose blocking costs more than the work at that size: 32 rows x 9 heads against 16-74 keys,
+    66-180 µs against 186-293 µs a call (a throwaway microbenchmark); at 8 rows in bf16 the kernel is faster, so
+    steps under autocast, and anything else (prefill, masks of another kind, soft-capping, dropout), keep it. The
+    same attention to fp32 rounding (tests/test_levers.py). Acts on models sampling with transformers' `sdpa`
+    attention; transformers' own function comes back when the block ends."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    own = ALL_ATTENTION_FUNCTIONS._local_mapping.get("sdpa")
+    current = ALL_ATTENTION_FUNCTIONS["sdpa"]
+    if getattr(current, "zoo_decode", False):  # already in place (nested generate)
+        yield
+        return
+    patched = _decode_attention_or(current)
+    patched.zoo_decode = True
+    ALL_ATTENTION_FUNCTIONS["sdpa"] = patched
+    try:
+        yield
+    finally:
+        if own is None:
+            del ALL_ATTENTION_FUNCTIONS["sdpa"]  # the library-wide function shows through again
+        else:
+            ALL_ATTENTION_FUNCTIONS["sdpa"] = own
+
+
 def _compile_config():
     """Transformers compiles the decoding step itself when the cache is static, on accelerators only unless the
     config says every device (the flag is private in transformers 5.23: the one switch for CPU)."""
@@ -408,9 +464,9 @@ def fast_generate(model, autocast_dtype=None):
         hooks.append(head.register_forward_pre_hook(_contiguous_input))
     wrap_cdf, wrap_merge = active("cdf_sampling"), active("merged_lora_sampling")
     wrap_cast, wrap_pack = active("cast_once_sampling"), active("packed_sampling")
-    wrap_fuse = active("fused_projections")
+    wrap_fuse, wrap_attention = active("fused_projections"), active("decode_attention")
     wrap_cache, wrap_sdpa = active("static_cache") or active("compiled_decode"), active("sdpa_sampling")
-    wrap = ((wrap_cdf or wrap_merge or wrap_cast or wrap_pack or wrap_fuse or wrap_cache or wrap_sdpa)
+    wrap = ((wrap_cdf or wrap_merge or wrap_cast or wrap_pack or wrap_fuse or wrap_cache or wrap_sdpa or wrap_attention)
             and callable(getattr(model, "generate", None)))
     if wrap:  # (reward models have no generate)
         inner = model.generate
@@ -429,6 +485,8 @@ def fast_generate(model, autocast_dtype=None):
                     stack.enter_context(_patched_multinomial())
                 if wrap_sdpa:
                     stack.enter_context(_sdpa_attention(model))
+                if wrap_attention:
+                    stack.enter_context(_decode_attention())
                 return inner(*args, **kwargs)
 
         model.generate = generate
