@@ -1,7 +1,7 @@
 """What each sampling lever (trainer.zoo.contiguous_head / cdf_sampling / merged_lora_sampling / cast_once_sampling /
-packed_sampling / fused_projections / sdpa_sampling / decode_attention, and the decoding levers length_buckets (on by default) / static_cache /
-compiled_decode (off) on top of those) saves against plain Hugging Face `generate` (`none`: every lever off), on the
-zoo's own sampler, at the shapes the zoo samples in.
+packed_sampling / fused_projections / sdpa_sampling / decode_attention, and the decoding levers length_buckets (on by
+default) / static_cache / compiled_decode (off) on top of those) saves against plain Hugging Face `generate` (`none`:
+every lever off), on the zoo's own sampler, at the shapes the zoo samples in.
 
     python -m bench.sampling               # part of `make bench`; writes results/bench/sampling.json
     python -m bench.sampling --shapes grpo --settings none,all,all+static_cache   # a part of it

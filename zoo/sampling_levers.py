@@ -1,9 +1,10 @@
 """The sampling levers (trainer.zoo.contiguous_head / cdf_sampling / merged_lora_sampling / cast_once_sampling /
-packed_sampling / fused_projections / sdpa_sampling / decode_attention) and the decoding levers (length_buckets / static_cache / compiled_decode) around
-`generate`: wherever the zoo samples (zoo.generation.sample: the harness, preference pairs, PPO rollouts,
-critique/revise) and around TRL's own `generate` calls (GRPO/RLOO, through `fit`). Which are on comes from
-zoo.levers (`active`, set for a run by `using`); each is measured in results/bench/sampling*.json and tested on and off
-for the same tokens or the same distribution in tests/test_levers.py.
+packed_sampling / fused_projections / sdpa_sampling / decode_attention) and the decoding levers (length_buckets /
+static_cache / compiled_decode) around `generate`: wherever the zoo samples (zoo.generation.sample: the harness,
+preference pairs, PPO rollouts, critique/revise) and around TRL's own `generate` calls (GRPO/RLOO, through `fit`).
+Which are on comes from zoo.levers (`active`, set for a run by `using`); each is measured in
+results/bench/sampling*.json and tested on and off for the same tokens or the same distribution in
+tests/test_levers.py.
 """
 
 from __future__ import annotations
@@ -391,7 +392,7 @@ def _decode_attention():
     attention; transformers' own function comes back when the block ends."""
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    own = ALL_ATTENTION_FUNCTIONS._local_mapping.get("sdpa")
+    own = ALL_ATTENTION_FUNCTIONS._local_mapping.get("sdpa")  # an override set before (no public accessor for it)
     current = ALL_ATTENTION_FUNCTIONS["sdpa"]
     if getattr(current, "zoo_decode", False):  # already in place (nested generate)
         yield
