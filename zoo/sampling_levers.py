@@ -392,7 +392,8 @@ def _decode_attention():
     attention; transformers' own function comes back when the block ends."""
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    own = ALL_ATTENTION_FUNCTIONS._local_mapping.get("sdpa")  # an override set before (no public accessor for it)
+    # an override set before this block (transformers has no public accessor for it)
+    own = getattr(ALL_ATTENTION_FUNCTIONS, "_local_mapping", {}).get("sdpa")
     current = ALL_ATTENTION_FUNCTIONS["sdpa"]
     if getattr(current, "zoo_decode", False):  # already in place (nested generate)
         yield
@@ -404,7 +405,10 @@ def _decode_attention():
         yield
     finally:
         if own is None:
-            del ALL_ATTENTION_FUNCTIONS["sdpa"]  # the library-wide function shows through again
+            try:
+                del ALL_ATTENTION_FUNCTIONS["sdpa"]  # the library-wide function shows through again
+            except KeyError:  # a mapping without local overrides
+                ALL_ATTENTION_FUNCTIONS["sdpa"] = current
         else:
             ALL_ATTENTION_FUNCTIONS["sdpa"] = own
 
