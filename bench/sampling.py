@@ -125,7 +125,7 @@ def linear_chain(model, rows: tuple[int, ...] = (16, 32, 64, 128), repeats: int 
     (the two alternate within each repeat)."""
     import torch
 
-    from zoo.sampling_levers import _packable, _packed_linear
+    from zoo.sampling_weights import _packable, _packed_linear
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     head = base.get_output_embeddings()

@@ -1,6 +1,6 @@
-"""Each of the zoo's performance levers (zoo/levers.py, zoo/sampling_levers.py; trainer.zoo.*) leaves results
-unchanged: the same training losses with it on and off on the tiny model, and proof that it really changes what runs
-(no timing here: that is bench/cpu_defaults.py's job)."""
+"""Each of the zoo's performance levers (zoo/levers.py, zoo/sampling_levers.py, zoo/sampling_weights.py;
+trainer.zoo.*) leaves results unchanged: the same training losses with it on and off on the tiny model, and proof that
+it really changes what runs (no timing here: that is bench/cpu_defaults.py's job)."""
 
 from __future__ import annotations
 
@@ -341,7 +341,7 @@ def test_merged_lora_sampling_same_tokens_base_untouched(compose, dtype):
     else:  # bf16 rounding of the folded weight can flip a near-tie in a greedy sequence, on some CPUs and not
         # others: compare the distributions instead, teacher-forced on the unmerged samples
         from zoo.generation import completion_logprobs
-        from zoo.sampling_levers import _merged_lora
+        from zoo.sampling_weights import _merged_lora
 
         prompts = [tok(p, add_special_tokens=False)["input_ids"] for p in PROMPTS for _ in range(2)]
         with amp, torch.no_grad():
@@ -385,7 +385,7 @@ def test_cast_once_gives_bit_identical_logits(compose, peft):
     cast in place; outside autocast nothing is swapped."""
     import torch
 
-    from zoo.sampling_levers import _cast_once
+    from zoo.sampling_weights import _cast_once
     from zoo.models import load_policy
 
     model = _adapted(compose)[0] if peft == "lora" else load_policy(compose("peft=none")).model
@@ -418,22 +418,22 @@ def test_packed_sampling_keeps_the_logits(compose, monkeypatch, packable):
 
     import torch
 
-    from zoo import levers, sampling_levers
+    from zoo import levers, sampling_levers, sampling_weights
 
-    if packable and not sampling_levers._packable(torch.zeros(1), torch.bfloat16):
+    if packable and not sampling_weights._packable(torch.zeros(1), torch.bfloat16):
         pytest.skip("this CPU's oneDNN has no bf16 path: the packed weights cannot be made here")
     if not packable:
-        monkeypatch.setattr(sampling_levers, "_packable", lambda weight, dtype: False)
+        monkeypatch.setattr(sampling_weights, "_packable", lambda weight, dtype: False)
     model, tok = _adapted(compose)
     model.eval()
     linears = [m for m in model.modules() if type(m) is torch.nn.Linear]
     ids = torch.tensor([[1, 5, 9, 200, 7], [3, 3, 40, 2, 11]])
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         plain = model(input_ids=ids).logits.float()
-        with sampling_levers._merged_lora(model), sampling_levers._cast_once(model, pack=True):
+        with sampling_weights._merged_lora(model), sampling_weights._cast_once(model, pack=True):
             kinds = {m.forward.func for m in linears if isinstance(m.forward, functools.partial)}
             packed = model(input_ids=ids).logits.float()
-    assert kinds == ({sampling_levers._packed_linear} if packable else {torch.nn.functional.linear})
+    assert kinds == ({sampling_weights._packed_linear} if packable else {torch.nn.functional.linear})
     assert not any("forward" in m.__dict__ for m in linears)
     assert all(p.dtype == torch.float32 for p in model.parameters())
     tv = 0.5 * (plain.softmax(-1) - packed.softmax(-1)).abs().sum(-1)
@@ -514,7 +514,7 @@ def test_cast_once_keeps_a_frozen_heads_copy_between_calls(compose):
     of fresh copies."""
     import torch
 
-    from zoo import levers, sampling_levers
+    from zoo import levers, sampling_levers, sampling_weights
 
     model, tok = _adapted(compose)
     model.eval()
@@ -526,24 +526,24 @@ def test_cast_once_keeps_a_frozen_heads_copy_between_calls(compose):
             with sampling_levers.fast_generate(model, autocast_dtype=torch.bfloat16):
                 return model.generate(**enc, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)
 
-    sampling_levers._KEPT.clear()
+    sampling_weights._KEPT.clear()
     first = generate()
-    assert list(sampling_levers._KEPT) == [head]  # the folded base layers are new every call: not kept
-    kept = sampling_levers._KEPT[head][1][0]
-    assert torch.equal(generate(), first) and sampling_levers._KEPT[head][1][0] is kept
+    assert list(sampling_weights._KEPT) == [head]  # the folded base layers are new every call: not kept
+    kept = sampling_weights._KEPT[head][1][0]
+    assert torch.equal(generate(), first) and sampling_weights._KEPT[head][1][0] is kept
     with torch.no_grad():
         head.weight.mul_(1.0)  # the same values, a new version: made again
-    assert torch.equal(generate(), first) and sampling_levers._KEPT[head][1][0] is not kept
-    sampling_levers._KEPT.clear()
+    assert torch.equal(generate(), first) and sampling_weights._KEPT[head][1][0] is not kept
+    sampling_weights._KEPT.clear()
     head.weight.requires_grad_(True)  # a head that trains changes every step: copied per call only
     try:
-        assert torch.equal(generate(), first) and head not in sampling_levers._KEPT
+        assert torch.equal(generate(), first) and head not in sampling_weights._KEPT
     finally:
         head.weight.requires_grad_(False)
     with levers.using(_levers(cast_once_sampling=True)), torch.autocast("cpu", dtype=torch.bfloat16):
-        with sampling_levers._cast_once(model):  # adapters not folded: their base layers are cast, and not kept
+        with sampling_weights._cast_once(model):  # adapters not folded: their base layers are cast, and not kept
             cast = [m for m in model.modules() if type(m) is torch.nn.Linear and "forward" in m.__dict__]
-        assert len(cast) > 1 and list(sampling_levers._KEPT) == [head]  # peft merges into bases in place
+        assert len(cast) > 1 and list(sampling_weights._KEPT) == [head]  # peft merges into bases in place
 
 
 def test_folding_uses_one_addmm_and_skips_the_folded_adapters(compose):
@@ -551,7 +551,7 @@ def test_folding_uses_one_addmm_and_skips_the_folded_adapters(compose):
     layers' LoRA A/B then never run, so cast-once leaves them alone."""
     import torch
 
-    from zoo.sampling_levers import _cast_once, _lora_layers, _merged_lora, _plus_delta
+    from zoo.sampling_weights import _cast_once, _lora_layers, _merged_lora, _plus_delta
 
     model, _ = _adapted(compose)
     layer = _lora_layers(model)[0]
@@ -665,13 +665,13 @@ def test_trainer_cpu_turns_the_sampling_levers_on(compose):
 @pytest.mark.parametrize("on", [True, False])
 def test_trl_grpo_samples_under_the_levers(compose, dense_reward, tmp_path, monkeypatch, on):
     """TRL's GRPO calls the policy's generate itself: `fit` puts the sampling levers around it, as trainer.zoo says."""
-    from zoo import sampling_levers
+    from zoo import sampling_levers, sampling_weights
 
     folded = []
     real = sampling_levers._merged_lora
 
     def counting(model):
-        folded.append(len(sampling_levers._lora_layers(model)))
+        folded.append(len(sampling_weights._lora_layers(model)))
         return real(model)
 
     monkeypatch.setattr(sampling_levers, "_merged_lora", counting)
@@ -835,21 +835,21 @@ def test_packed_sampling_in_fp32_keeps_the_logits(compose):
 
     import torch
 
-    from zoo import levers, sampling_levers
+    from zoo import levers, sampling_levers, sampling_weights
 
     model, tok = _adapted(compose)
     model.eval()
     linears = [m for m in model.modules() if type(m) is torch.nn.Linear]
     before = {n: p.clone() for n, p in model.named_parameters()}
     ids = torch.tensor([[1, 5, 9, 200, 7], [3, 3, 40, 2, 11]])
-    sampling_levers._KEPT.clear()
+    sampling_weights._KEPT.clear()
     with torch.no_grad():
-        with sampling_levers._merged_lora(model):
+        with sampling_weights._merged_lora(model):
             folded = model(input_ids=ids).logits
-            with sampling_levers._cast_once(model, pack=True):
+            with sampling_weights._cast_once(model, pack=True):
                 kinds = {m.forward.func for m in linears if isinstance(m.forward, functools.partial)}
                 packed = model(input_ids=ids).logits
-    assert kinds == {sampling_levers._packed_linear} and not sampling_levers._KEPT
+    assert kinds == {sampling_weights._packed_linear} and not sampling_weights._KEPT
     assert not any("forward" in m.__dict__ for m in linears)
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
     torch.testing.assert_close(packed, folded, rtol=1e-5, atol=1e-5)
@@ -873,7 +873,7 @@ def test_fused_projections_keep_the_logits(compose, precision, folded):
 
     import torch
 
-    from zoo import levers, sampling_levers
+    from zoo import levers, sampling_levers, sampling_weights
 
     model, tok = _adapted(compose)
     model.eval()
@@ -884,11 +884,11 @@ def test_fused_projections_keep_the_logits(compose, precision, folded):
     def autocast():
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "autocast")
 
-    merged = sampling_levers._merged_lora if folded else lambda model: nullcontext()
+    merged = sampling_weights._merged_lora if folded else lambda model: nullcontext()
     with torch.no_grad(), autocast(), merged(model):
-        with sampling_levers._cast_once(model, pack=True):
+        with sampling_weights._cast_once(model, pack=True):
             plain = model(input_ids=ids).logits.float()
-        with sampling_levers._fused_projections(model, pack=True), sampling_levers._cast_once(model, pack=True):
+        with sampling_weights._fused_projections(model, pack=True), sampling_weights._cast_once(model, pack=True):
             groups = {id(b.forward.func.__self__) for b in bases}
             fused = model(input_ids=ids).logits.float()
     assert len(groups) == len(attention) >= 2  # one fused matmul per layer's q/k/v
@@ -911,13 +911,13 @@ def test_fused_projection_alone_on_its_own_input(compose):
     cross-attention would) returns its own projection of that input, not a slice computed for another."""
     import torch
 
-    from zoo import sampling_levers
+    from zoo import sampling_weights
 
     model, _ = _adapted(compose)
     attention = next(m for m in model.modules() if hasattr(m, "q_proj"))
     q, k = attention.q_proj.base_layer, attention.k_proj.base_layer
     x, y = torch.randn(2, 3, q.in_features), torch.randn(2, 3, q.in_features)
-    with torch.no_grad(), sampling_levers._fused_projections(model):
+    with torch.no_grad(), sampling_weights._fused_projections(model):
         assert "forward" in k.__dict__
         pairs = [(q(x), q.weight, x), (k(x), k.weight, x), (k(y), k.weight, y), (q(x), q.weight, x)]
     for out, weight, inp in pairs:

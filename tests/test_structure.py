@@ -21,8 +21,8 @@ LAYERS = [
     {"zoo.eval"},  # harness
     {"zoo.rewards", "zoo.judges"},  # scorers (rewards may use judges, not the other way)
     {"zoo.data", "zoo.models", "zoo.model_cache", "zoo.generation", "zoo.levers",  # rows, weights, sampling, levers
-     "zoo.sampling_levers", "zoo.logprob_head", "zoo.sparse_dropout",  # (levers' own modules),
-     "zoo.resume"},  # and what a stage leaves in its run dir for a resumed run
+     "zoo.sampling_levers", "zoo.sampling_weights", "zoo.logprob_head",  # (levers' own modules),
+     "zoo.sparse_dropout", "zoo.resume"},  # and what a stage leaves in its run dir for a resumed run
     # leaves (checks: errors only); dist: rank, barriers and sums across the processes zoo.launch starts;
     # costs: a stage's cost in shared units; quiet: the third-party messages the entry points silence
     {"zoo.errors", "zoo.checks", "zoo.files", "zoo.named_yaml", "zoo.tracking", "zoo.dist", "zoo.costs", "zoo.quiet",

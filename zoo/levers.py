@@ -82,9 +82,10 @@ def completion_only_logits(enabled: bool = True):
 
 
 # ------------------------------------------------------------------------------------- which levers are on
-# The sampling levers (zoo/sampling_levers.py) act wherever the zoo samples (zoo.generation.sample: the harness,
-# preference pairs, PPO rollouts, critique/revise) and around TRL's own `generate` calls (GRPO/RLOO, through `fit`).
-# `train.run` sets every lever for the whole run from trainer.zoo (`using`); outside a run their defaults hold.
+# The sampling levers (zoo/sampling_levers.py; the weights they prepare: zoo/sampling_weights.py) act wherever the zoo
+# samples (zoo.generation.sample: the harness, preference pairs, PPO rollouts, critique/revise) and around TRL's own
+# `generate` calls (GRPO/RLOO, through `fit`). `train.run` sets every lever for the whole run from trainer.zoo
+# (`using`); outside a run their defaults hold.
 SAMPLING = ("contiguous_head", "cdf_sampling", "merged_lora_sampling", "cast_once_sampling", "packed_sampling",
             "fused_projections", "sdpa_sampling", "decode_attention")
 # How decoding is organised rather than what each step computes (bench.sampling has a variant for each):
