@@ -366,7 +366,6 @@ def test_levers_reference_cost_per_pair():
     assert reference_cost([{"phase_s": {}}], batch_size=8) == {}
 
 
-
 def test_machine_records_the_settings_that_pick_code_paths(monkeypatch):
     """A bench run under capped instruction sets or another allocator says so in its file; other variables stay out."""
     import os
