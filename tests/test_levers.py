@@ -906,6 +906,44 @@ def test_fused_projections_keep_the_logits(compose, precision, folded):
     assert torch.equal(outs[True], outs[False])
 
 
+@pytest.mark.parametrize("precision", ["autocast", "float32"])
+def test_folded_groups_stacked_without_a_copy(compose, precision):
+    """merged_lora_sampling folds each layer's q/k/v (and gate/up) adapters into rows of one buffer, the same values
+    as folding each alone, and fused_projections multiplies by that buffer itself; weights that do not lie end to
+    end in one tensor of the dtype (apart, out of order, another dtype) are stacked by a copy."""
+    import torch
+
+    from zoo import sampling_weights
+    from zoo.sampling_weights import _plus_delta, _stacked
+
+    model, _ = _adapted(compose)
+    attention = next(m for m in model.modules() if hasattr(m, "q_proj"))
+    members = [attention.q_proj, attention.k_proj, attention.v_proj]
+    dtype = torch.bfloat16 if precision == "autocast" else torch.float32
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "autocast")
+
+    with torch.no_grad(), autocast():
+        alone = [_plus_delta(m, "default", m.base_layer.weight.data).to(dtype) for m in members]
+    with torch.no_grad(), autocast(), sampling_weights._merged_lora(model):
+        weights = [m.base_layer.weight for m in members]
+        assert all(torch.equal(w, a) for w, a in zip(weights, alone))
+        assert len({w.untyped_storage().data_ptr() for w in weights}) == 1
+        with sampling_weights._fused_projections(model):
+            fused = members[0].base_layer.forward.func.__self__
+            assert fused.weight.data_ptr() == weights[0].data_ptr()
+            assert torch.equal(fused.weight, torch.cat(weights))
+    a, b = torch.randn(4, 8), torch.randn(2, 8)
+    joined = torch.cat([a, b])
+    view = _stacked(list(joined.split([4, 2])), torch.float32)
+    assert view.data_ptr() == joined.data_ptr() and torch.equal(view, joined)
+    for weights, want in (([a, b], torch.float32), (list(joined.split([4, 2]))[::-1], torch.float32),
+                          (list(joined.split([4, 2])), torch.bfloat16)):
+        out = _stacked(weights, want)
+        assert out.dtype == want and out.data_ptr() != joined.data_ptr()
+        assert torch.equal(out, torch.cat(weights).to(want))
+
+
 def test_fused_projection_alone_on_its_own_input(compose):
     """A fused member run on an input the rest of its group did not see (a key projection of another sequence, as
     cross-attention would) returns its own projection of that input, not a slice computed for another."""

@@ -40,9 +40,15 @@ def _inputs(n=40, seed=0):
     return hidden, weight, targets
 
 
+# the forward's log-softmax kept for the backward (the default at these sizes) or made again there
+KEEP = pytest.mark.parametrize("keep_bytes", [head.KEEP_BYTES, 0], ids=["kept", "made_again"])
+
+
+@KEEP
 @pytest.mark.parametrize("outputs", [ALL, ("log_probs",), ("log_probs", "entropy")])
-def test_matches_trls_kernel_in_fp32(outputs, monkeypatch):
+def test_matches_trls_kernel_in_fp32(outputs, keep_bytes, monkeypatch):
     monkeypatch.setattr(head, "TOKENS", 16)  # several token blocks
+    monkeypatch.setattr(head, "KEEP_BYTES", keep_bytes)
     hidden, weight, targets = _inputs()
     ours, gh, gw = _run(CpuLogProbFunction, hidden, weight, targets, outputs)
     theirs, th, tw = _run(ChunkedLogProbFunction, hidden, weight, targets, outputs)
@@ -59,7 +65,9 @@ def test_matches_trls_kernel_in_fp32(outputs, monkeypatch):
     assert _close(gw, tw) and gw.abs().max() > 1e-3
 
 
-def test_gradient_of_one_output_alone():
+@KEEP
+def test_gradient_of_one_output_alone(keep_bytes, monkeypatch):
+    monkeypatch.setattr(head, "KEEP_BYTES", keep_bytes)
     hidden, weight, targets = _inputs()
     for grads in ((1.0, 0.0), (0.0, 1.0)):
         _, gh, gw = _run(CpuLogProbFunction, hidden, weight, targets, ("log_probs", "entropy"), grads=grads)
@@ -79,9 +87,11 @@ def test_log_prob_by_hand():
     assert ent.item() == pytest.approx(-(p * p.log()).sum().item(), abs=1e-6)
 
 
-def test_under_bf16_autocast_close_to_trls_kernel():
+@KEEP
+def test_under_bf16_autocast_close_to_trls_kernel(keep_bytes, monkeypatch):
     """Under autocast both make bf16 logits; the zoo's gradient to the hidden states is one bf16 product, TRL's the
     fp32 sum of per-tile products: close, not equal."""
+    monkeypatch.setattr(head, "KEEP_BYTES", keep_bytes)
     hidden, weight, targets = _inputs(64)
     ours, gh, gw = _run(CpuLogProbFunction, hidden, weight, targets, ALL, autocast=True)
     theirs, th, tw = _run(ChunkedLogProbFunction, hidden, weight, targets, ALL, autocast=True)
@@ -89,6 +99,34 @@ def test_under_bf16_autocast_close_to_trls_kernel():
     assert ours[0].dtype == theirs[0].dtype == torch.float32 and gh.dtype == th.dtype == torch.float32
     assert torch.allclose(gh, th, rtol=2e-2, atol=2e-2 * th.abs().max().item())
     assert torch.allclose(gw, tw, rtol=2e-2, atol=2e-2 * tw.abs().max().item())
+
+
+@pytest.mark.parametrize("outputs", [("log_probs",), ("log_probs", "entropy")])
+def test_kept_log_softmax_skips_the_backwards_logits(outputs, monkeypatch):
+    """Within KEEP_BYTES the backward makes no logits (the forward's are kept), above it one block per block; the
+    gradients are the same either way, also through a retained graph's second backward (the kept tensors are
+    neither changed nor needed by it)."""
+    monkeypatch.setattr(head, "TOKENS", 16)
+    calls = []
+    real = head._logits
+    monkeypatch.setattr(head, "_logits", lambda *a: calls.append(1) or real(*a))
+    hidden, weight, targets = _inputs()  # 40 tokens: three blocks
+    grads, default = {}, head.KEEP_BYTES
+    for keep_bytes in (default, 40 * V * 4 * len(outputs) - 1):  # the second just over the limit
+        monkeypatch.setattr(head, "KEEP_BYTES", keep_bytes)
+        h = hidden.clone().requires_grad_(True)
+        out = CpuLogProbFunction.apply(h, weight, None, targets, 0.7, 1024, None, 1.0, outputs)
+        loss = sum(x.sum() * k for x, k in zip(out[:2], (1.0, 0.5)) if x is not None)
+        calls.clear()
+        loss.backward(retain_graph=True)
+        grads[keep_bytes], made = h.grad.clone(), len(calls)
+        h.grad = None
+        calls.clear()
+        loss.backward()  # the kept tensors were freed by the first pass: made again
+        assert len(calls) == 3 and torch.equal(h.grad, grads[keep_bytes])
+        assert made == (0 if keep_bytes == default else 3)
+    first, second = grads.values()
+    assert torch.allclose(first, second, rtol=1e-5, atol=1e-6) and first.abs().max() > 1e-3
 
 
 def test_cast_weight_follows_in_place_updates():

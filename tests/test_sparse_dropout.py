@@ -62,6 +62,19 @@ def test_kept_values_and_gradient_are_torchs():
     assert torch.equal(x.grad, kept.float() * torch.ones(()).div_(1 - p))
 
 
+def test_non_contiguous_input_masked_in_its_own_shape():
+    """A transposed input (the scaled copy keeps its strides, so it is flattened through a copy): the same mask on
+    the same draws as its contiguous twin, the gradient through the transpose."""
+    p = 0.1
+    x = torch.randn(64, 33, requires_grad=True)
+    g = torch.Generator().manual_seed(5)
+    y = sparse_dropout(x.t(), p, g)
+    twin = sparse_dropout(x.detach().t().contiguous(), p, g.manual_seed(5))
+    assert y.shape == (33, 64) and torch.equal(y, twin) and (y == 0).any()
+    y.backward(torch.ones_like(y))
+    assert torch.equal(x.grad, (y != 0).t().float() * torch.ones(()).div_(1 - p))
+
+
 def test_modules_patched_for_the_block_and_where_it_applies():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Dropout(0.05), torch.nn.Dropout(0.5),

@@ -25,6 +25,11 @@ from contextlib import contextmanager
 import torch
 
 TOKENS = 1024  # tokens per block: 1024 x 49k-vocabulary fp32 logits is 200 MB, made twice per step (fwd, bwd)
+# The forward's fp32 log-softmax (and, where the entropy is asked for, the probabilities) kept for the backward while
+# they take at most this many bytes, instead of making the logits again there: one matrix multiply over the
+# vocabulary, its cast to fp32, a subtraction and an exponential less per block. GRPO's 256 completion tokens x 49k
+# vocabulary keep 100 MB; larger calls make them again as before.
+KEEP_BYTES = 256 * 2**20
 _CAST: dict = {}  # the head's weight in the compute dtype: {"key": (weight id, data_ptr, version, dtype), "value"}
 
 
@@ -63,6 +68,9 @@ class CpuLogProbFunction(torch.autograd.Function):
         extra = {name: torch.empty_like(log_z) for name in ("entropy", "log_sum_sq_probs", "mean_logits")
                  if name in outputs}
         is_top1 = torch.empty(n, dtype=torch.bool, device=hidden.device) if "is_top1" in outputs else None
+        entropy_asked = "entropy" in extra
+        # fp32 (log p, p) per block for the backward, or None: made again there
+        kept = [] if n * weight.shape[0] * 4 * (2 if entropy_asked else 1) <= KEEP_BYTES else None
         with torch.autocast(device_type, enabled=False):
             for s in range(0, n, TOKENS):
                 e = min(s + TOKENS, n)
@@ -76,13 +84,17 @@ class CpuLogProbFunction(torch.autograd.Function):
                 log_z[s:e] = lz = torch.logsumexp(z, -1)
                 if "log_sum_sq_probs" in extra:
                     extra["log_sum_sq_probs"][s:e] = torch.logsumexp(z * 2, -1) - 2 * lz
-                if "entropy" in extra:  # H = -sum_v p_v log p_v
+                if entropy_asked or kept is not None:
                     log_p = z.sub_(lz.unsqueeze(-1))
-                    extra["entropy"][s:e] = -torch.linalg.vecdot(log_p.exp(), log_p)
+                    p = log_p.exp() if entropy_asked else None
+                    if entropy_asked:  # H = -sum_v p_v log p_v
+                        extra["entropy"][s:e] = -torch.linalg.vecdot(p, log_p)
+                    if kept is not None:
+                        kept.append((log_p, p))
         logprobs = target_z - log_z
         entropy = extra.get("entropy")
         ctx.save_for_backward(hidden, weight, targets, log_z, log_z if entropy is None else entropy)
-        ctx.compute_dtype, ctx.scale = compute_dtype, scale
+        ctx.compute_dtype, ctx.scale, ctx.kept = compute_dtype, scale, kept
         ctx.mark_non_differentiable(*(x for x in (extra.get("log_sum_sq_probs"), extra.get("mean_logits"), is_top1)
                                       if x is not None))
         return logprobs, entropy, extra.get("log_sum_sq_probs"), extra.get("mean_logits"), is_top1
@@ -93,16 +105,22 @@ class CpuLogProbFunction(torch.autograd.Function):
         need_hidden, need_weight = ctx.needs_input_grad[:2]
         if grad_logprobs is None and grad_entropy is None or not (need_hidden or need_weight):
             return (None,) * 9
-        cd = ctx.compute_dtype
+        cd, kept = ctx.compute_dtype, ctx.kept
+        ctx.kept = None  # freed with this pass (a second backward through a retained graph makes them again)
         grad_hidden = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device) if need_hidden else None
         grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_weight else None
         with torch.autocast(hidden.device.type, enabled=False):
             w = _weight_as(weight, cd)
-            for s in range(0, hidden.shape[0], TOKENS):
+            for block, s in enumerate(range(0, hidden.shape[0], TOKENS)):
                 e = min(s + TOKENS, hidden.shape[0])
                 h = hidden[s:e].to(cd)
-                log_p = _logits(hidden[s:e], weight, cd, ctx.scale).sub_(log_z[s:e].unsqueeze(-1))
-                p = log_p.exp()
+                if kept is None:
+                    log_p = _logits(hidden[s:e], weight, cd, ctx.scale).sub_(log_z[s:e].unsqueeze(-1))
+                    p = None
+                else:
+                    log_p, p = kept[block]
+                if p is None:
+                    p = log_p.exp()
                 # d log p_y / dz = onehot_y - p;  d H / dz = -p (log p + H)
                 # grad = -p * (g_lp + g_H (log p + H)) + g_lp * onehot_y
                 g_lp = grad_logprobs[s:e].float().unsqueeze(-1) if grad_logprobs is not None else None

@@ -38,7 +38,8 @@ def dropped_positions(n: int, p: float, generator: torch.Generator | None = None
         last = pos[-1].item()
         want = int((n - last) * p * 2) + 16
     pos = torch.cat(chunks) if len(chunks) > 1 else chunks[0]
-    return pos[pos <= n].long().sub_(1)
+    kept = int(torch.searchsorted(pos, pos.new_full((1,), n), right=True))  # sorted: those <= n come first
+    return pos[:kept].long().sub_(1)
 
 
 def sparse_dropout(x: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
