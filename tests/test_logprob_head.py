@@ -127,6 +127,12 @@ def test_kept_log_softmax_skips_the_backwards_logits(outputs, monkeypatch):
         assert made == (0 if keep_bytes == default else 3)
     first, second = grads.values()
     assert torch.allclose(first, second, rtol=1e-5, atol=1e-6) and first.abs().max() > 1e-3
+    monkeypatch.setattr(head, "KEEP_BYTES", default)
+    h = hidden.clone().requires_grad_(True)
+    out = CpuLogProbFunction.apply(h, weight, None, targets, 0.7, 1024, None, 1.0, outputs, False)
+    calls.clear()
+    out[0].sum().backward()
+    assert len(calls) == 3  # told that no backward would follow (keep=False): nothing kept, made again
 
 
 def test_cast_weight_follows_in_place_updates():
@@ -169,3 +175,25 @@ def test_trls_function_where_the_cpu_path_does_not_apply():
             assert trl_utils._ChunkedLogProbFunction is Spy
     finally:
         trl_utils._ChunkedLogProbFunction = original
+
+
+def test_nothing_kept_for_a_pass_without_gradients(monkeypatch):
+    """Through TRL's entry point, a call under no_grad (a reference forward) tells the function no backward follows,
+    so it keeps no log-softmax; with gradients on it may keep one."""
+    import trl.trainer.utils as trl_utils
+
+    seen = []
+
+    class Recorder:
+        @staticmethod
+        def apply(*args):
+            seen.append(args[-1])
+
+    monkeypatch.setattr(head, "CpuLogProbFunction", Recorder)
+    hidden, weight, targets = _inputs()
+    with cpu_logprob_head(True):
+        fn = trl_utils._ChunkedLogProbFunction
+        with torch.no_grad():
+            fn.apply(hidden, weight, None, targets, 1.0, 1024, None, 1.0, ("log_probs",))
+        fn.apply(hidden.requires_grad_(True), weight, None, targets, 1.0, 1024, None, 1.0, ("log_probs",))
+    assert seen == [False, True]

@@ -53,11 +53,12 @@ def _logits(hidden, weight, compute_dtype, scale: float) -> torch.Tensor:
 
 class CpuLogProbFunction(torch.autograd.Function):
     """The signature and outputs of trl.kernels.ChunkedLogProbFunction (chunk_size is ignored; CPU only, no
-    soft-capping, no bias)."""
+    soft-capping, no bias), and `keep`: whether a backward may follow (False for a pass without gradients, such as
+    a reference forward: nothing is kept for it)."""
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, temperature, chunk_size, final_logit_softcapping=None,
-                logit_scale=1.0, outputs=("log_probs",)):
+                logit_scale=1.0, outputs=("log_probs",), keep=True):
         device_type = hidden.device.type
         compute_dtype = (torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type)
                          else hidden.dtype)
@@ -70,7 +71,7 @@ class CpuLogProbFunction(torch.autograd.Function):
         is_top1 = torch.empty(n, dtype=torch.bool, device=hidden.device) if "is_top1" in outputs else None
         entropy_asked = "entropy" in extra
         # fp32 (log p, p) per block for the backward, or None: made again there
-        kept = [] if n * weight.shape[0] * 4 * (2 if entropy_asked else 1) <= KEEP_BYTES else None
+        kept = [] if keep and n * weight.shape[0] * 4 * (2 if entropy_asked else 1) <= KEEP_BYTES else None
         with torch.autocast(device_type, enabled=False):
             for s in range(0, n, TOKENS):
                 e = min(s + TOKENS, n)
@@ -104,7 +105,7 @@ class CpuLogProbFunction(torch.autograd.Function):
         hidden, weight, targets, log_z, entropy = ctx.saved_tensors
         need_hidden, need_weight = ctx.needs_input_grad[:2]
         if grad_logprobs is None and grad_entropy is None or not (need_hidden or need_weight):
-            return (None,) * 9
+            return (None,) * 10
         cd, kept = ctx.compute_dtype, ctx.kept
         ctx.kept = None  # freed with this pass (a second backward through a retained graph makes them again)
         grad_hidden = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device) if need_hidden else None
@@ -141,7 +142,7 @@ class CpuLogProbFunction(torch.autograd.Function):
                 if need_weight:
                     grad_weight.add_(torch.mm(grad.t(), h).float())
         return (grad_hidden.to(hidden.dtype) if need_hidden else None,
-                grad_weight.to(weight.dtype) if need_weight else None, *(None,) * 7)
+                grad_weight.to(weight.dtype) if need_weight else None, *(None,) * 8)
 
 
 def _dispatch(trl_function):
@@ -155,7 +156,7 @@ def _dispatch(trl_function):
                     outputs)
             if hidden.device.type != "cpu" or bias is not None or final_logit_softcapping is not None:
                 return trl_function.apply(*args)
-            return CpuLogProbFunction.apply(*args)
+            return CpuLogProbFunction.apply(*args, torch.is_grad_enabled())
 
     return Dispatch
 
