@@ -10,8 +10,9 @@ backward took ~0.4 s of a ~2 s step.
 
 This function computes the same outputs with the same math (log-prob of the label, entropy, log sum p^2, mean
 logit, whether the label is the argmax; their gradients) with fewer passes: one matrix multiply for a block of up
-to `TOKENS` tokens over the whole vocabulary, torch's vectorised log-sum-exp, the gradient built in place, and the
-head's weight cast to the compute dtype once per weight version rather than once per tile and call. Under bf16
+to `TOKENS` tokens over the whole vocabulary, torch's vectorised log-sum-exp, the gradient built in place, the
+head's weight cast to the compute dtype once per weight version rather than once per tile and call, and (within
+`KEEP_BYTES`) the forward's log-softmax kept so that the backward makes no logits at all. Under bf16
 autocast the gradient to the hidden states is one bf16 product (fp32 inside, rounded once at the end), as any
 autocast linear layer's is; TRL accumulates its two tiles' products in fp32. Same values up to that rounding
 (tests/test_logprob_head.py compares both functions' outputs and gradients, in fp32 and under autocast).
