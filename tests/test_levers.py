@@ -670,9 +670,9 @@ def test_trl_grpo_samples_under_the_levers(compose, dense_reward, tmp_path, monk
     folded = []
     real = sampling_levers._merged_lora
 
-    def counting(model):
+    def counting(model, **kwargs):
         folded.append(len(sampling_weights._lora_layers(model)))
-        return real(model)
+        return real(model, **kwargs)
 
     monkeypatch.setattr(sampling_levers, "_merged_lora", counting)
     flag = str(on).lower()
@@ -908,8 +908,9 @@ def test_fused_projections_keep_the_logits(compose, precision, folded):
 
 @pytest.mark.parametrize("precision", ["autocast", "float32"])
 def test_folded_groups_stacked_without_a_copy(compose, precision):
-    """merged_lora_sampling folds each layer's q/k/v (and gate/up) adapters into rows of one buffer, the same values
-    as folding each alone, and fused_projections multiplies by that buffer itself; weights that do not lie end to
+    """merged_lora_sampling, with fused_projections to follow (stack=True), folds each layer's q/k/v (and gate/up)
+    adapters into rows of one buffer, the same values as folding each alone (without it, each into its own copy),
+    and fused_projections multiplies by that buffer itself; weights that do not lie end to
     end in one tensor of the dtype (apart, out of order, another dtype) are stacked by a copy."""
     import torch
 
@@ -925,7 +926,11 @@ def test_folded_groups_stacked_without_a_copy(compose, precision):
 
     with torch.no_grad(), autocast():
         alone = [_plus_delta(m, "default", m.base_layer.weight.data).to(dtype) for m in members]
-    with torch.no_grad(), autocast(), sampling_weights._merged_lora(model):
+    with torch.no_grad(), autocast(), sampling_weights._merged_lora(model):  # not told fusing follows
+        weights = [m.base_layer.weight for m in members]
+        assert all(torch.equal(w, a) for w, a in zip(weights, alone))
+        assert len({w.untyped_storage().data_ptr() for w in weights}) == len(weights)
+    with torch.no_grad(), autocast(), sampling_weights._merged_lora(model, stack=True):
         weights = [m.base_layer.weight for m in members]
         assert all(torch.equal(w, a) for w, a in zip(weights, alone))
         assert len({w.untyped_storage().data_ptr() for w in weights}) == 1

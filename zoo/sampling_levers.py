@@ -208,7 +208,7 @@ def fast_generate(model, autocast_dtype=None):
                 stack.enter_context(model_autocast(model, autocast_dtype))
                 kwargs = {**decoding_kwargs(model), **kwargs}
                 if wrap_merge:
-                    stack.enter_context(_merged_lora(model))
+                    stack.enter_context(_merged_lora(model, stack=wrap_fuse))
                 if wrap_fuse:
                     stack.enter_context(_fused_projections(model, pack=wrap_pack))
                 if wrap_cast or wrap_pack:

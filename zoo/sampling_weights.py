@@ -73,20 +73,20 @@ def _row_blocks(model, layers) -> dict[int, object]:
 
 
 @contextmanager
-def _merged_lora(model):
+def _merged_lora(model, stack: bool = False):
     """Sample with each adapter folded into a temporary copy of its base weight (in the autocast dtype when autocast
     is on): one matmul per layer instead of three, and no per-step weight cast. The base tensors are swapped back
     afterwards, never merged and unmerged in place (that round trip would drift frozen bf16 weights). Sampling is
     in eval mode everywhere the zoo samples, so LoRA dropout is off either way; TRL's GRPO samples in train mode,
-    where this also leaves the dropout out (as its vLLM path does). The copies of a q/k/v or gate/up group are rows
-    of one buffer (`_row_blocks`)."""
+    where this also leaves the dropout out (as its vLLM path does). `stack` (fused_projections will run): the copies
+    of a q/k/v or gate/up group are rows of one buffer (`_row_blocks`)."""
     import torch
 
     layers = _lora_layers(model)
     saved = []
     try:
         with torch.no_grad():
-            blocks = _row_blocks(model, layers)
+            blocks = _row_blocks(model, layers) if stack else {}
             for layer in layers:
                 weight = layer.base_layer.weight
                 merged = weight.data
@@ -267,15 +267,11 @@ def _stacked(weights, dtype):
     import torch
 
     first = weights[0]
-    rows = sum(w.shape[0] for w in weights)
-    adjacent = all(w.dtype == dtype and w.is_contiguous() and w.untyped_storage().data_ptr()
-                   == first.untyped_storage().data_ptr() for w in weights)
-    offset = first.storage_offset()
-    for w in weights:
-        adjacent = adjacent and w.storage_offset() == offset
-        offset += w.numel()
-    if adjacent and offset * first.element_size() <= first.untyped_storage().nbytes():
-        return first.as_strided((rows, first.shape[1]), (first.shape[1], 1))
+    storage, start = first.untyped_storage().data_ptr(), first.storage_offset()
+    starts = [start + sum(w.numel() for w in weights[:i]) for i in range(len(weights))]
+    if all(w.dtype == dtype and w.is_contiguous() and w.untyped_storage().data_ptr() == storage
+           and w.storage_offset() == at for w, at in zip(weights, starts)):  # each a view, so the span is in bounds
+        return first.as_strided((sum(w.shape[0] for w in weights), first.shape[1]), (first.shape[1], 1))
     return torch.cat([w.detach().to(dtype) for w in weights])
 
 
